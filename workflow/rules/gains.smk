@@ -1,0 +1,13 @@
+rule gains:
+    input:
+        grades=f"{CELL_DIR}/test/grades.parquet",
+        scores=f"{CELL_DIR}/test/scores.parquet",
+    output:
+        f"{CELL_DIR}/gains.parquet",
+    params:
+        seed=config["sampling"].get("seed", 0),
+        version=VERSION["gains"],
+    log:
+        f"{RESULTS}/logs/gains/{{model}}/{{method}}/{{task}}.log",
+    script:
+        "../scripts/gains.py"

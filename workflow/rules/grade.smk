@@ -1,0 +1,14 @@
+rule grade:
+    input:
+        samples=f"{CELL_DIR}/{{split}}/samples.parquet",
+        tasks=f"{RESULTS}/tasks/{{task}}/{{split}}.parquet",
+    output:
+        f"{CELL_DIR}/{{split}}/grades.parquet",
+    params:
+        method=method_cfg,
+        timeout_s=config.get("grading", {}).get("timeout_s", 5),
+        version=VERSION["grade"],
+    log:
+        f"{RESULTS}/logs/grade/{{model}}/{{method}}/{{task}}/{{split}}.log",
+    script:
+        "../scripts/grade.py"

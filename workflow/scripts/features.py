@@ -1,0 +1,15 @@
+"""Snakemake adapter: the cell's validation-set output statistics (no rewards)."""
+
+import polars as pl
+
+from bongain.features import compute_features
+from bongain.io import read_parquet, write_parquet_atomic
+from bongain.smk import setup_logging
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm, "features")
+w = sm.wildcards
+feats = compute_features(read_parquet(sm.input.samples, "samples"), read_parquet(sm.input.grades, "grades"))
+df = pl.DataFrame([{"model": w.model, "method": w.method, "task": w.task, **feats}])
+write_parquet_atomic(df, sm.output[0], "features")
+log.info("features: %s", feats)

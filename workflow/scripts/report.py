@@ -1,0 +1,23 @@
+"""Snakemake adapter: render the Markdown report with its figures."""
+
+from pathlib import Path
+
+import polars as pl
+
+from bongain.io import read_parquet
+from bongain.report import render_report
+from bongain.smk import setup_logging
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm, "report")
+path = render_report(
+    pl.concat([read_parquet(p, "features") for p in sm.input.features]),
+    pl.concat([read_parquet(p, "gains") for p in sm.input.gains]),
+    read_parquet(sm.input.predictions, "fit_predictions"),
+    read_parquet(sm.input.metrics, "fit_metrics"),
+    read_parquet(sm.input.coefficients, "fit_coefficients"),
+    Path(sm.output.report).parent,
+    title=sm.params.title,
+    config_summary=sm.params.summary,
+)
+log.info("report written to %s", path)

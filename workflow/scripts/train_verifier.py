@@ -1,0 +1,21 @@
+"""Snakemake adapter: train the offline verifier on the cell's verifier_train split."""
+
+import polars as pl
+
+from bongain.io import read_parquet, write_parquet_atomic
+from bongain.smk import setup_logging
+from bongain.verifier import DEFAULT_SIGNALS, train_offline_verifier
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm, "train_verifier")
+cfg, w = sm.params.verifier, sm.wildcards
+v = train_offline_verifier(
+    read_parquet(sm.input.samples, "samples"),
+    read_parquet(sm.input.grades, "grades"),
+    signals=tuple(cfg.get("signals", DEFAULT_SIGNALS)),
+    C=cfg.get("C", 1.0),
+)
+table = v.to_table().with_columns(model=pl.lit(w.model), method=pl.lit(w.method), task=pl.lit(w.task))
+write_parquet_atomic(table, sm.output[0], "verifier")
+log.info("verifier trained on %d samples (%.3f correct): %s", v.n_train, v.train_positive_rate,
+         dict(zip(v.signals, v.coef.round(3).tolist(), strict=True)))
