@@ -1,0 +1,318 @@
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bongain.io import conform
+from bongain.tasks import (
+    EVAL_SPLITS,
+    GENERATORS,
+    SPLITS,
+    TaskSpec,
+    build_split,
+    build_splits,
+    fewshot_exemplars,
+    generate,
+    load_jsonl,
+    parse_gold,
+    seeded_order,
+)
+
+GSM8K = Path(__file__).resolve().parents[2] / "shared/data/gsm8k"
+needs_gsm8k = pytest.mark.skipif(
+    not (GSM8K / "train.jsonl").is_file() or not (GSM8K / "test.jsonl").is_file(),
+    reason=f"GSM8K not found at {GSM8K} (shared data sits beside the repo)",
+)
+
+SIZES = {"exemplars": 5, "verifier_train": 20, "validation": 20, "test": 30}
+
+
+def spec(gen: str) -> TaskSpec:
+    return TaskSpec.from_config({"generator": gen, "answer_type": "number"})
+
+
+# ---------------------------------------------------------------- generators
+
+
+@pytest.mark.parametrize("gen", sorted(GENERATORS))
+def test_generator_space_has_no_duplicates_and_exact_golds(gen: str) -> None:
+    items = generate(gen)
+    assert len({q for q, _ in items}) == len(items)
+    for q, gold in items:
+        assert len(q) < 40
+        if q.startswith("What is "):
+            expr = q.removeprefix("What is ").removesuffix("?")
+            assert str(eval(expr)) == gold  # arithmetic on single-digit literals only
+    assert generate(gen) == items  # deterministic
+
+
+def test_space_sizes() -> None:
+    assert {g: len(generate(g)) for g in GENERATORS} == {
+        "add1": 100,
+        "sub1": 55,
+        "mul1": 100,
+        "add2d1d": 900,
+        "deccmp": 16200,
+    }
+
+
+def test_sub1_never_negative() -> None:
+    assert all(int(g) >= 0 for _, g in generate("sub1"))
+
+
+def test_deccmp_gold_is_the_larger_as_written() -> None:
+    tricky = 0
+    for q, gold in generate("deccmp"):
+        body = q.removeprefix("Which is larger: ").removesuffix("?")
+        x, y = body.split(" or ")
+        assert len(x.split(".")[1]) != len(y.split(".")[1])
+        assert Decimal(x) != Decimal(y)
+        assert gold == (x if Decimal(x) > Decimal(y) else y)
+        longer = x if len(x) > len(y) else y
+        tricky += gold != longer
+    assert 0 < tricky < len(generate("deccmp"))
+    assert ("Which is larger: 0.7 or 0.65?", "0.7") in generate("deccmp")
+
+
+def test_unknown_generator() -> None:
+    with pytest.raises(ValueError, match="unknown generator"):
+        TaskSpec.from_config({"generator": "nope", "answer_type": "number"})
+
+
+# ---------------------------------------------------------------- splits
+
+
+def test_splits_are_disjoint_sized_and_schema_conform() -> None:
+    blocks = build_splits("add1", spec("add1"), SIZES, seed=0)
+    assert set(blocks) == set(SPLITS)
+    seen: set[str] = set()
+    for b, df in blocks.items():
+        assert df.height == SIZES[b]
+        assert df["question"].n_unique() == df.height
+        assert df["prompt_id"].n_unique() == df.height
+        assert seen.isdisjoint(df["question"].to_list())
+        seen |= set(df["question"].to_list())
+        assert (df["split"] == b).all() and (df["task"] == "add1").all()
+        conform(df, "tasks")
+
+
+def test_build_split_matches_build_splits_and_is_deterministic() -> None:
+    for split in EVAL_SPLITS:
+        a = build_split("t", spec("add2d1d"), split, SIZES, seed=3)
+        b = build_split("t", spec("add2d1d"), split, SIZES, seed=3)
+        assert a.equals(b)
+        assert a.equals(build_splits("t", spec("add2d1d"), SIZES, seed=3)[split])
+    with pytest.raises(ValueError, match="unknown split"):
+        build_split("t", spec("add1"), "exemplars", SIZES, seed=0)
+
+
+def test_seed_changes_the_draw() -> None:
+    a = build_split("t", spec("add2d1d"), "test", SIZES, seed=1)["question"].to_list()
+    b = build_split("t", spec("add2d1d"), "test", SIZES, seed=2)["question"].to_list()
+    assert a != b
+
+
+def test_prompt_ids_stable_when_later_sizes_change() -> None:
+    small = build_splits("t", spec("add2d1d"), SIZES, seed=0)
+    big = build_splits("t", spec("add2d1d"), {**SIZES, "validation": 50, "test": 100}, seed=0)
+    for b in ("exemplars", "verifier_train"):
+        assert small[b].equals(big[b])
+    # the first validation prompts are the same too: blocks only grow at their end
+    assert big["validation"].head(20).equals(small["validation"])
+    assert small["test"]["prompt_id"][0] == "t-00045"  # 5 + 20 + 20: index in the permuted space
+
+
+def test_exemplars_never_in_a_split() -> None:
+    ex = fewshot_exemplars("add1", spec("add1"), 5, seed=0)
+    blocks = build_splits("add1", spec("add1"), SIZES, seed=0)
+    assert ex == list(zip(blocks["exemplars"]["question"], blocks["exemplars"]["gold"], strict=True))
+    questions = {q for q, _ in ex}
+    for split in EVAL_SPLITS:
+        assert questions.isdisjoint(blocks[split]["question"].to_list())
+
+
+def test_space_too_small_names_task_and_sizes() -> None:
+    with pytest.raises(ValueError, match=r"task 'sub1'.*55 questions.*= 85"):
+        build_splits("sub1", spec("sub1"), {**SIZES, "test": 40}, seed=0)
+    # exactly the whole space is fine
+    blocks = build_splits("sub1", spec("sub1"), {**SIZES, "test": 10}, seed=0)
+    assert sum(df.height for df in blocks.values()) == 55
+
+
+def test_sizes_must_name_every_block() -> None:
+    with pytest.raises(ValueError, match="missing"):
+        build_splits("add1", spec("add1"), {"verifier_train": 5, "validation": 5, "test": 5}, seed=0)
+    with pytest.raises(ValueError, match="non-negative"):
+        build_splits("add1", spec("add1"), {**SIZES, "test": -1}, seed=0)
+
+
+def test_seeded_order_is_a_permutation() -> None:
+    keys = [str(i) for i in range(50)]
+    order = seeded_order(keys, 7)
+    assert sorted(order) == list(range(50)) and order != list(range(50))
+    assert order == seeded_order(keys, 7)
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_from_config_shapes(tmp_path: Path) -> None:
+    s = TaskSpec.from_config({"jsonl": "data/x.jsonl", "answer_type": "number"}, base_dir=tmp_path)
+    assert s.jsonl == tuple((b, str(tmp_path / "data/x.jsonl")) for b in SPLITS)
+    files = {
+        "exemplars": "/a.jsonl",
+        "verifier_train": "/a.jsonl",
+        "validation": "/a.jsonl",
+        "test": "/b.jsonl",
+    }
+    s = TaskSpec.from_config({"jsonl": files, "answer_type": "math", "gold_format": "gsm8k"})
+    assert dict(s.jsonl or ()) == files
+    with pytest.raises(ValueError, match="must name a file for each"):
+        TaskSpec.from_config({"jsonl": {"test": "/b.jsonl"}, "answer_type": "number"})
+    with pytest.raises(ValueError, match="unknown task config key"):
+        TaskSpec.from_config({"generator": "add1", "answer_type": "number", "n": 3})
+    with pytest.raises(ValueError, match="exactly one"):
+        TaskSpec.from_config({"answer_type": "number"})
+    with pytest.raises(ValueError, match="answer_type"):
+        TaskSpec.from_config({"generator": "add1", "answer_type": "text"})
+
+
+# ---------------------------------------------------------------- JSONL
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_parse_gold() -> None:
+    assert parse_gold("work #### 1,234 ", "gsm8k") == "1234"
+    assert parse_gold("a #### b #### 7", "gsm8k") == "7"
+    assert parse_gold("no marker", "gsm8k") == ""
+    assert parse_gold(" B ", "plain") == "B"
+
+
+def test_load_jsonl_ok(tmp_path: Path) -> None:
+    p = write_jsonl(
+        tmp_path / "d.jsonl", [{"q": "one?", "a": 1, "id": "x"}, "", {"q": "two?", "a": "2", "id": 7}]
+    )
+    recs = load_jsonl(p, "q", "a", id_key="id")
+    assert [(r.line, r.id, r.question, r.gold) for r in recs] == [
+        (1, "x", "one?", "1"),
+        (3, "7", "two?", "2"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rows", "kwargs", "line", "message"),
+    [
+        ([{"q": "a?", "a": "1"}, "{not json"], {}, 2, "invalid JSON"),
+        ([{"q": "a?", "a": "1"}, "[1, 2]"], {}, 2, "expected a JSON object"),
+        ([{"q": "a?", "a": "1"}, {"a": "2"}], {}, 2, "missing or empty question"),
+        ([{"q": "  ", "a": "2"}], {}, 1, "missing or empty question"),
+        ([{"q": "a?", "a": "1"}, {"q": "b?", "a": ""}], {}, 2, "missing or empty gold"),
+        ([{"q": "a?"}], {}, 1, "missing or empty gold"),
+        ([{"q": "a?", "a": "work, no marker"}], {"gold_format": "gsm8k"}, 1, "missing or empty gold"),
+        (
+            [{"q": "a?", "a": "1", "id": 1}, {"q": "b?", "a": "2", "id": "1"}],
+            {"id_key": "id"},
+            2,
+            "duplicate id",
+        ),
+        ([{"q": "a?", "a": "1"}, {"q": "b?", "a": "2"}], {"id_key": "id"}, 1, "missing or empty id"),
+        ([{"q": "a?", "a": "1"}, {"q": "b?", "a": "2"}, {"q": "a?", "a": "3"}], {}, 3, "duplicate question"),
+    ],
+)
+def test_load_jsonl_errors_name_file_and_line(
+    tmp_path: Path, rows: list[object], kwargs: dict[str, str], line: int, message: str
+) -> None:
+    p = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(ValueError, match=message) as err:
+        load_jsonl(p, "q", "a", **kwargs)
+    assert f"{p}:{line}:" in str(err.value)
+
+
+def test_load_jsonl_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        load_jsonl(tmp_path / "nope.jsonl", "q", "a")
+
+
+def test_jsonl_single_file_carved_like_generated(tmp_path: Path) -> None:
+    rows = [{"q": f"What is {i} + 1?", "a": str(i + 1)} for i in range(30)]
+    p = write_jsonl(tmp_path / "small.jsonl", rows)
+    s = TaskSpec.from_config(
+        {"jsonl": str(p), "question_key": "q", "answer_key": "a", "answer_type": "number"}
+    )
+    sizes = {"exemplars": 2, "verifier_train": 8, "validation": 10, "test": 10}
+    blocks = build_splits("small", s, sizes, seed=0)
+    allq = pl.concat(list(blocks.values()))
+    assert allq["question"].n_unique() == 30 and allq["prompt_id"].n_unique() == 30
+    assert all(pid.startswith("small-small-") for pid in allq["prompt_id"])
+    with pytest.raises(ValueError, match="task 'small'"):
+        build_splits("small", s, {**sizes, "test": 11}, seed=0)
+
+
+def test_jsonl_files_overlap_is_an_error(tmp_path: Path) -> None:
+    a = write_jsonl(tmp_path / "a.jsonl", [{"q": f"q{i}?", "a": "1"} for i in range(10)])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"q": "q3?", "a": "1"}, {"q": "other?", "a": "2"}])
+    files = {"exemplars": str(a), "verifier_train": str(a), "validation": str(a), "test": str(b)}
+    s = TaskSpec.from_config(
+        {"jsonl": files, "question_key": "q", "answer_key": "a", "answer_type": "number"}
+    )
+    sizes = {"exemplars": 1, "verifier_train": 4, "validation": 5, "test": 2}
+    with pytest.raises(ValueError, match="appears in both"):
+        build_splits("ov", s, sizes, seed=0)
+
+
+def test_jsonl_gold_must_fit_answer_type(tmp_path: Path) -> None:
+    p = write_jsonl(tmp_path / "w.jsonl", [{"q": "a?", "a": "seven"}])
+    s = TaskSpec.from_config(
+        {"jsonl": str(p), "question_key": "q", "answer_key": "a", "answer_type": "number"}
+    )
+    with pytest.raises(ValueError, match="not a number"):
+        build_splits("w", s, {"exemplars": 0, "verifier_train": 0, "validation": 0, "test": 1}, seed=0)
+
+
+@needs_gsm8k
+def test_gsm8k_real_files() -> None:
+    test = load_jsonl(GSM8K / "test.jsonl", "question", "answer", gold_format="gsm8k")
+    train = load_jsonl(GSM8K / "train.jsonl", "question", "answer", gold_format="gsm8k")
+    assert (len(train), len(test)) == (7473, 1319)
+    assert test[0].gold == "18" and test[0].question.startswith("Janet")
+    assert all("," not in r.gold and r.gold for r in train + test)
+
+
+@needs_gsm8k
+def test_gsm8k_splits_from_two_files() -> None:
+    tr, te = str(GSM8K / "train.jsonl"), str(GSM8K / "test.jsonl")
+    cfg = {
+        "jsonl": {"exemplars": tr, "verifier_train": tr, "validation": tr, "test": te},
+        "gold_format": "gsm8k",
+        "answer_type": "number",
+    }
+    s = TaskSpec.from_config(cfg)
+    sizes = {"exemplars": 8, "verifier_train": 200, "validation": 100, "test": 100}
+    blocks = build_splits("gsm8k", s, sizes, seed=0)
+    assert {b: df.height for b, df in blocks.items()} == sizes
+    assert all(pid.startswith("gsm8k-test-") for pid in blocks["test"]["prompt_id"])
+    assert all(pid.startswith("gsm8k-train-") for pid in blocks["validation"]["prompt_id"])
+    # the whole test file fits; one more is an error naming the file
+    with pytest.raises(ValueError, match=r"test\.jsonl has 1319 questions"):
+        build_splits("gsm8k", s, {**sizes, "test": 1320}, seed=0)
+    ex = fewshot_exemplars("gsm8k", s, 8, seed=0)
+    assert [q for q, _ in ex] == blocks["exemplars"]["question"].to_list()
+
+
+@needs_gsm8k
+def test_gsm8k_one_file_carved() -> None:
+    s = TaskSpec.from_config(
+        {"jsonl": str(GSM8K / "test.jsonl"), "gold_format": "gsm8k", "answer_type": "number"}
+    )
+    sizes = {"exemplars": 4, "verifier_train": 300, "validation": 300, "test": 300}
+    blocks = build_splits("g", s, sizes, seed=5)
+    allq = pl.concat(list(blocks.values()))
+    assert allq["question"].n_unique() == 904
