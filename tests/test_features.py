@@ -1,0 +1,243 @@
+"""Features on hand-built tables, each feature against its definition, validation and order invariance."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from bongain import features as ft
+from bongain.schemas import CELL_COLUMNS, FEATURES
+
+TOL = 1e-12
+
+
+def make_tables(
+    answers: list[list[str | None]],
+    correct: list[list[bool]],
+    *,
+    n_tokens: list[list[int]] | None = None,
+    finish: list[list[str]] | None = None,
+    logprob: list[list[float]] | None = None,
+    entropy: list[list[float]] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """SAMPLES and GRADES tables for prompts p0, p1, ... (only the columns the features read + keys)."""
+    p, n = len(answers), len(answers[0])
+    pid = [f"p{i}" for i in range(p) for _ in range(n)]
+    idx = [j for _ in range(p) for j in range(n)]
+
+    def flat(x: list[list], default: object) -> list:
+        return [v for row in x for v in row] if x is not None else [default] * (p * n)
+
+    samples = pl.DataFrame(
+        {
+            "model": "m",
+            "prompt_id": pid,
+            "sample_idx": pl.Series(idx, dtype=pl.Int32),
+            "n_tokens": pl.Series(flat(n_tokens, 10), dtype=pl.Int32),
+            "finish_reason": flat(finish, "stop"),
+            "mean_logprob": pl.Series(flat(logprob, -0.5), dtype=pl.Float64),
+            "mean_entropy": pl.Series(flat(entropy, 0.25), dtype=pl.Float64),
+        }
+    )
+    grades = pl.DataFrame(
+        {
+            "prompt_id": pid,
+            "sample_idx": pl.Series(idx, dtype=pl.Int32),
+            "answer": pl.Series(flat(answers, None), dtype=pl.String),
+            "correct": flat(correct, False),
+        }
+    )
+    return samples, grades
+
+
+def random_tables(seed: int, p: int = 7, n: int = 6) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rng = np.random.default_rng(seed)
+    pool = [None, "1", "2", "3", "4"]
+    answers = [[pool[int(rng.integers(0, 5))] for _ in range(n)] for _ in range(p)]
+    gold = [str(int(rng.integers(1, 5))) for _ in range(p)]
+    correct = [[a == g for a in row] for row, g in zip(answers, gold, strict=True)]
+    return make_tables(
+        answers,
+        correct,
+        n_tokens=rng.integers(1, 100, size=(p, n)).tolist(),
+        finish=rng.choice(["stop", "eos", "length"], size=(p, n)).tolist(),
+        logprob=(-rng.random((p, n))).tolist(),
+        entropy=rng.random((p, n)).tolist(),
+    )
+
+
+# ------------------------------------------------------------------------------- the whole table
+
+
+def test_keys_are_the_features_schema() -> None:
+    s, g = random_tables(0)
+    out = ft.compute_features(s, g)
+    expected = [c for c in FEATURES.columns if c not in CELL_COLUMNS]
+    assert list(out) == expected == list(ft.FEATURE_COLUMNS)
+    assert isinstance(out["n_prompts"], int) and isinstance(out["n_samples"], int)
+    row = pl.DataFrame([{"model": "m", "method": "x", "task": "t", **out}])
+    from bongain.io import conform
+
+    conform(row, "features")  # casts without error
+
+
+def test_hand_built_cell() -> None:
+    # p0: answers 7,7,3,None  correct 7  -> c=2, modal 2/4, 2 distinct, maj: 7 wins -> 1
+    # p1: answers 5,6,None,None correct 6 -> c=1, modal 1/4, 2 distinct, maj: tie 5/6 -> 1/2
+    # p2: all None                        -> c=0, modal 0,   0 distinct, maj 0
+    answers = [["7", "7", "3", None], ["5", "6", None, None], [None, None, None, None]]
+    correct = [[True, True, False, False], [False, True, False, False], [False] * 4]
+    s, g = make_tables(
+        answers,
+        correct,
+        n_tokens=[[1, 2, 3, 4], [10, 10, 10, 10], [5, 5, 7, 7]],
+        finish=[["stop", "length", "eos", "stop"], ["length"] * 4, ["stop"] * 4],
+        logprob=[[-1.0] * 4, [-2.0] * 4, [-3.0] * 4],
+        entropy=[[0.5] * 4, [1.0] * 4, [1.5] * 4],
+    )
+    out = ft.compute_features(s, g)
+    shares = np.array([0.5, 0.25, 0.0])
+    rates = np.array([0.5, 0.25, 0.0])
+    assert out["n_prompts"] == 3 and out["n_samples"] == 4
+    assert out["agreement_mean"] == pytest.approx(shares.mean(), abs=TOL)
+    assert out["agreement_spread"] == pytest.approx(shares.std(), abs=TOL)
+    assert out["first_correct_pos"] == pytest.approx((1 / 3 + 1 / 2 + 1) / 3, abs=TOL)
+    var_p0 = np.var([1, 2, 3, 4], ddof=1)
+    var_p2 = np.var([5, 5, 7, 7], ddof=1)
+    assert out["length_var"] == pytest.approx((var_p0 + 0 + var_p2) / 3, abs=TOL)
+    assert out["length_mean"] == pytest.approx((10 + 40 + 24) / 12, abs=TOL)
+    assert out["entropy_mean"] == pytest.approx(1.0, abs=TOL)
+    assert out["logprob_mean"] == pytest.approx(-2.0, abs=TOL)
+    assert out["pass1"] == pytest.approx(rates.mean(), abs=TOL)
+    assert out["pass1_spread"] == pytest.approx(rates.std(), abs=TOL)
+    assert out["coverage"] == pytest.approx(2 / 3, abs=TOL)
+    assert out["answer_diversity"] == pytest.approx((2 / 4 + 2 / 4 + 0) / 3, abs=TOL)
+    h0 = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert out["answer_entropy"] == pytest.approx((h0 + math.log(2) + 0) / 3, abs=TOL)
+    assert out["maj_at_n"] == pytest.approx((1 + 0.5 + 0) / 3, abs=TOL)
+    assert out["truncation_rate"] == pytest.approx(5 / 12, abs=TOL)
+    assert out["ungradable_rate"] == pytest.approx(7 / 12, abs=TOL)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_invariant_to_row_order(seed: int) -> None:
+    s, g = random_tables(seed)
+    base = ft.compute_features(s, g)
+    shuffled = ft.compute_features(s.sample(fraction=1.0, shuffle=True, seed=seed), g.reverse())
+    assert shuffled == base
+
+
+def test_single_sample_per_prompt() -> None:
+    s, g = make_tables([["1"], [None]], [[True], [False]], n_tokens=[[3], [9]])
+    out = ft.compute_features(s, g)
+    assert out["n_samples"] == 1 and out["length_var"] == 0.0
+    assert out["first_correct_pos"] == pytest.approx((1 / 2 + 1) / 2, abs=TOL)
+    assert out["maj_at_n"] == pytest.approx(0.5, abs=TOL)
+
+
+# ---------------------------------------------------------------------------------- unit features
+
+
+@pytest.mark.parametrize("n", range(1, 7))
+def test_expected_first_correct_matches_all_permutations(n: int) -> None:
+    for c in range(n + 1):
+        labels = [True] * c + [False] * (n - c)
+        positions = [
+            next((i + 1 for i, ok in enumerate(perm) if ok), n + 1) for perm in itertools.permutations(labels)
+        ]
+        assert ft.expected_first_correct(c, n) == pytest.approx(np.mean(positions), abs=TOL)
+
+
+def test_first_correct_pos_range() -> None:
+    correct = np.array([[True, True, True], [False, False, False], [True, False, False]])
+    assert ft.first_correct_pos(correct) == pytest.approx((1 / 4 + 1 + 1 / 2) / 3, abs=TOL)
+    assert ft.first_correct_pos(np.zeros((2, 5), dtype=bool)) == 1.0
+
+
+def test_modal_share_and_agreement() -> None:
+    codes = np.array([[0, 0, 1, -1], [-1, -1, -1, -1], [0, 1, 2, 3]])
+    np.testing.assert_allclose(ft.modal_share(codes), [0.5, 0.0, 0.25])
+    mean, spread = ft.agreement(codes)
+    assert mean == pytest.approx(0.25) and spread == pytest.approx(np.std([0.5, 0.0, 0.25]))
+
+
+def test_answer_diversity_and_entropy() -> None:
+    codes = np.array([[0, 1, 2, 3], [0, 0, 0, 0], [-1, -1, -1, -1], [0, 0, 1, -1]])
+    assert ft.answer_diversity(codes) == pytest.approx((1 + 0.25 + 0 + 0.5) / 4, abs=TOL)
+    h_last = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert ft.answer_entropy(codes) == pytest.approx((math.log(4) + 0 + 0 + h_last) / 4, abs=TOL)
+
+
+def test_length_pass_and_rates() -> None:
+    mean, var = ft.length_stats(np.array([[1, 3], [2, 2]]))
+    assert (mean, var) == (pytest.approx(2.0), pytest.approx(1.0))
+    assert ft.length_stats(np.array([[4], [6]])) == (5.0, 0.0)
+    p1, spread, cov = ft.pass1_stats(np.array([[True, False], [False, False]]))
+    assert (p1, spread, cov) == (pytest.approx(0.25), pytest.approx(0.25), pytest.approx(0.5))
+    assert ft.truncation_rate(np.array([["length", "stop"], ["eos", "length"]])) == 0.5
+    assert ft.ungradable_rate(np.array([[-1, 0], [0, 0]])) == 0.25
+
+
+def test_answer_codes_classes() -> None:
+    _, g = make_tables([["b", "a", None, "b"]], [[True, False, False, False]])
+    codes, cc = ft.answer_codes(g.sort("prompt_id", "sample_idx"), 4)
+    np.testing.assert_array_equal(codes, [[1, 0, -1, 1]])  # classes numbered by sorted answer
+    np.testing.assert_array_equal(cc, [[False, True]])  # 'b' correct: one of its copies is
+
+
+# ------------------------------------------------------------------------------------- validation
+
+
+def test_rejects_missing_sample_idx() -> None:
+    s, g = random_tables(1, p=3, n=4)
+    bad = s.filter(~((pl.col("prompt_id") == "p1") & (pl.col("sample_idx") == 2)))
+    with pytest.raises(ValueError, match="'p1'"):
+        ft.compute_features(bad, g)
+
+
+def test_rejects_duplicate_sample_idx() -> None:
+    s, g = random_tables(1, p=3, n=4)
+    dup = g.with_columns(
+        sample_idx=pl.when((pl.col("prompt_id") == "p2") & (pl.col("sample_idx") == 3))
+        .then(0)
+        .otherwise(pl.col("sample_idx"))
+        .cast(pl.Int32)
+    )
+    with pytest.raises(ValueError, match="'p2'"):
+        ft.compute_features(s, dup)
+
+
+def test_rejects_different_n() -> None:
+    s, g = random_tables(1, p=3, n=4)
+    s = s.filter(~((pl.col("prompt_id") == "p0") & (pl.col("sample_idx") == 3)))
+    g = g.filter(~((pl.col("prompt_id") == "p0") & (pl.col("sample_idx") == 3)))
+    with pytest.raises(ValueError, match="'p0'"):
+        ft.compute_features(s, g)
+
+
+def test_rejects_sample_without_grade() -> None:
+    s, g = random_tables(1, p=3, n=4)
+    with pytest.raises(ValueError, match=r"'p1'.*no row in grades"):
+        ft.compute_features(s, g.filter(pl.col("prompt_id") != "p1"))
+    with pytest.raises(ValueError, match=r"'p1'.*no row in samples"):
+        ft.compute_features(s.filter(pl.col("prompt_id") != "p1"), g)
+
+
+def test_rejects_n_mismatch_between_tables() -> None:
+    s, g = random_tables(1, p=2, n=4)
+    with pytest.raises(ValueError, match=r"N=4.*N=3"):
+        ft.compute_features(s, g.filter(pl.col("sample_idx") < 3))
+
+
+def test_rejects_empty_and_missing_columns() -> None:
+    s, g = random_tables(1, p=2, n=2)
+    with pytest.raises(ValueError, match="no rows"):
+        ft.compute_features(s.clear(), g)
+    with pytest.raises(ValueError, match="mean_entropy"):
+        ft.compute_features(s.drop("mean_entropy"), g)
+    with pytest.raises(ValueError, match="null correct"):
+        ft.compute_features(s, g.with_columns(correct=pl.lit(None, dtype=pl.Boolean)))

@@ -1,0 +1,132 @@
+"""compute_gains on hand-built tables with known answers, validation and determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from bongain import estimators as est
+from bongain.gains import GAINS_COLUMNS, compute_gains
+from bongain.io import conform
+from bongain.schemas import CELL_COLUMNS, GAINS
+
+TOL = 1e-12
+
+
+def make_tables(
+    answers: list[list[str | None]], correct: list[list[bool]], rewards: list[list[float]]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    p, n = len(answers), len(answers[0])
+    pid = [f"q{i:02d}" for i in range(p) for _ in range(n)]
+    idx = pl.Series([j for _ in range(p) for j in range(n)], dtype=pl.Int32)
+    grades = pl.DataFrame(
+        {
+            "prompt_id": pid,
+            "sample_idx": idx,
+            "answer": pl.Series([a for row in answers for a in row], dtype=pl.String),
+            "correct": [c for row in correct for c in row],
+        }
+    )
+    scores = pl.DataFrame(
+        {"prompt_id": pid, "sample_idx": idx, "reward": [r for row in rewards for r in row]}
+    )
+    return grades, scores
+
+
+def random_tables(seed: int, p: int = 6, n: int = 8) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rng = np.random.default_rng(seed)
+    pool = [None, "1", "2", "3"]
+    answers = [[pool[int(rng.integers(0, 4))] for _ in range(n)] for _ in range(p)]
+    correct = [[a == "1" for a in row] for row in answers]
+    rewards = rng.integers(0, 4, size=(p, n)).astype(float).tolist()
+    return make_tables(answers, correct, rewards)
+
+
+def test_hand_built_cell() -> None:
+    # q00: rewards put the correct sample on top -> bon@3 = 1; answers 1,2,2 (1 correct) -> maj@3 = 0
+    # q01: the correct sample ties with a wrong one at the top -> bon@3 = 1/2; maj: None,5,5 -> 5 correct
+    grades, scores = make_tables(
+        [["1", "2", "2"], [None, "5", "5"]],
+        [[True, False, False], [False, True, True]],
+        [[0.9, 0.1, 0.2], [0.7, 0.7, 0.1]],
+    )
+    out = compute_gains(grades, scores, seed=0)
+    assert out.columns == list(GAINS_COLUMNS)
+    assert out["k"].to_list() == [1, 2, 3]
+    assert out["n_prompts"].to_list() == [2] * 3 and out["n_samples"].to_list() == [3] * 3
+    # pass@k: c = (1, 2) of N = 3
+    expected_pass = [(1 / 3 + 2 / 3) / 2, (2 / 3 + 1) / 2, 1.0]
+    np.testing.assert_allclose(out["pass_at_k"], expected_pass, atol=TOL)
+    # bon@1 = mean correctness; bon@2 q00: pairs {0,1},{0,2} pick 0 (correct), {1,2} picks 2 -> 2/3
+    # q01: {0,1} tie -> 1/2 correct, {0,2} -> 0 (wrong), {1,2} -> 1 (correct) -> 1/2
+    np.testing.assert_allclose(out["bon_at_k"], [0.5, (2 / 3 + 1 / 2) / 2, (1 + 0.5) / 2], atol=TOL)
+    # maj@1 = answered-correct share: q00 1/3, q01 2/3; maj@2 q00: {1,2} tie -> 1/2, {1,2'} 1/2,
+    # {2,2'} -> 0  => 1/3; q01: {None,5} 1, {None,5'} 1, {5,5'} 1 => 1
+    np.testing.assert_allclose(out["maj_at_k"], [0.5, (1 / 3 + 1) / 2, (0 + 1) / 2], atol=TOL)
+    np.testing.assert_array_equal(out["maj_at_k_se"], 0.0)
+    assert out["gain"].to_list() == pytest.approx([0.75 - 0.5] * 3, abs=TOL)
+
+
+def test_conforms_to_gains_schema() -> None:
+    grades, scores = random_tables(0)
+    out = compute_gains(grades, scores, seed=1)
+    assert [c for c in GAINS.columns if c not in CELL_COLUMNS] == out.columns
+    conform(out.with_columns(model=pl.lit("m"), method=pl.lit("x"), task=pl.lit("t")), "gains")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_matches_estimators_on_random_cell(seed: int) -> None:
+    grades, scores = random_tables(seed)
+    out = compute_gains(grades, scores, seed=seed)
+    g = grades.sort("prompt_id", "sample_idx")
+    s = scores.sort("prompt_id", "sample_idx")
+    correct = g["correct"].to_numpy().reshape(-1, 8)
+    rewards = s["reward"].to_numpy().reshape(-1, 8)
+    np.testing.assert_allclose(out["bon_at_k"], est.bon_curve(rewards, correct), atol=TOL)
+    np.testing.assert_allclose(out["pass_at_k"], est.pass_at_k_curve(correct.sum(1), 8), atol=TOL)
+    answers = g["answer"].to_list()
+    codes, cc = est.encode_answer_matrix([answers[i : i + 8] for i in range(0, len(answers), 8)], correct)
+    maj, _ = est.maj_curve(codes, cc, np.random.default_rng(0))
+    np.testing.assert_allclose(out["maj_at_k"], maj, atol=TOL)
+    assert out["gain"][0] == pytest.approx(out["bon_at_k"][-1] - out["pass_at_k"][0], abs=TOL)
+
+
+def test_deterministic_and_row_order_invariant_with_monte_carlo() -> None:
+    grades, scores = random_tables(4, p=5, n=10)
+    kwargs = {"seed": 7, "max_exact_subsets": 20, "n_mc": 300}
+    a = compute_gains(grades, scores, **kwargs)
+    b = compute_gains(grades.reverse(), scores.sample(fraction=1.0, shuffle=True, seed=3), **kwargs)
+    assert a.equals(b)
+    assert (a["maj_at_k_se"] > 0).any()
+    c = compute_gains(grades, scores, seed=8, max_exact_subsets=20, n_mc=300)
+    assert not a["maj_at_k"].equals(c["maj_at_k"])
+    exact = compute_gains(grades, scores, seed=0)
+    diff = (a["maj_at_k"] - exact["maj_at_k"]).abs().to_numpy()
+    se = a["maj_at_k_se"].to_numpy()
+    assert np.all(diff <= 4 * se + TOL)
+
+
+def test_rejects_missing_score_or_grade() -> None:
+    grades, scores = random_tables(1, p=3, n=4)
+    drop = ~((pl.col("prompt_id") == "q01") & (pl.col("sample_idx") == 2))
+    with pytest.raises(ValueError, match="'q01'"):
+        compute_gains(grades, scores.filter(drop), seed=0)
+    with pytest.raises(ValueError, match="'q01'"):
+        compute_gains(grades.filter(drop), scores, seed=0)
+    with pytest.raises(ValueError, match=r"'q02'.*no row in scores"):
+        compute_gains(grades, scores.filter(pl.col("prompt_id") != "q02"), seed=0)
+
+
+def test_rejects_n_mismatch() -> None:
+    grades, scores = random_tables(1, p=3, n=4)
+    with pytest.raises(ValueError, match="N="):
+        compute_gains(grades, scores.filter(pl.col("sample_idx") < 3), seed=0)
+
+
+def test_rejects_bad_rewards() -> None:
+    grades, scores = random_tables(1, p=2, n=3)
+    with pytest.raises(ValueError, match="finite"):
+        compute_gains(grades, scores.with_columns(reward=pl.lit(float("nan"))), seed=0)
+    with pytest.raises(ValueError, match="null reward"):
+        compute_gains(grades, scores.with_columns(reward=pl.lit(None, dtype=pl.Float64)), seed=0)
