@@ -1,0 +1,298 @@
+"""The cross-cell fit: predict each cell's best-of-N gain from its validation-set output statistics.
+
+One row of ``features`` (schema ``features``) per cell is the predictor input; the target is the cell's
+``gain`` from ``gains`` (schema ``gains``; the same value in each of the cell's k rows). Every predictor
+is a ridge regression on standardised features whose penalty is chosen by inner leave-one-out CV
+(:class:`sklearn.linear_model.RidgeCV` with its efficient closed-form LOO). Evaluation is
+leave-one-cell-out (LOCO): each cell is predicted by a model fitted on all the other cells only, with
+standardisation statistics, dropped columns and penalty all computed from those other cells.
+
+The baseline is the same procedure on ``pass1`` alone ("does the model's accuracy already tell you
+the gain?").
+
+Column handling inside each fit (training cells only):
+
+* a column that is constant (zero variance) or holds a non-finite value is dropped; its coefficient is
+  reported as NaN ("not fitted");
+* if no column survives, the fit predicts the training mean gain and its ``alpha`` is NaN;
+* a non-finite value of a kept column in a cell being *predicted* is replaced by the training mean
+  (standardised value 0).
+
+Everything is deterministic: cells are processed in (model, method, task) order and no randomness is
+used.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy import stats
+from sklearn.linear_model import RidgeCV
+
+from bongain.io import conform
+
+CELL_KEYS: list[str] = ["model", "method", "task"]
+
+#: Default predictor features: every Float64 column of the ``features`` schema (n_prompts / n_samples
+#: are bookkeeping, not statistics), in schema order.
+FEATURE_COLUMNS: list[str] = [
+    "agreement_spread",
+    "agreement_mean",
+    "first_correct_pos",
+    "length_var",
+    "length_mean",
+    "entropy_mean",
+    "logprob_mean",
+    "pass1",
+    "pass1_spread",
+    "coverage",
+    "answer_diversity",
+    "answer_entropy",
+    "maj_at_n",
+    "truncation_rate",
+    "ungradable_rate",
+]
+
+BASELINE_COLUMNS: list[str] = ["pass1"]
+
+#: Ridge penalty grid searched by the inner leave-one-out CV.
+DEFAULT_ALPHAS: np.ndarray = np.logspace(-3, 3, 25)
+
+#: A training column whose standard deviation is at most this (relative to max(1, |mean|)) is constant.
+_CONSTANT_RTOL = 1e-12
+
+MIN_CELLS = 3
+
+
+@dataclass(frozen=True)
+class RidgeFit:
+    """A fitted ridge predictor on standardised features.
+
+    Arrays have one entry per input column; entries of dropped columns are NaN.
+    """
+
+    mean: np.ndarray  # training mean per column
+    scale: np.ndarray  # training standard deviation (ddof=0) per column
+    coef: np.ndarray  # coefficient on the standardised column (target units per SD)
+    intercept: float  # equals the training mean of y (standardised columns are centred)
+    alpha: float  # penalty picked by inner LOO CV; NaN when no column was usable
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Boolean mask of the columns the fit uses."""
+        return np.isfinite(self.coef)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predict rows of ``X`` (same columns, same order as the training matrix)."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        kept = self.kept
+        z = (X[:, kept] - self.mean[kept]) / self.scale[kept]
+        z = np.where(np.isfinite(z), z, 0.0)
+        return self.intercept + z @ self.coef[kept]
+
+
+def usable_columns(X: np.ndarray) -> np.ndarray:
+    """Mask of columns that are finite everywhere and not constant."""
+    X = np.asarray(X, dtype=np.float64)
+    finite = np.all(np.isfinite(X), axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(finite, X.mean(axis=0), 0.0)
+        std = np.where(finite, X.std(axis=0), 0.0)
+    return finite & (std > _CONSTANT_RTOL * np.maximum(1.0, np.abs(mean)))
+
+
+def fit_ridge(
+    X: np.ndarray, y: np.ndarray, alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS
+) -> RidgeFit:
+    """Standardise ``X`` with its own mean/std and fit ridge with the penalty chosen by LOO CV.
+
+    Constant or non-finite columns are dropped (coef NaN). ``y`` must be finite.
+    """
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    if y.size < 2:
+        raise ValueError(f"fit_ridge needs at least 2 training rows, got {y.size}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("fit_ridge: the target y holds non-finite values")
+    n_cols = X.shape[1]
+    kept = usable_columns(X)
+    mean = np.full(n_cols, np.nan)
+    scale = np.full(n_cols, np.nan)
+    coef = np.full(n_cols, np.nan)
+    if not kept.any():
+        return RidgeFit(mean=mean, scale=scale, coef=coef, intercept=float(y.mean()), alpha=float("nan"))
+    Xk = X[:, kept]
+    mean[kept] = Xk.mean(axis=0)
+    scale[kept] = Xk.std(axis=0)
+    Z = (Xk - mean[kept]) / scale[kept]
+    model = RidgeCV(alphas=np.asarray(alphas, dtype=np.float64), fit_intercept=True)
+    model.fit(Z, y)
+    coef[kept] = model.coef_
+    return RidgeFit(
+        mean=mean, scale=scale, coef=coef, intercept=float(model.intercept_), alpha=float(model.alpha_)
+    )
+
+
+def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
+    """Join each cell's feature row with its target gain, sorted by (model, method, task).
+
+    The target is taken from the cell's row with the largest k (k = N). Raises ValueError on duplicated
+    feature rows, on cells without gains, or on too few cells.
+    """
+    dup = features.group_by(CELL_KEYS).len().filter(pl.col("len") > 1)
+    if dup.height:
+        raise ValueError(f"features: duplicated cell rows: {dup.select(CELL_KEYS).rows()}")
+    target = (
+        gains.sort([*CELL_KEYS, "k"])
+        .group_by(CELL_KEYS, maintain_order=True)
+        .agg(pl.col("gain").last(), (pl.col("gain").max() - pl.col("gain").min()).alias("_range"))
+    )
+    uneven = target.filter(pl.col("_range") > 1e-12)
+    if uneven.height:
+        raise ValueError(
+            f"gains: `gain` differs between the k rows of cell(s) {uneven.select(CELL_KEYS).rows()}"
+        )
+    target = target.drop("_range")
+    missing = features.join(target, on=CELL_KEYS, how="anti")
+    if missing.height:
+        raise ValueError(f"no gains for cell(s) {missing.select(CELL_KEYS).rows()}")
+    table = features.join(target, on=CELL_KEYS, how="inner").sort(CELL_KEYS)
+    if table.height < MIN_CELLS:
+        raise ValueError(
+            f"the cross-cell fit needs at least {MIN_CELLS} cells (with features and gains), "
+            f"got {table.height}"
+        )
+    if table["gain"].is_null().any() or not np.all(np.isfinite(table["gain"].to_numpy())):
+        bad = table.filter(pl.col("gain").is_null() | pl.col("gain").is_nan()).select(CELL_KEYS).rows()
+        raise ValueError(f"non-finite gain for cell(s) {bad}")
+    return table
+
+
+def _matrix(table: pl.DataFrame, feature_cols: Sequence[str]) -> np.ndarray:
+    missing = [c for c in feature_cols if c not in table.columns]
+    if missing:
+        raise ValueError(f"unknown feature column(s) {missing}")
+    if not feature_cols:
+        raise ValueError("feature_cols is empty")
+    return table.select([pl.col(c).cast(pl.Float64) for c in feature_cols]).to_numpy().astype(np.float64)
+
+
+def loco_predict(
+    X: np.ndarray, y: np.ndarray, alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS
+) -> np.ndarray:
+    """Leave-one-out predictions: row i predicted by a fit on all rows but i."""
+    n = y.shape[0]
+    pred = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        train = np.arange(n) != i
+        pred[i] = fit_ridge(X[train], y[train], alphas).predict(X[i : i + 1])[0]
+    return pred
+
+
+def leave_one_cell_out(
+    features: pl.DataFrame,
+    gains: pl.DataFrame,
+    feature_cols: Sequence[str] = FEATURE_COLUMNS,
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+) -> pl.DataFrame:
+    """LOCO predictions of every cell's gain (schema ``fit_predictions``), ridge and pass1 baseline."""
+    table = cell_table(features, gains)
+    y = table["gain"].to_numpy().astype(np.float64)
+    pred_ridge = loco_predict(_matrix(table, feature_cols), y, alphas)
+    pred_base = loco_predict(_matrix(table, BASELINE_COLUMNS), y, alphas)
+    out = table.select(CELL_KEYS).with_columns(
+        pl.Series("gain", y), pl.Series("pred_ridge", pred_ridge), pl.Series("pred_baseline", pred_base)
+    )
+    return conform(out, "fit_predictions")
+
+
+def _is_constant(a: np.ndarray) -> bool:
+    return a.size < 2 or bool(np.all(a == a[0]))
+
+
+def rank_metrics(pred: np.ndarray, actual: np.ndarray) -> tuple[float, float, float]:
+    """(Spearman rho, Kendall tau-b, MAE) of ``pred`` against ``actual``.
+
+    A correlation is undefined (NaN) when either vector is constant or has fewer than 2 entries; MAE is
+    NaN for an empty input.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    mae = float(np.mean(np.abs(pred - actual))) if pred.size else float("nan")
+    if _is_constant(pred) or _is_constant(actual):
+        return float("nan"), float("nan"), mae
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        rho = float(stats.spearmanr(pred, actual).statistic)
+        tau = float(stats.kendalltau(pred, actual, variant="b").statistic)
+    return rho, tau, mae
+
+
+def metrics(predictions: pl.DataFrame) -> pl.DataFrame:
+    """One row per predictor (ridge, baseline): n_cells, Spearman, Kendall tau-b, MAE (``fit_metrics``).
+
+    Correlations are NaN when the predictions (or the real gains) are all equal.
+    """
+    actual = predictions["gain"].to_numpy().astype(np.float64)
+    rows = []
+    for name, col in (("ridge", "pred_ridge"), ("baseline", "pred_baseline")):
+        rho, tau, mae = rank_metrics(predictions[col].to_numpy().astype(np.float64), actual)
+        rows.append(
+            {"predictor": name, "n_cells": predictions.height, "spearman": rho, "kendall": tau, "mae": mae}
+        )
+    return conform(pl.DataFrame(rows, schema=_metrics_schema()), "fit_metrics")
+
+
+def _metrics_schema() -> dict[str, type[pl.DataType]]:
+    return {
+        "predictor": pl.String,
+        "n_cells": pl.Int64,
+        "spearman": pl.Float64,
+        "kendall": pl.Float64,
+        "mae": pl.Float64,
+    }
+
+
+def _coef_rows(name: str, fit: RidgeFit, feature_cols: Sequence[str]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = [
+        {"predictor": name, "feature": col, "coef": float(c), "alpha": fit.alpha}
+        for col, c in zip(feature_cols, fit.coef, strict=True)
+    ]
+    rows.append({"predictor": name, "feature": "(intercept)", "coef": fit.intercept, "alpha": fit.alpha})
+    return rows
+
+
+def coefficients(
+    features: pl.DataFrame,
+    gains: pl.DataFrame,
+    feature_cols: Sequence[str] = FEATURE_COLUMNS,
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+) -> pl.DataFrame:
+    """Refit ridge and baseline on all cells; one row per feature plus '(intercept)' (``fit_coefficients``).
+
+    A dropped feature (constant or non-finite across cells) has coef NaN.
+    """
+    table = cell_table(features, gains)
+    y = table["gain"].to_numpy().astype(np.float64)
+    rows = _coef_rows("ridge", fit_ridge(_matrix(table, feature_cols), y, alphas), feature_cols)
+    rows += _coef_rows("baseline", fit_ridge(_matrix(table, BASELINE_COLUMNS), y, alphas), BASELINE_COLUMNS)
+    schema = {"predictor": pl.String, "feature": pl.String, "coef": pl.Float64, "alpha": pl.Float64}
+    return conform(pl.DataFrame(rows, schema=schema), "fit_coefficients")
+
+
+def run_fit(
+    features: pl.DataFrame,
+    gains: pl.DataFrame,
+    feature_cols: Sequence[str] | None = None,
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(predictions, metrics, coefficients) of the cross-cell fit; needs at least 3 cells."""
+    cols = list(FEATURE_COLUMNS if feature_cols is None else feature_cols)
+    preds = leave_one_cell_out(features, gains, cols, alphas)
+    return preds, metrics(preds), coefficients(features, gains, cols, alphas)
