@@ -47,13 +47,17 @@ def _key(path: Any) -> str:
 def _schema_errors(config: Mapping[str, Any]) -> list[str]:
     validator = jsonschema.Draft202012Validator(load_schema())
     messages = []
-    for err in sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+    for err in sorted(
+        validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message)
+    ):
         key = _key(err.absolute_path)
         if err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             for name in extra:
                 full = f"{key}.{name}" if err.absolute_path else name
-                messages.append(f"config key '{full}': unknown key (allowed here: {sorted(err.schema['properties'])})")
+                messages.append(
+                    f"config key '{full}': unknown key (allowed here: {sorted(err.schema['properties'])})"
+                )
             continue
         if err.validator == "oneOf" and err.context:
             # report the most specific sub-error (e.g. which field of a task spec is wrong)
@@ -78,10 +82,14 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
                     )
     for slug, model in config.get("models", {}).items():
         src = model.get("source", {})
-        needs = {"wheel_gguf": ("package", "file"), "hub": ("repo",), "local": ("path",)}.get(src.get("kind"), ())
+        needs = {"wheel_gguf": ("package", "file"), "hub": ("repo",), "local": ("path",)}.get(
+            src.get("kind"), ()
+        )
         for field in needs:
             if field not in src:
-                errors.append(f"config key 'models.{slug}.source.{field}': required for kind {src.get('kind')!r}")
+                errors.append(
+                    f"config key 'models.{slug}.source.{field}': required for kind {src.get('kind')!r}"
+                )
     return errors
 
 
@@ -112,12 +120,7 @@ def cells(config: Mapping[str, Any]) -> list[Cell]:
     """The cells of a (validated) config, in a stable order."""
     spec = config.get("cells", "grid")
     if spec == "grid":
-        return [
-            Cell(m, me, t)
-            for m in config["models"]
-            for me in config["methods"]
-            for t in config["tasks"]
-        ]
+        return [Cell(m, me, t) for m in config["models"] for me in config["methods"] for t in config["tasks"]]
     out = [Cell(c["model"], c["method"], c["task"]) for c in spec]
     dupes = sorted({c.slug for c in out if out.count(c) > 1})
     if dupes:
@@ -154,8 +157,10 @@ def package_default_config() -> Path:
 def report_summary(config: Mapping[str, Any]) -> dict[str, Any]:
     """What the report states about the configuration (plain values only)."""
     return {
-        "models": {k: v["source"].get("repo") or v["source"].get("file") or v["source"].get("path")
-                   for k, v in config["models"].items()},
+        "models": {
+            k: v["source"].get("repo") or v["source"].get("file") or v["source"].get("path")
+            for k, v in config["models"].items()
+        },
         "methods": {k: v.get("description", v["prompt_format"]) for k, v in config["methods"].items()},
         "N (samples per prompt)": config["sampling"]["n"],
         "prompts per split": {k: config["splits"][k] for k in SPLITS},

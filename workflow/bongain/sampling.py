@@ -78,7 +78,9 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def choose_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+def choose_tokens(
+    logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float
+) -> torch.Tensor:
     """Inverse-CDF sampling of one token per row from softmax(logits / T) restricted to the top-p nucleus.
 
     ``uniforms`` holds one U[0,1) per row. Tokens are ordered by descending probability (ties by id), so
@@ -264,7 +266,9 @@ def sample_prompts(
     bar = tqdm(total=len(prompts) * params.n, unit="sample", disable=not progress, mininterval=2.0)
     for start in range(0, len(prompts), batch_prompts):
         stop = min(start + batch_prompts, len(prompts))
-        seeds = [[sample_seed(params.seed, prompt_ids[i], j) for j in range(params.n)] for i in range(start, stop)]
+        seeds = [
+            [sample_seed(params.seed, prompt_ids[i], j) for j in range(params.n)] for i in range(start, stop)
+        ]
         batch = sample_batch(
             model, decode, prompt_token_ids[start:stop], seeds, params, pad_id=pad_id, eos_ids=eos_ids
         )

@@ -40,7 +40,11 @@ TASKS = TableSchema(
     columns={
         "task": (pl.String, "task slug"),
         "split": (pl.String, "verifier_train | validation | test"),
-        "prompt_id": (pl.String, "stable id, unique within the task (generated: '<task>-<split>-<i>')"),
+        "prompt_id": (
+            pl.String,
+            "stable id, unique within the task: '<task>-<i:05d>' (generated), '<task>-<id>' or "
+            "'<task>-<file stem>-<line>' (JSONL)",
+        ),
         "question": (pl.String, "the question text, without any prompt formatting"),
         "gold": (pl.String, "the reference answer as a string"),
         "answer_type": (pl.String, "number | choice | math: selects extraction and equivalence"),
@@ -61,7 +65,10 @@ SAMPLES = TableSchema(
         "completion": (pl.String, "generated text, stop string removed"),
         "n_tokens": (pl.Int32, "generated tokens, stop/EOS token included"),
         "finish_reason": (pl.String, "stop (stop string) | eos | length (max_new_tokens reached)"),
-        "sum_logprob": (pl.Float64, "sum of raw (T=1, full-vocabulary) log-probabilities of the generated tokens"),
+        "sum_logprob": (
+            pl.Float64,
+            "sum of raw (T=1, full-vocabulary) log-probabilities of the generated tokens",
+        ),
         "mean_logprob": (pl.Float64, "sum_logprob / n_tokens"),
         "mean_entropy": (pl.Float64, "mean over generated tokens of the raw next-token entropy (nats)"),
         "seed": (pl.Int64, "seed of this sample's random stream"),

@@ -11,7 +11,7 @@ def setup_logging(snakemake: Any, name: str) -> logging.Logger:
     """Send logging and stderr of a script to the rule's ``log:`` file (or stderr outside Snakemake)."""
     log_files = list(getattr(snakemake, "log", []) or [])
     if log_files:
-        fh = open(log_files[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+        fh = open(log_files[0], "a", buffering=1)
         sys.stderr = fh
         handler: logging.Handler = logging.StreamHandler(fh)
     else:

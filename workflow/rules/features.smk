@@ -4,9 +4,11 @@ rule features:
         grades=f"{CELL_DIR}/validation/grades.parquet",
     output:
         f"{CELL_DIR}/features.parquet",
-    params:
-        version=VERSION["features"],
     log:
         f"{RESULTS}/logs/features/{{model}}/{{method}}/{{task}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        version=VERSION["features"],
     script:
         "../scripts/features.py"

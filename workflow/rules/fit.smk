@@ -6,10 +6,12 @@ rule fit:
         predictions=f"{RESULTS}/fit/predictions.parquet",
         metrics=f"{RESULTS}/fit/metrics.parquet",
         coefficients=f"{RESULTS}/fit/coefficients.parquet",
+    log:
+        f"{RESULTS}/logs/fit.log",
+    conda:
+        "../../envs/analysis.yaml"
     params:
         features=config.get("fit", {}).get("features"),
         version=VERSION["fit"],
-    log:
-        f"{RESULTS}/logs/fit.log",
     script:
         "../scripts/fit.py"

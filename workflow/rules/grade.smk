@@ -4,11 +4,13 @@ rule grade:
         tasks=f"{RESULTS}/tasks/{{task}}/{{split}}.parquet",
     output:
         f"{CELL_DIR}/{{split}}/grades.parquet",
+    log:
+        f"{RESULTS}/logs/grade/{{model}}/{{method}}/{{task}}/{{split}}.log",
+    conda:
+        "../../envs/analysis.yaml"
     params:
         method=method_cfg,
         timeout_s=config.get("grading", {}).get("timeout_s", 5),
         version=VERSION["grade"],
-    log:
-        f"{RESULTS}/logs/grade/{{model}}/{{method}}/{{task}}/{{split}}.log",
     script:
         "../scripts/grade.py"

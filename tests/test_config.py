@@ -1,0 +1,96 @@
+"""Config validation: every error names the key; cells enumeration."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from bongain.config import Cell, ConfigError, cells, load_config, validate_config
+
+
+@pytest.fixture()
+def cfg(repo):
+    with open(repo / "config" / "config.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+def error_of(cfg) -> str:
+    with pytest.raises(ConfigError) as exc:
+        validate_config(cfg)
+    return str(exc.value)
+
+
+def test_shipped_configs_are_valid(repo):
+    for path in sorted((repo / "config").glob("*.yaml")):
+        load_config(path)
+
+
+def test_default_has_at_least_12_cells(cfg):
+    assert len(cells(cfg)) >= 12
+
+
+def test_unknown_top_level_key(cfg):
+    cfg["sampels"] = {}
+    assert "config key 'sampels': unknown key" in error_of(cfg)
+
+
+def test_unknown_nested_key(cfg):
+    cfg["methods"]["fewshot-t07"]["temprature"] = 0.3
+    assert "config key 'methods.fewshot-t07.temprature': unknown key" in error_of(cfg)
+
+
+def test_wrong_type(cfg):
+    cfg["sampling"]["n"] = "eight"
+    assert "config key 'sampling.n'" in error_of(cfg)
+
+
+def test_n_below_one(cfg):
+    cfg["sampling"]["n"] = 0
+    msg = error_of(cfg)
+    assert "config key 'sampling.n'" in msg and "minimum" in msg
+
+
+def test_cell_naming_missing_model(cfg):
+    cfg["cells"] = [{"model": "gpt-17", "method": "fewshot-t07", "task": "add1"}]
+    msg = error_of(cfg)
+    assert "config key 'cells.0.model': 'gpt-17' is not defined under 'models'" in msg
+
+
+def test_bad_slug(cfg):
+    cfg["tasks"]["Bad/Slug"] = {"generator": "add1", "answer_type": "number"}
+    assert "config key 'tasks'" in error_of(cfg)
+
+
+def test_task_needs_exactly_one_source(cfg):
+    cfg["tasks"]["add1"]["jsonl"] = "x.jsonl"
+    assert "config key 'tasks.add1'" in error_of(cfg)
+
+
+def test_missing_source_field(cfg):
+    del cfg["models"]["smollm2-135m"]["source"]["file"]
+    assert "config key 'models.smollm2-135m.source.file': required" in error_of(cfg)
+
+
+def test_all_errors_reported_at_once(cfg):
+    bad = copy.deepcopy(cfg)
+    bad["sampling"]["n"] = 0
+    bad["methods"]["chat-t07"]["temperature"] = -1
+    msg = error_of(bad)
+    assert "sampling.n" in msg and "methods.chat-t07.temperature" in msg
+
+
+def test_explicit_cells_and_duplicates(cfg):
+    cfg["cells"] = [{"model": "smollm2-135m", "method": "fewshot-t07", "task": "add1"}]
+    assert cells(cfg) == [Cell("smollm2-135m", "fewshot-t07", "add1")]
+    cfg["cells"] = cfg["cells"] * 2
+    with pytest.raises(ConfigError, match="duplicate"):
+        cells(cfg)
+
+
+def test_bad_yaml_names_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("models: [\n")
+    with pytest.raises(ConfigError, match=str(p)):
+        load_config(p)

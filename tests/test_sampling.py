@@ -1,0 +1,166 @@
+"""The sampler: determinism, independence from batch composition, stops, shared-prefix prefill."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bongain.sampling import (
+    SamplingParams,
+    choose_tokens,
+    common_prefix_length,
+    raw_logprob_entropy,
+    sample_batch,
+    sample_prompts,
+    sample_seed,
+    truncate_at_stop,
+    uniform_stream,
+)
+
+
+def decode_digits(ids):
+    # token t -> chr(ord('a') + t % 26); token 10 is a newline, so stop strings can fire
+    return "".join("\n" if t == 10 else chr(97 + t % 26) for t in ids)
+
+
+def params(**kw):
+    base = dict(n=4, temperature=1.0, top_p=1.0, max_new_tokens=6, stop=("\n",), seed=3)
+    return SamplingParams(**{**base, **kw})
+
+
+def run(model, prompts, p, seeds=None):
+    seeds = seeds or [[sample_seed(p.seed, f"p{i}", j) for j in range(p.n)] for i in range(len(prompts))]
+    return sample_batch(model, decode_digits, prompts, seeds, p, pad_id=0, eos_ids=frozenset([1]))
+
+
+def test_sample_seed_is_stable_and_distinct():
+    assert sample_seed(1, "a", 0) == sample_seed(1, "a", 0)
+    seeds = {sample_seed(1, p, j) for p in ("a", "b") for j in range(8)}
+    assert len(seeds) == 16 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_uniform_stream_is_counter_based():
+    a, b = uniform_stream(5), uniform_stream(5)
+    xs = [next(a) for _ in range(40)]
+    assert xs == [next(b) for _ in range(40)]
+    assert all(0.0 <= x < 1.0 for x in xs)
+
+
+def test_truncate_at_stop_takes_earliest():
+    assert truncate_at_stop("ab\ncd##", ("##", "\n")) == ("ab", True)
+    assert truncate_at_stop("abc", ("\n",)) == ("abc", False)
+    assert truncate_at_stop("abc", ()) == ("abc", False)
+
+
+def test_common_prefix_leaves_one_token():
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert common_prefix_length([[1, 2], [1, 2, 3]]) == 1
+    assert common_prefix_length([[5, 6, 7]]) == 2
+
+
+def test_choose_tokens_inverse_cdf():
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    u = torch.tensor([0.49, 0.95], dtype=torch.float64)
+    assert choose_tokens(logits, u, 1.0, 1.0).tolist() == [0, 2]
+    u = torch.tensor([0.51, 0.05], dtype=torch.float64)
+    assert choose_tokens(logits, u, 1.0, 1.0).tolist() == [1, 0]
+    # top_p keeps the smallest prefix of the descending order whose mass reaches top_p
+    top = choose_tokens(logits, torch.tensor([0.99, 0.99], dtype=torch.float64), 1.0, 0.5)
+    assert top.tolist() == [0, 2]
+
+
+def test_choose_tokens_matches_distribution():
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    logits = torch.log(probs).repeat(20000, 1)
+    gen = torch.Generator().manual_seed(0)
+    u = torch.rand(20000, generator=gen, dtype=torch.float64)
+    counts = torch.bincount(choose_tokens(logits, u, 1.0, 1.0), minlength=4).double() / 20000
+    assert torch.allclose(counts, probs.double(), atol=0.015)
+
+
+def test_raw_logprob_entropy():
+    logits = torch.log(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
+    lp, h = raw_logprob_entropy(logits, torch.tensor([1, 0]))
+    assert lp.tolist() == pytest.approx([math.log(0.5), math.log(0.9)], abs=1e-6)
+    assert h.tolist() == pytest.approx([math.log(2), -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))], abs=1e-6)
+
+
+def test_sampling_is_deterministic(tiny_lm):
+    prompts = [[5, 6, 7, 8], [5, 6, 9]]
+    a, b = run(tiny_lm, prompts, params()), run(tiny_lm, prompts, params())
+    assert a == b
+    assert len(a) == 8 and [(c.prompt_index, c.sample_idx) for c in a] == [
+        (i, j) for i in range(2) for j in range(4)
+    ]
+
+
+def test_sample_does_not_depend_on_batch_mates(tiny_lm):
+    """A prompt's samples are the same alone or batched with others (fp32: identical tokens)."""
+    p = params(max_new_tokens=8)
+    seeds = [[sample_seed(3, "x", j) for j in range(4)]]
+    alone = run(tiny_lm, [[5, 6, 7, 8]], p, seeds)
+    other = [[sample_seed(3, "y", j) for j in range(4)]]
+    together = run(tiny_lm, [[5, 6, 7, 8], [5, 2, 3, 4, 9, 9, 12]], p, seeds + other)[:4]
+    assert [c.token_ids for c in alone] == [c.token_ids for c in together]
+    for x, y in zip(alone, together, strict=True):
+        assert x.sum_logprob == pytest.approx(y.sum_logprob, abs=1e-4)
+
+
+def test_shared_prefix_prefill_matches_full_prefill(tiny_lm):
+    """Logits after the shared-prefix prefill equal a plain full forward pass."""
+    prompts = [[3, 4, 5, 6, 7], [3, 4, 5, 8]]
+    p = params(max_new_tokens=1, n=1, stop=())
+    out = run(tiny_lm, prompts, p)
+    with torch.inference_mode():
+        for c, ids in zip(out, prompts, strict=True):
+            logits = tiny_lm(input_ids=torch.tensor([ids])).logits[0, -1]
+            lp = torch.log_softmax(logits.float(), -1)[c.token_ids[0]]
+            assert c.sum_logprob == pytest.approx(float(lp), abs=1e-4)
+
+
+def test_finish_reasons_and_lengths(tiny_lm):
+    out = run(tiny_lm, [[5, 6, 7]], params(n=16, max_new_tokens=5))
+    for c in out:
+        assert 1 <= c.n_tokens <= 5
+        assert c.finish_reason in {"stop", "eos", "length"}
+        if c.finish_reason == "length":
+            assert c.n_tokens == 5
+        if c.finish_reason == "stop":
+            assert c.token_ids[-1] == 10 and "\n" not in c.text
+        if c.finish_reason == "eos":
+            assert c.token_ids[-1] == 1
+        assert c.sum_logprob <= 0 and c.sum_entropy >= 0
+
+
+def test_params_validation():
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        params(n=0)
+    with pytest.raises(ValueError, match="temperature"):
+        params(temperature=0)
+
+
+@pytest.mark.slow
+def test_embedded_model_does_arithmetic(embedded_model):
+    """The real model, few-shot 1-digit addition: answers are numbers and many are right."""
+    from bongain.prompts import fewshot_prompt, tokenize_prompt
+
+    model, tok = embedded_model
+    shots = [("What is 2 + 3?", "5"), ("What is 4 + 4?", "8"), ("What is 1 + 7?", "8")]
+    qs = [(a, b) for a in range(3, 7) for b in range(2, 4)]
+    prompts = [fewshot_prompt(f"What is {a} + {b}?", shots) for a, b in qs]
+    method = {"prompt_format": "fewshot"}
+    p = SamplingParams(n=4, temperature=0.7, top_p=1.0, max_new_tokens=6, stop=("\n",), seed=1)
+    ids = [tokenize_prompt(x, method, tok) for x in prompts]
+    out = sample_prompts(
+        model, tok, prompts, ids, [str(i) for i in range(len(qs))], p, batch_prompts=4, progress=False
+    )
+    assert len(out) == 32
+    right = sum(c.text.strip() == str(sum(qs[c.prompt_index])) for c in out)
+    assert right >= 8, [c.text for c in out]
+    assert all(c.finish_reason == "stop" for c in out if c.text.strip().isdigit())
+    again = sample_prompts(
+        model, tok, prompts, ids, [str(i) for i in range(len(qs))], p, batch_prompts=4, progress=False
+    )
+    assert again == out

@@ -1,0 +1,141 @@
+"""The real Snakemake workflow: lint, dry runs, and an end-to-end run with the real embedded model."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bongain.config import cells, load_config
+from bongain.io import read_parquet
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def smk(
+    repo: Path, *args: str, workdir: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "-s", str(repo / "Snakefile"), *args]
+    if workdir is not None:
+        cmd += ["--directory", str(workdir)]
+    res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=1800)
+    if check and res.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-8000:]}"
+        )
+    return res
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake run or dry run as {rule: count}."""
+    lines = text[text.index("Job stats:") :].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_lint(repo):
+    res = smk(repo, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr
+
+
+def test_dry_run_default_config(repo):
+    res = smk(repo, "-n", "--cores", "2")
+    out = res.stdout + res.stderr
+    n_cells = len(cells(load_config(repo / "config" / "config.yaml")))
+    assert n_cells >= 12
+    counts = job_counts(out)
+    assert counts["sample"] == counts["grade"] == 3 * n_cells
+    assert counts["features"] == counts["gains"] == counts["score"] == counts["train_verifier"] == n_cells
+    assert counts["fit"] == counts["report"] == 1
+
+
+def test_bad_config_fails_before_any_job(repo, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    text = (repo / "config" / "test.yaml").read_text().replace("n: 4,", "n: 0,")
+    bad.write_text(text)
+    res = smk(repo, "-n", "--cores", "1", "--configfile", str(bad), check=False)
+    assert res.returncode != 0
+    assert "config key 'sampling.n'" in res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def e2e(repo, tmp_path_factory):
+    """Run the tiny config end to end (real model, real Snakemake) in a scratch working directory."""
+    work = tmp_path_factory.mktemp("e2e")
+    smk(repo, "--cores", "2", "--configfile", str(repo / "config" / "test.yaml"), workdir=work)
+    return work / "results" / "test"
+
+
+@pytest.mark.slow
+def test_end_to_end_artifacts(repo, e2e):
+    cfg = load_config(repo / "config" / "test.yaml")
+    n, sizes = cfg["sampling"]["n"], cfg["splits"]
+    for c in cells(cfg):
+        d = e2e / "cells" / c.model / c.method / c.task
+        for split in ("verifier_train", "validation", "test"):
+            s = read_parquet(d / split / "samples.parquet", "samples")
+            g = read_parquet(d / split / "grades.parquet", "grades")
+            assert s.height == g.height == sizes[split] * n
+            assert s.group_by("prompt_id").len()["len"].to_list() == [n] * sizes[split]
+            assert s["finish_reason"].is_in(["stop", "eos", "length"]).all()
+            assert (s["sum_logprob"] <= 0).all() and (s["mean_entropy"] >= 0).all()
+            assert g["status"].is_in(["ok", "no_answer", "timeout", "error"]).all()
+        sc = read_parquet(d / "test" / "scores.parquet", "scores")
+        assert sc.height == sizes["test"] * n and sc["reward"].is_finite().all()
+        read_parquet(d / "verifier.parquet", "verifier")
+        f = read_parquet(d / "features.parquet", "features")
+        assert f.height == 1 and f["n_samples"][0] == n and f["n_prompts"][0] == sizes["validation"]
+        for col in (
+            "pass1",
+            "coverage",
+            "agreement_mean",
+            "first_correct_pos",
+            "maj_at_n",
+            "answer_diversity",
+        ):
+            assert 0.0 <= f[col][0] <= 1.0, col
+        gn = read_parquet(d / "gains.parquet", "gains")
+        assert gn["k"].to_list() == list(range(1, n + 1))
+        for col in ("pass_at_k", "bon_at_k", "maj_at_k"):
+            assert gn[col].is_between(0.0, 1.0).all(), col
+        assert gn["pass_at_k"].diff().drop_nulls().min() >= -1e-12  # pass@k never decreases in k
+        assert gn["gain"][0] == pytest.approx(gn["bon_at_k"][-1] - gn["pass_at_k"][0], abs=1e-12)
+    preds = read_parquet(e2e / "fit" / "predictions.parquet", "fit_predictions")
+    assert preds.height == len(cells(cfg))
+    read_parquet(e2e / "fit" / "metrics.parquet", "fit_metrics")
+    report = (e2e / "report" / "report.md").read_text()
+    assert "smollm2-135m" in report and "Spearman" in report
+    for png in ("predicted_vs_actual.png", "bon_curves.png"):
+        assert (e2e / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
+    """Remove one cell's folder and ask for its gains file: only that cell's jobs run, and the samples
+    come back byte for byte (same config, same seeds, CPU)."""
+    cfg = load_config(repo / "config" / "test.yaml")
+    target_cell, *others = cells(cfg)
+    d = e2e / "cells" / target_cell.model / target_cell.method / target_cell.task
+    before = {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("samples.parquet"))}
+    other_files = [
+        p for o in others for p in (e2e / "cells" / o.model / o.method / o.task).rglob("*.parquet")
+    ]
+    mtimes = [p.stat().st_mtime_ns for p in other_files]
+    shutil.rmtree(d)
+    work = e2e.parents[1]
+    target = str((d / "gains.parquet").relative_to(work))
+    res = smk(repo, target, "--cores", "2", "--configfile", str(repo / "config" / "test.yaml"), workdir=work)
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts == {"sample": 2, "grade": 2, "train_verifier": 1, "score": 1, "gains": 1}, counts
+    after = {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("samples.parquet"))}
+    assert set(after) <= set(before) and len(after) == 2
+    assert all(after[k] == before[k] for k in after)
+    assert [p.stat().st_mtime_ns for p in other_files] == mtimes
