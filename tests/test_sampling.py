@@ -164,3 +164,17 @@ def test_embedded_model_does_arithmetic(embedded_model):
         model, tok, prompts, ids, [str(i) for i in range(len(qs))], p, batch_prompts=4, progress=False
     )
     assert again == out
+
+
+def test_per_sample_prefill_baseline_gives_the_same_samples(tiny_lm):
+    """The naive baseline (each sample prefills its own prompt copy) draws the same tokens: sharing the
+    prefill changes cost, not results."""
+    prompts = [[5, 6, 7, 8], [5, 6, 9]]
+    p = params(max_new_tokens=6)
+    seeds = [[sample_seed(3, f"p{i}", j) for j in range(p.n)] for i in range(2)]
+    shared = sample_batch(tiny_lm, decode_digits, prompts, seeds, p, pad_id=0, eos_ids=frozenset([1]))
+    naive = sample_batch(
+        tiny_lm, decode_digits, prompts, seeds, p, pad_id=0, eos_ids=frozenset([1]), share_prefill=False
+    )
+    assert [c.token_ids for c in shared] == [c.token_ids for c in naive]
+    assert [(c.prompt_index, c.sample_idx) for c in naive] == [(c.prompt_index, c.sample_idx) for c in shared]

@@ -141,13 +141,40 @@ def sample_batch(
     *,
     pad_id: int,
     eos_ids: frozenset[int],
+    share_prefill: bool = True,
 ) -> list[Completion]:
     """Sample ``params.n`` completions for each prompt of one batch with one shared prefill.
 
     ``seeds[i][j]`` is the seed of sample j of prompt i. Returns completions in (prompt, sample) order.
+    ``share_prefill=False`` is the naive baseline (benchmarks only): every sample prefills its own copy of
+    the prompt, as ``generate(num_return_sequences=N)`` does.
     """
     n, b = params.n, len(prompt_token_ids)
-    shared = common_prefix_length(prompt_token_ids)
+    if not share_prefill:
+        copies = [p for p in prompt_token_ids for _ in range(n)]
+        flat_seeds = [[s] for row in seeds for s in row]
+        once = SamplingParams(**{**params.__dict__, "n": 1})
+        flat = _sample_batch(model, decode, copies, flat_seeds, once, pad_id, eos_ids, share_prefix=False)
+        return [
+            Completion(**{**c.__dict__, "prompt_index": i // n, "sample_idx": i % n})
+            for i, c in enumerate(flat)
+        ]
+    return _sample_batch(model, decode, prompt_token_ids, seeds, params, pad_id, eos_ids, share_prefix=True)
+
+
+def _sample_batch(
+    model: torch.nn.Module,
+    decode: Callable[[Sequence[int]], str],
+    prompt_token_ids: Sequence[Sequence[int]],
+    seeds: Sequence[Sequence[int]],
+    params: SamplingParams,
+    pad_id: int,
+    eos_ids: frozenset[int],
+    *,
+    share_prefix: bool,
+) -> list[Completion]:
+    n, b = params.n, len(prompt_token_ids)
+    shared = common_prefix_length(prompt_token_ids) if share_prefix else 0
     cache = None
     if shared > 0:  # prefill the tokens every prompt of the batch starts with once
         prefix = torch.tensor([prompt_token_ids[0][:shared]], dtype=torch.long)
@@ -245,6 +272,7 @@ def sample_prompts(
     *,
     batch_prompts: int,
     progress: bool = True,
+    share_prefill: bool = True,
 ) -> list[Completion]:
     """Sample ``params.n`` completions for every prompt, ``batch_prompts`` prompts per forward batch.
 
@@ -270,7 +298,14 @@ def sample_prompts(
             [sample_seed(params.seed, prompt_ids[i], j) for j in range(params.n)] for i in range(start, stop)
         ]
         batch = sample_batch(
-            model, decode, prompt_token_ids[start:stop], seeds, params, pad_id=pad_id, eos_ids=eos_ids
+            model,
+            decode,
+            prompt_token_ids[start:stop],
+            seeds,
+            params,
+            pad_id=pad_id,
+            eos_ids=eos_ids,
+            share_prefill=share_prefill,
         )
         out.extend(
             Completion(
