@@ -94,3 +94,15 @@ def test_bad_yaml_names_file(tmp_path):
     p.write_text("models: [\n")
     with pytest.raises(ConfigError, match=str(p)):
         load_config(p)
+
+
+def test_shipped_configs_build_every_task_split(repo):
+    """Every task of every shipped config builds all its splits with the config's sizes."""
+    from bongain.config import split_sizes
+    from bongain.tasks import TaskSpec, build_splits
+
+    for path in sorted((repo / "config").glob("*.yaml")):
+        cfg = load_config(path)
+        for slug, task in cfg["tasks"].items():
+            blocks = build_splits(slug, TaskSpec.from_config(task), split_sizes(cfg), cfg["splits"].get("seed", 0))
+            assert blocks["test"].height == cfg["splits"]["test"], (path.name, slug)
