@@ -104,5 +104,6 @@ def test_shipped_configs_build_every_task_split(repo):
     for path in sorted((repo / "config").glob("*.yaml")):
         cfg = load_config(path)
         for slug, task in cfg["tasks"].items():
-            blocks = build_splits(slug, TaskSpec.from_config(task), split_sizes(cfg), cfg["splits"].get("seed", 0))
+            spec = TaskSpec.from_config(task)
+            blocks = build_splits(slug, spec, split_sizes(cfg), cfg["splits"].get("seed", 0))
             assert blocks["test"].height == cfg["splits"]["test"], (path.name, slug)

@@ -149,7 +149,7 @@ def sample_batch(
     ``share_prefill=False`` is the naive baseline (benchmarks only): every sample prefills its own copy of
     the prompt, as ``generate(num_return_sequences=N)`` does.
     """
-    n, b = params.n, len(prompt_token_ids)
+    n = params.n
     if not share_prefill:
         copies = [p for p in prompt_token_ids for _ in range(n)]
         flat_seeds = [[s] for row in seeds for s in row]
