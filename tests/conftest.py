@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+
+@contextlib.contextmanager
+def network_forbidden():
+    """Any attempt to open a network connection inside the block raises."""
+
+    def refuse(self, address, *args, **kwargs):
+        raise AssertionError(f"network access attempted in offline mode: {address!r}")
+
+    saved = socket.socket.connect, socket.socket.connect_ex, socket.create_connection
+    socket.socket.connect = refuse
+    socket.socket.connect_ex = refuse
+    socket.create_connection = lambda address, *a, **k: refuse(None, address)
+    try:
+        yield
+    finally:
+        socket.socket.connect, socket.socket.connect_ex, socket.create_connection = saved
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +62,17 @@ def tiny_lm():
 
 @pytest.fixture(scope="session")
 def embedded_model(tmp_path_factory):
-    """The real embedded SmolLM2-135M-Instruct, dequantised once for the session: (model, tokenizer)."""
+    """The real embedded SmolLM2-135M-Instruct, dequantised once for the session: (model, tokenizer).
+
+    Preparing and loading it must not touch the network (and must not trust remote code)."""
     from bongain.models import load_causal_lm, prepare_model
 
     out = tmp_path_factory.mktemp("smollm2")
+    with network_forbidden():
+        return _prepare_embedded(out, prepare_model, load_causal_lm)
+
+
+def _prepare_embedded(out, prepare_model, load_causal_lm):
     manifest = prepare_model(
         {
             "source": {
@@ -58,4 +84,5 @@ def embedded_model(tmp_path_factory):
         },
         out,
     )
+    assert manifest["trust_remote_code"] is False
     return load_causal_lm(manifest)

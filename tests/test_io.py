@@ -69,3 +69,12 @@ def test_off_schema_file_is_named(tmp_path):
 
 def test_docs_artifacts_in_sync(repo):
     assert (repo / "docs" / "artifacts.md").read_text() == markdown() + "\n"
+
+
+def test_network_guard_refuses_connections():
+    import socket
+
+    from conftest import network_forbidden
+
+    with network_forbidden(), pytest.raises(AssertionError, match="network access attempted"):
+        socket.create_connection(("127.0.0.1", 9))
