@@ -352,18 +352,6 @@ def test_maj_larger_m_mixes_exact_and_mc() -> None:
     assert values[0] == pytest.approx(np.mean(shares), abs=TOL)
 
 
-def test_count_configs_helpers_match_bruteforce() -> None:
-    sizes = [3, 1, 2, 0, 2]
-    grid = np.array(list(itertools.product(*(range(s + 1) for s in sizes))))
-    counts = np.bincount(grid.sum(axis=1), minlength=sum(sizes) + 1)
-    np.testing.assert_array_equal(est._n_count_configs(sizes, 10**9), counts)
-    np.testing.assert_array_equal(est._n_count_configs(sizes, 5), np.minimum(counts, 5))
-    for lo, hi in [(0, 8), (2, 2), (3, 5)]:
-        got = est._enumerate_configs(sizes, lo, hi)
-        want = grid[(grid.sum(axis=1) >= lo) & (grid.sum(axis=1) <= hi)]
-        assert sorted(map(tuple, got)) == sorted(map(tuple, want))
-
-
 def test_maj_rejects_bad_input() -> None:
     cc = np.ones((1, 2), dtype=bool)
     with pytest.raises(ValueError):
@@ -374,3 +362,198 @@ def test_maj_rejects_bad_input() -> None:
         est.maj_at_k(np.array([[0, 1]]), cc, 3, np.random.default_rng(0))
     with pytest.raises(ValueError):
         est.maj_at_k(np.array([[0, 1]]), cc, 1, np.random.default_rng(0), n_mc=1)
+
+
+# --------------------------------------------------------------------------- reward-weighted majority
+
+
+def brute_wvote(codes: list[int], weights: list[int], class_correct: np.ndarray) -> float:
+    scores: Counter[int] = Counter()
+    for c, w in zip(codes, weights, strict=True):
+        if c >= 0:
+            scores[c] += w
+    if not scores:
+        return 0.0
+    top = max(scores.values())
+    return float(np.mean([class_correct[a] for a, s in scores.items() if s == top]))
+
+
+def brute_wmaj(codes: np.ndarray, weights: np.ndarray, class_correct: np.ndarray, k: int) -> float:
+    return float(
+        np.mean(
+            [
+                brute_wvote([codes[j] for j in s], [weights[j] for j in s], class_correct)
+                for s in subsets(codes.size, k)
+            ]
+        )
+    )
+
+
+def random_weighted_cell(rng: np.random.Generator, p: int, m: int) -> tuple[np.ndarray, ...]:
+    rows = [random_votes(rng, m) for _ in range(p)]
+    codes = np.stack([c for c, _ in rows])
+    class_correct = np.zeros((p, max(cc.size for _, cc in rows)), dtype=bool)
+    for i, (_, cc) in enumerate(rows):
+        class_correct[i, : cc.size] = cc
+    rewards = np.stack([random_rewards(rng, m) for _ in range(p)]) * 3.0  # negative logits included
+    return codes, class_correct, rewards
+
+
+@pytest.mark.parametrize("weight", est.WEIGHT_TRANSFORMS)
+@pytest.mark.parametrize("seed", range(15))
+def test_wmaj_exact_matches_bruteforce(seed: int, weight: str) -> None:
+    rng = np.random.default_rng(4000 + seed)
+    p, m = int(rng.integers(1, 4)), int(rng.integers(1, 9))
+    codes, cc, rewards = random_weighted_cell(rng, p, m)
+    w = est.vote_weights(rewards, weight)
+    values, ses = est.wmaj_curve(codes, cc, rewards, np.random.default_rng(0), weight=weight)
+    np.testing.assert_array_equal(ses, 0.0)
+    for k in range(1, m + 1):
+        brute = np.mean([brute_wmaj(codes[i], w[i], cc[i], k) for i in range(p)])
+        assert values[k - 1] == pytest.approx(brute, abs=TOL)
+        value, se = est.wmaj_at_k(codes, cc, rewards, k, np.random.default_rng(0), weight=weight)
+        assert (value, se) == (pytest.approx(brute, abs=TOL), 0.0)
+
+
+def test_wmaj_uniform_weights_is_maj() -> None:
+    rng = np.random.default_rng(12)
+    codes, cc, rewards = random_weighted_cell(rng, 5, 10)
+    for kwargs in ({}, {"max_exact_subsets": 0, "n_mc": 50}):
+        maj = est.maj_curve(codes, cc, np.random.default_rng(3), **kwargs)
+        wmaj = est.wmaj_curve(codes, cc, rewards, np.random.default_rng(3), weight="uniform", **kwargs)
+        np.testing.assert_array_equal(maj[0], wmaj[0])
+        np.testing.assert_array_equal(maj[1], wmaj[1])
+
+
+def test_wmaj_weight_outvotes_count() -> None:
+    # two wrong votes with low reward against one correct vote with high reward
+    codes = np.array([[0, 0, 1]])
+    cc = np.array([[False, True]])
+    rewards = np.array([[-3.0, -3.0, 2.0]])
+    assert est.wmaj_at_k(codes, cc, rewards, 3, np.random.default_rng(0))[0] == 1.0
+    assert est.wmaj_at_k(codes, cc, rewards, 3, np.random.default_rng(0), temperature=100.0)[0] == 0.0
+    assert est.maj_at_k(codes, cc, 3, np.random.default_rng(0))[0] == 0.0
+    # rank weights: 1 + 2 (ties share 1.5 + 1.5) vs 3 -> tie between the classes
+    assert est.wmaj_at_k(codes, cc, rewards, 3, np.random.default_rng(0), weight="rank")[0] == 0.5
+
+
+def test_vote_weights_properties() -> None:
+    rng = np.random.default_rng(2)
+    r = rng.normal(size=(4, 9)) * 5
+    r[0, :3] = r[0, 3]  # ties
+    for weight in est.WEIGHT_TRANSFORMS:
+        w = est.vote_weights(r, weight)
+        assert w.dtype == np.int64 and w.min() >= 1
+        np.testing.assert_array_equal(w, est.vote_weights(r + 7.5, weight))  # shift-invariant
+    np.testing.assert_array_equal(est.vote_weights(r, "rank"), est.vote_weights(np.exp(r), "rank"))
+    np.testing.assert_array_equal(est.vote_weights(r, "uniform"), 1)
+    w = est.vote_weights(r, "softmax")
+    assert np.all(w.max(axis=1) == 2**est.WEIGHT_QUANTUM_BITS)
+    np.testing.assert_allclose(
+        w / w.max(axis=1, keepdims=True), np.exp(r - r.max(axis=1, keepdims=True)), atol=1e-12
+    )
+    ranks = est.vote_weights(np.array([[0.3, 0.1, 0.3, 0.9]]), "rank")
+    np.testing.assert_array_equal(ranks, [[5, 2, 5, 8]])  # twice (2.5, 1, 2.5, 4)
+    with pytest.raises(ValueError):
+        est.vote_weights(r, "shift")
+    with pytest.raises(ValueError):
+        est.vote_weights(r, "softmax", temperature=0.0)
+    with pytest.raises(ValueError):
+        est.vote_weights(np.array([[np.nan]]), "softmax")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_wmaj_monte_carlo_within_4_se_of_exact(seed: int) -> None:
+    rng = np.random.default_rng(5000 + seed)
+    codes, cc, rewards = random_weighted_cell(rng, 3, 9)
+    exact, _ = est.wmaj_curve(codes, cc, rewards, np.random.default_rng(0))
+    mc, mc_se = est.wmaj_curve(
+        codes, cc, rewards, np.random.default_rng(seed), max_exact_subsets=0, n_mc=2000
+    )
+    for k in range(1, 10):
+        assert abs(mc[k - 1] - exact[k - 1]) <= 4 * mc_se[k - 1] + TOL
+
+
+def test_wmaj_exact_whenever_subsets_fit_budget() -> None:
+    rng = np.random.default_rng(6)
+    m, budget = 12, 300
+    codes = rng.integers(0, 4, size=(2, m))
+    cc = np.array([[True, False, False, True], [False, True, False, False]])
+    _, ses = est.wmaj_curve(codes, cc, rng.normal(size=(2, m)), rng, max_exact_subsets=budget, n_mc=100)
+    for k in range(1, m + 1):
+        if math.comb(m, k) <= budget:
+            assert ses[k - 1] == 0
+    assert np.any(ses > 0)
+
+
+def test_auto_policy() -> None:
+    assert est.auto_n_mc(15_625, 64) == est.MIN_N_MC
+    assert est.auto_n_mc(2, 8) == est.MAX_N_MC
+    assert est.auto_max_exact_subsets(10**6, 64) == 64  # k in {1, M-1, M} always exact
+    assert est.auto_max_exact_subsets(1, 8) == est.MAX_EXACT_SUBSETS
+    rng = np.random.default_rng(1)
+    codes = rng.integers(-1, 3, size=(3, 40))
+    cc = np.ones((3, 3), dtype=bool)
+    _, ses = est.maj_curve(codes, cc, rng)  # auto: P=3 -> 200 000 subsets per prompt
+    for k in range(1, 41):
+        assert (ses[k - 1] == 0) or math.comb(40, k) > est.MAX_EXACT_SUBSETS
+
+
+def test_vote_handles_all_abstaining_cell_and_large_m() -> None:
+    v, var = est.vote_prompt_values(
+        np.full((2, 3), -1), np.zeros((2, 0), bool), [1, 2, 3], np.random.default_rng(0)
+    )
+    assert np.all(v == 0) and np.all(var == 0)
+    rng = np.random.default_rng(0)
+    m = 1000
+    codes = rng.choice([-1, 0, 1, 2], p=[0.1, 0.5, 0.3, 0.1], size=(2, m))
+    cc = np.array([[True, False, False], [False, True, False]])
+    values, ses = est.wmaj_curve(codes, cc, rng.normal(size=(2, m)), rng)
+    assert np.all(np.isfinite(values)) and np.all((values >= 0) & (values <= 1))
+    assert ses[0] == 0 and ses[-2] == 0 and ses[-1] == 0
+    maj, _ = est.maj_curve(codes, cc, rng)
+    assert maj[-1] == pytest.approx(est.maj_at_n_exact(codes, cc), abs=TOL)
+
+
+# ------------------------------------------------------------------------- per-prompt values, bootstrap
+
+
+def test_prompt_values_average_to_curves() -> None:
+    rng = np.random.default_rng(7)
+    correct = rng.random((6, 9)) < 0.4
+    rewards = rng.integers(0, 3, size=(6, 9)).astype(float)
+    pv = est.pass_prompt_values(correct.sum(axis=1), 9)
+    bv = est.bon_prompt_values(rewards, correct)
+    assert pv.shape == bv.shape == (6, 9)
+    np.testing.assert_allclose(pv.mean(axis=0), est.pass_at_k_curve(correct.sum(axis=1), 9), atol=TOL)
+    np.testing.assert_allclose(bv.mean(axis=0), est.bon_curve(rewards, correct), atol=TOL)
+    for i in range(6):
+        for k in (1, 4, 9):
+            assert bv[i, k - 1] == pytest.approx(est.bon_at_k(rewards[i], correct[i], k), abs=TOL)
+
+
+def test_bootstrap_matches_explicit_resampling() -> None:
+    rng = np.random.default_rng(8)
+    p = 13
+    means = rng.random((p, 3))
+    stds = rng.random((p, 2))
+    reps = est.bootstrap_replicates(means, np.random.default_rng(5), 40, stds=stds)
+    draws = np.random.default_rng(5).integers(0, p, size=(40, p), dtype=np.int32)
+    for b in range(40):
+        np.testing.assert_allclose(reps[b, :3], means[draws[b]].mean(axis=0), atol=TOL)
+        np.testing.assert_allclose(reps[b, 3:], stds[draws[b]].std(axis=0), atol=1e-10)
+    lo, hi = est.bootstrap_ci(means, np.random.default_rng(5), 40, 0.9, stds=stds)
+    np.testing.assert_allclose(lo, np.quantile(reps, 0.05, axis=0), atol=TOL)
+    np.testing.assert_allclose(hi, np.quantile(reps, 0.95, axis=0), atol=TOL)
+    w = est.bootstrap_weights(p, 40, np.random.default_rng(5))
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=TOL)
+
+
+def test_bootstrap_edge_cases() -> None:
+    lo, hi = est.bootstrap_ci(np.array([[0.3, 0.7]]), np.random.default_rng(0), 50, stds=np.array([[2.0]]))
+    np.testing.assert_allclose(lo, [0.3, 0.7, 0.0], atol=TOL)
+    np.testing.assert_allclose(hi, [0.3, 0.7, 0.0], atol=TOL)
+    with pytest.raises(ValueError):
+        est.percentile_ci(np.zeros((3, 1)), 1.0)
+    with pytest.raises(ValueError):
+        est.bootstrap_replicates(np.zeros((3, 1)), np.random.default_rng(0), 0)

@@ -77,7 +77,8 @@ def test_keys_are_the_features_schema() -> None:
     s, g = random_tables(0)
     out = ft.compute_features(s, g)
     expected = [c for c in FEATURES.columns if c not in CELL_COLUMNS]
-    assert list(out) == expected == list(ft.FEATURE_COLUMNS)
+    assert list(out) == expected == list(ft.TABLE_COLUMNS)
+    assert expected[: len(ft.FEATURE_COLUMNS)] == list(ft.FEATURE_COLUMNS)  # the original columns lead
     assert isinstance(out["n_prompts"], int) and isinstance(out["n_samples"], int)
     row = pl.DataFrame([{"model": "m", "method": "x", "task": "t", **out}])
     from bongain.io import conform
@@ -129,6 +130,22 @@ def test_invariant_to_row_order(seed: int) -> None:
     base = ft.compute_features(s, g)
     shuffled = ft.compute_features(s.sample(fraction=1.0, shuffle=True, seed=seed), g.reverse())
     assert shuffled == base
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_invariant_to_sample_order_within_prompt(seed: int) -> None:
+    """Relabelling sample_idx within each prompt (a different generation order) changes nothing."""
+    s, g = random_tables(seed, p=6, n=5)
+    base = ft.compute_features(s, g, n_boot=200)
+    rng = np.random.default_rng(seed)
+    perm = {pid: rng.permutation(5) for pid in s["prompt_id"].unique().to_list()}
+    relabel = pl.Series([int(perm[p][i]) for p, i in zip(s["prompt_id"], s["sample_idx"], strict=True)])
+    s2 = s.with_columns(sample_idx=relabel.cast(pl.Int32))
+    g2 = g.with_columns(sample_idx=relabel.cast(pl.Int32))  # same row order in both tables
+    moved = ft.compute_features(s2, g2, n_boot=200)
+    assert moved.keys() == base.keys()
+    for c, v in base.items():
+        assert moved[c] == pytest.approx(v, abs=1e-12), c
 
 
 def test_single_sample_per_prompt() -> None:
@@ -241,3 +258,57 @@ def test_rejects_empty_and_missing_columns() -> None:
         ft.compute_features(s.drop("mean_entropy"), g)
     with pytest.raises(ValueError, match="null correct"):
         ft.compute_features(s, g.with_columns(correct=pl.lit(None, dtype=pl.Boolean)))
+
+
+# ------------------------------------------------------------------------------- bootstrap intervals
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_prompt_values_average_to_features(seed: int) -> None:
+    s, g = random_tables(seed, p=9, n=5)
+    out = ft.compute_features(s, g, n_boot=10)
+    df, n = ft.join_per_sample(s, g, ("samples", "grades"), (ft.SAMPLE_COLUMNS, ft.GRADE_COLUMNS))
+    values = ft.prompt_values(df, n, *ft.answer_codes(df, n))
+    for c, v in values.items():
+        assert v.shape == (9,)
+        assert out[c] == pytest.approx(v.mean(), abs=TOL), c
+    for spread, base in ft.SPREAD_OF.items():
+        assert out[spread] == pytest.approx(values[base].std(), abs=TOL)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_feature_cis(seed: int) -> None:
+    s, g = random_tables(seed, p=15, n=6)
+    out = ft.compute_features(s, g, seed=seed, n_boot=400, ci_level=0.9)
+    assert out["n_boot"] == 400 and out["ci_level"] == 0.9
+    for c in ft.CI_FEATURES:
+        assert out[f"{c}_lo"] <= out[f"{c}_hi"]
+        if c not in ft.SPREAD_OF:  # a mean: inside the range of the per-prompt values and around the point
+            assert out[f"{c}_lo"] <= out[c] + 1e-9 <= out[f"{c}_hi"] + 2e-9, c
+    again = ft.compute_features(s.reverse(), g, seed=seed, n_boot=400, ci_level=0.9)
+    assert again == out
+    other = ft.compute_features(s, g, seed=seed + 1, n_boot=400, ci_level=0.9)
+    assert other["pass1_lo"] != out["pass1_lo"] or other["length_mean_hi"] != out["length_mean_hi"]
+
+
+def test_feature_cis_match_resampled_prompts() -> None:
+    s, g = random_tables(4, p=8, n=4)
+    out = ft.compute_features(s, g, seed=11, n_boot=100)
+    df, n = ft.join_per_sample(s, g, ("samples", "grades"), (ft.SAMPLE_COLUMNS, ft.GRADE_COLUMNS))
+    codes, _ = ft.answer_codes(df, n)
+    correct = ft.prompt_matrix(df, "correct", n).astype(bool)
+    draws = np.random.default_rng(11).integers(0, 8, size=(100, 8), dtype=np.int32)
+    spread = [ft.agreement(codes[d])[1] for d in draws]
+    cov = [ft.pass1_stats(correct[d])[2] for d in draws]
+    assert out["agreement_spread_lo"] == pytest.approx(np.quantile(spread, 0.025), abs=1e-12)
+    assert out["agreement_spread_hi"] == pytest.approx(np.quantile(spread, 0.975), abs=1e-12)
+    assert out["coverage_hi"] == pytest.approx(np.quantile(cov, 0.975), abs=1e-12)
+
+
+def test_single_prompt_cis_collapse() -> None:
+    s, g = make_tables([["1", "2", "2"]], [[True, False, False]])
+    out = ft.compute_features(s, g, n_boot=30)
+    for c in ft.CI_FEATURES:
+        assert out[f"{c}_lo"] == pytest.approx(out[c], abs=TOL) and out[f"{c}_hi"] == pytest.approx(
+            out[c], abs=TOL
+        )

@@ -94,17 +94,18 @@ def test_matches_estimators_on_random_cell(seed: int) -> None:
 
 def test_deterministic_and_row_order_invariant_with_monte_carlo() -> None:
     grades, scores = random_tables(4, p=5, n=10)
-    kwargs = {"seed": 7, "max_exact_subsets": 20, "n_mc": 300}
+    kwargs = {"seed": 7, "max_exact_subsets": 20, "n_mc": 300, "n_boot": 100}
     a = compute_gains(grades, scores, **kwargs)
     b = compute_gains(grades.reverse(), scores.sample(fraction=1.0, shuffle=True, seed=3), **kwargs)
     assert a.equals(b)
-    assert (a["maj_at_k_se"] > 0).any()
-    c = compute_gains(grades, scores, seed=8, max_exact_subsets=20, n_mc=300)
+    assert (a["maj_at_k_se"] > 0).any() and (a["wmaj_at_k_se"] > 0).any()
+    c = compute_gains(grades, scores, seed=8, max_exact_subsets=20, n_mc=300, n_boot=100)
     assert not a["maj_at_k"].equals(c["maj_at_k"])
+    assert not a["bon_at_k_lo"].equals(c["bon_at_k_lo"])
     exact = compute_gains(grades, scores, seed=0)
-    diff = (a["maj_at_k"] - exact["maj_at_k"]).abs().to_numpy()
-    se = a["maj_at_k_se"].to_numpy()
-    assert np.all(diff <= 4 * se + TOL)
+    for col in ("maj_at_k", "wmaj_at_k"):
+        diff = (a[col] - exact[col]).abs().to_numpy()
+        assert np.all(diff <= 4 * a[f"{col}_se"].to_numpy() + TOL)
 
 
 def test_rejects_missing_score_or_grade() -> None:
@@ -130,3 +131,64 @@ def test_rejects_bad_rewards() -> None:
         compute_gains(grades, scores.with_columns(reward=pl.lit(float("nan"))), seed=0)
     with pytest.raises(ValueError, match="null reward"):
         compute_gains(grades, scores.with_columns(reward=pl.lit(None, dtype=pl.Float64)), seed=0)
+
+
+# ------------------------------------------------------------------- weighted vote and bootstrap CIs
+
+
+def test_new_columns_hand_built() -> None:
+    # q00: answers 1,2,2 with the lone correct "1" far ahead in reward -> wmaj@3 = 1 while maj@3 = 0
+    grades, scores = make_tables(
+        [["1", "2", "2"], [None, "5", "5"]],
+        [[True, False, False], [False, True, True]],
+        [[4.0, -2.0, -2.0], [0.7, 0.7, 0.1]],
+    )
+    out = compute_gains(grades, scores, seed=0)
+    np.testing.assert_allclose(out["wmaj_at_k"][0], out["maj_at_k"][0], atol=TOL)  # k = 1: no weighing
+    assert out["wmaj_at_k"][-1] == pytest.approx((1 + 1) / 2, abs=TOL)
+    np.testing.assert_array_equal(out["wmaj_at_k_se"], 0.0)
+    uniform = compute_gains(grades, scores, seed=0, weight="uniform")
+    np.testing.assert_allclose(uniform["wmaj_at_k"], uniform["maj_at_k"], atol=TOL)
+    assert out["n_boot"].to_list() == [1000] * 3 and out["ci_level"].to_list() == [0.95] * 3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ci_columns(seed: int) -> None:
+    grades, scores = random_tables(seed, p=12, n=6)
+    out = compute_gains(grades, scores, seed=seed, n_boot=300, ci_level=0.9)
+    for c in ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "gain"):
+        lo, hi, point = out[f"{c}_lo"].to_numpy(), out[f"{c}_hi"].to_numpy(), out[c].to_numpy()
+        assert np.all(lo <= hi + TOL)
+        assert np.all((lo <= point + 1e-9) & (point <= hi + 1e-9))  # the means sit inside their CIs here
+    assert out["gain_lo"].n_unique() == 1 and out["gain_hi"].n_unique() == 1
+    assert out["pass_at_k_lo"][-1] <= out["pass_at_k"][-1] <= out["pass_at_k_hi"][-1]
+    assert out["ci_level"][0] == 0.9 and out["n_boot"][0] == 300
+    wider = compute_gains(grades, scores, seed=seed, n_boot=300, ci_level=0.99)
+    assert np.all(
+        wider["bon_at_k_hi"].to_numpy() - wider["bon_at_k_lo"].to_numpy()
+        >= out["bon_at_k_hi"].to_numpy() - out["bon_at_k_lo"].to_numpy() - TOL
+    )
+
+
+def test_ci_matches_resampled_prompts() -> None:
+    grades, scores = random_tables(5, p=7, n=5)
+    out = compute_gains(grades, scores, seed=3, n_boot=200)
+    g = grades.sort("prompt_id", "sample_idx")
+    s = scores.sort("prompt_id", "sample_idx")
+    correct = g["correct"].to_numpy().reshape(-1, 5)
+    rewards = s["reward"].to_numpy().reshape(-1, 5)
+    boot_rng = np.random.default_rng(np.random.SeedSequence(3).spawn(3)[2])
+    draws = boot_rng.integers(0, 7, size=(200, 7), dtype=np.int32)
+    reps = np.array([est.bon_curve(rewards[d], correct[d]) for d in draws])
+    np.testing.assert_allclose(out["bon_at_k_lo"], np.quantile(reps, 0.025, axis=0), atol=1e-12)
+    np.testing.assert_allclose(out["bon_at_k_hi"], np.quantile(reps, 0.975, axis=0), atol=1e-12)
+    gains = np.array([est.bon_curve(rewards[d], correct[d])[-1] - correct[d].mean() for d in draws])
+    assert out["gain_lo"][0] == pytest.approx(np.quantile(gains, 0.025), abs=1e-12)
+
+
+def test_single_prompt_ci_collapses() -> None:
+    grades, scores = random_tables(2, p=1, n=6)
+    out = compute_gains(grades, scores, seed=0, n_boot=50)
+    for c in ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "gain"):
+        np.testing.assert_allclose(out[f"{c}_lo"], out[c], atol=TOL)
+        np.testing.assert_allclose(out[f"{c}_hi"], out[c], atol=TOL)

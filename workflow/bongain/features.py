@@ -12,7 +12,14 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from bongain.estimators import class_counts, maj_at_n_exact
+from bongain.estimators import (
+    DEFAULT_CI_LEVEL,
+    DEFAULT_N_BOOT,
+    bootstrap_ci,
+    class_counts,
+    maj_at_n_exact,
+    vote_value,
+)
 
 KEY = ("prompt_id", "sample_idx")
 
@@ -45,21 +52,41 @@ GRADE_COLUMNS = ("answer", "correct")
 # --------------------------------------------------------------------------------------------------
 
 
-def check_layout(df: pl.DataFrame, table: str, columns: tuple[str, ...] = ()) -> int:
-    """Check that every prompt has ``sample_idx`` 0..N-1 exactly once, with the same N; return N.
-
-    N is the most common number of rows per prompt. Raises ``ValueError`` naming the table and the first
-    offending ``prompt_id`` (in sorted order), or the missing columns / null values.
-    """
+def _check_nulls(df: pl.DataFrame, table: str, columns: tuple[str, ...]) -> None:
     missing = [c for c in (*KEY, *columns) if c not in df.columns]
     if missing:
         raise ValueError(f"{table}: missing column(s) {missing}")
     if df.height == 0:
         raise ValueError(f"{table}: no rows")
     for col in (*KEY, *(c for c in columns if c != "answer")):
-        nulls = df.filter(pl.col(col).is_null())
-        if nulls.height:
+        if df[col].null_count():
+            nulls = df.filter(pl.col(col).is_null()).sort("prompt_id")
             raise ValueError(f"{table}: null {col} (prompt_id {nulls['prompt_id'][0]!r})")
+
+
+def _sorted_layout(df: pl.DataFrame) -> int | None:
+    """N if ``df`` (sorted by prompt_id, sample_idx) is P blocks of sample_idx 0..N-1, else None."""
+    pid = df["prompt_id"]
+    starts = (pid != pid.shift(1)).fill_null(True).arg_true().to_numpy()
+    sizes = np.diff(np.r_[starts, df.height])
+    n = int(sizes[0])
+    if not np.all(sizes == n):
+        return None
+    idx = df["sample_idx"].to_numpy()
+    return n if np.array_equal(idx.reshape(-1, n), np.broadcast_to(np.arange(n), (sizes.size, n))) else None
+
+
+def check_layout(df: pl.DataFrame, table: str, columns: tuple[str, ...] = ()) -> int:
+    """Check that every prompt has ``sample_idx`` 0..N-1 exactly once, with the same N; return N.
+
+    N is the most common number of rows per prompt. Raises ``ValueError`` naming the table and the first
+    offending ``prompt_id`` (in sorted order), or the missing columns / null values.
+    """
+    _check_nulls(df, table, columns)
+    return _layout_by_group(df, table)
+
+
+def _layout_by_group(df: pl.DataFrame, table: str) -> int:
     per_prompt = (
         df.group_by("prompt_id")
         .agg(
@@ -88,6 +115,19 @@ def check_layout(df: pl.DataFrame, table: str, columns: tuple[str, ...] = ()) ->
     return n
 
 
+def _sorted_table(df: pl.DataFrame, table: str, columns: tuple[str, ...]) -> tuple[pl.DataFrame, int]:
+    """Validate one table and return its key + ``columns`` sorted by (prompt_id, sample_idx), and N.
+
+    The fast path checks the sorted frame directly (P blocks of sample_idx 0..N-1); only a table that
+    fails it goes through the group-by that names the first offending prompt.
+    """
+    _check_nulls(df, table, columns)
+    key = [pl.col("prompt_id").cast(pl.String), pl.col("sample_idx").cast(pl.Int64)]
+    out = df.select(*key, *columns).sort(list(KEY))
+    n = _sorted_layout(out)
+    return out, (n if n is not None else _layout_by_group(out, table))
+
+
 def join_per_sample(
     left: pl.DataFrame,
     right: pl.DataFrame,
@@ -97,21 +137,21 @@ def join_per_sample(
     """Validate both tables, join them on (prompt_id, sample_idx) and sort; return the frame and N.
 
     Raises ``ValueError`` naming the prompt_id of a sample present in one table but not the other, or
-    when the two tables disagree on N.
+    when the two tables disagree on N. Once both tables are known to hold sample_idx 0..N-1 for each of
+    their prompts, they hold the same samples iff they hold the same prompts, and then the sorted
+    frames line up row by row, so no hash join is needed.
     """
-    n_left = check_layout(left, names[0], columns[0])
-    n_right = check_layout(right, names[1], columns[1])
+    a, n_left = _sorted_table(left, names[0], columns[0])
+    b, n_right = _sorted_table(right, names[1], columns[1])
     if n_left != n_right:
         raise ValueError(f"{names[0]} has N={n_left} samples per prompt but {names[1]} has N={n_right}")
-    key = [pl.col("prompt_id").cast(pl.String), pl.col("sample_idx").cast(pl.Int64)]
-    a = left.select(*key, *columns[0])
-    b = right.select(*key, *columns[1])
-    for x, y, nx, ny in ((a, b, *names), (b, a, *reversed(names))):
-        orphan = x.join(y, on=list(KEY), how="anti").sort(list(KEY))
-        if orphan.height:
-            pid, idx = orphan.row(0)[:2]
-            raise ValueError(f"prompt_id {pid!r}: sample_idx {idx} is in {nx} but has no row in {ny}")
-    return a.join(b, on=list(KEY), how="inner").sort(list(KEY)), n_left
+    pa, pb = a["prompt_id"].gather_every(n_left), b["prompt_id"].gather_every(n_left)
+    if not pa.equals(pb):
+        for x, y, nx, ny in ((pa, pb, *names), (pb, pa, *reversed(names))):
+            orphan = x.filter(~x.is_in(y.implode()))
+            if orphan.len():
+                raise ValueError(f"prompt_id {orphan[0]!r}: sample_idx 0 is in {nx} but has no row in {ny}")
+    return pl.concat([a, b.drop(list(KEY))], how="horizontal"), n_left
 
 
 def prompt_matrix(df: pl.DataFrame, column: str, n: int) -> NDArray:
@@ -125,16 +165,29 @@ def answer_codes(df: pl.DataFrame, n: int) -> tuple[NDArray[np.int64], NDArray[n
     Within a prompt, classes are numbered by the sorted answer string (so the coding does not depend on
     row order). A class is correct if any of its samples is marked correct.
     """
-    coded = df.with_columns(
-        code=(pl.col("answer").rank("dense").over("prompt_id") - 1).fill_null(-1).cast(pl.Int64),
-        row=(pl.int_range(pl.len()) // n).cast(pl.Int64),
+    answer = df["answer"]
+    distinct = answer.drop_nulls().unique().sort()
+    n_distinct = distinct.len()
+    glob = (
+        answer.replace_strict(distinct, np.arange(n_distinct), default=n_distinct, return_dtype=pl.Int64)
+        .fill_null(n_distinct)
+        .to_numpy()
+        .reshape(-1, n)
     )
-    codes = prompt_matrix(coded, "code", n)
+    order = np.argsort(glob, axis=1, kind="stable")
+    ordered = np.take_along_axis(glob, order, axis=1)
+    rank = np.zeros(ordered.shape, dtype=np.int64)
+    np.cumsum(ordered[:, 1:] != ordered[:, :-1], axis=1, out=rank[:, 1:])
+    codes = np.empty_like(rank)
+    np.put_along_axis(codes, order, np.where(ordered == n_distinct, -1, rank), axis=1)
     n_cls = max(int(codes.max()) + 1, 1)
-    classes = coded.filter(pl.col("code") >= 0).group_by("row", "code").agg(pl.col("correct").any())
-    class_correct = np.zeros((codes.shape[0], n_cls), dtype=bool)
-    class_correct[classes["row"].to_numpy(), classes["code"].to_numpy()] = classes["correct"].to_numpy()
-    return codes, class_correct
+    correct = prompt_matrix(df, "correct", n).astype(bool)
+    rows = np.broadcast_to(np.arange(codes.shape[0])[:, None], codes.shape)
+    has = codes >= 0
+    hits = np.bincount(
+        (rows[has] * n_cls + codes[has]), weights=correct[has], minlength=codes.shape[0] * n_cls
+    )
+    return codes, (hits > 0).reshape(-1, n_cls)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,10 +266,61 @@ def ungradable_rate(codes: NDArray[np.int64]) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def compute_features(samples: pl.DataFrame, grades: pl.DataFrame) -> dict[str, float | int]:
+#: features that are a population std over prompts of a per-prompt value (the rest are means over prompts)
+SPREAD_OF = {"agreement_spread": "agreement_mean", "pass1_spread": "pass1"}
+#: the statistics that get a bootstrap interval: every Float64 feature
+CI_FEATURES = tuple(c for c in FEATURE_COLUMNS if c not in ("n_prompts", "n_samples"))
+CI_COLUMNS = (*(f"{c}_{end}" for c in CI_FEATURES for end in ("lo", "hi")), "n_boot", "ci_level")
+TABLE_COLUMNS = (*FEATURE_COLUMNS, *CI_COLUMNS)
+
+
+def prompt_values(
+    df: pl.DataFrame, n: int, codes: NDArray[np.int64], class_correct: NDArray[np.bool_]
+) -> dict[str, NDArray[np.float64]]:
+    """Per-prompt values ``[P]`` of every mean-type feature (the feature is their mean over prompts) and of
+    the two spread features' underlying quantities (the spread is their population std over prompts).
+
+    Keys are the feature names of :data:`CI_FEATURES` except the spreads (see :data:`SPREAD_OF`);
+    ``codes`` / ``class_correct`` come from :func:`answer_codes` of the same frame.
+    """
+    correct = prompt_matrix(df, "correct", n).astype(bool)
+    counts = _counts(codes).astype(np.float64)
+    n_tokens = prompt_matrix(df, "n_tokens", n).astype(np.float64)
+    total = counts.sum(axis=1, keepdims=True)
+    q = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    plogq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
+    return {
+        "agreement_mean": modal_share(codes),
+        "first_correct_pos": 1.0 / (correct.sum(axis=1) + 1.0),
+        "length_var": n_tokens.var(axis=1, ddof=1) if n > 1 else np.zeros(codes.shape[0]),
+        "length_mean": n_tokens.mean(axis=1),
+        "entropy_mean": prompt_matrix(df, "mean_entropy", n).astype(np.float64).mean(axis=1),
+        "logprob_mean": prompt_matrix(df, "mean_logprob", n).astype(np.float64).mean(axis=1),
+        "pass1": correct.mean(axis=1),
+        "coverage": correct.any(axis=1).astype(np.float64),
+        "answer_diversity": (counts > 0).sum(axis=1) / n,
+        "answer_entropy": -plogq.sum(axis=1),
+        "maj_at_n": vote_value(class_counts(codes, class_correct.shape[1]), class_correct),
+        "truncation_rate": (prompt_matrix(df, "finish_reason", n) == "length").mean(axis=1),
+        "ungradable_rate": (codes < 0).mean(axis=1),
+    }
+
+
+def compute_features(
+    samples: pl.DataFrame,
+    grades: pl.DataFrame,
+    *,
+    seed: int = 0,
+    n_boot: int = DEFAULT_N_BOOT,
+    ci_level: float = DEFAULT_CI_LEVEL,
+) -> dict[str, float | int]:
     """All FEATURES columns except model/method/task, from one cell's SAMPLES and GRADES tables.
 
     Joined on (prompt_id, sample_idx); no reward is used. Invariant to the row order of both inputs.
+    Each Float64 feature ``f`` also gets ``f_lo`` / ``f_hi``: the percentile bootstrap interval at
+    ``ci_level`` from ``n_boot`` resamples of the prompts (with replacement), drawn from
+    ``np.random.default_rng(seed)``; a spread is recomputed on each resample as the std of the resampled
+    per-prompt values, every other feature as their mean.
     """
     df, n = join_per_sample(samples, grades, ("samples", "grades"), (SAMPLE_COLUMNS, GRADE_COLUMNS))
     codes, class_correct = answer_codes(df, n)
@@ -244,4 +348,19 @@ def compute_features(samples: pl.DataFrame, grades: pl.DataFrame) -> dict[str, f
         "ungradable_rate": ungradable_rate(codes),
     }
     assert tuple(out) == FEATURE_COLUMNS
+    values = prompt_values(df, n, codes, class_correct)
+    mean_names = [c for c in CI_FEATURES if c not in SPREAD_OF]
+    lo, hi = bootstrap_ci(
+        np.column_stack([values[c] for c in mean_names]),
+        np.random.default_rng(seed),
+        n_boot,
+        ci_level,
+        stds=np.column_stack([values[SPREAD_OF[c]] for c in SPREAD_OF]),
+    )
+    bounds = dict(zip([*mean_names, *SPREAD_OF], zip(lo.tolist(), hi.tolist(), strict=True), strict=True))
+    for c in CI_FEATURES:
+        out[f"{c}_lo"], out[f"{c}_hi"] = bounds[c]
+    out["n_boot"] = int(n_boot)
+    out["ci_level"] = float(ci_level)
+    assert tuple(out) == TABLE_COLUMNS
     return out

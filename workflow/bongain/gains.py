@@ -6,15 +6,38 @@ import numpy as np
 import polars as pl
 
 from bongain.estimators import (
+    DEFAULT_CI_LEVEL,
     DEFAULT_MAX_EXACT_SUBSETS,
+    DEFAULT_N_BOOT,
     DEFAULT_N_MC,
-    bon_curve,
-    maj_curve,
-    pass_at_k_curve,
+    DEFAULT_WEIGHT,
+    bon_prompt_values,
+    bootstrap_ci,
+    pass_prompt_values,
+    vote_prompt_values,
+    vote_weights,
 )
 from bongain.features import answer_codes, join_per_sample, prompt_matrix
 
-GAINS_COLUMNS = ("n_prompts", "n_samples", "k", "pass_at_k", "bon_at_k", "maj_at_k", "maj_at_k_se", "gain")
+#: the curves that get a bootstrap interval, in column order
+CURVES = ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k")
+GAINS_COLUMNS = (
+    "n_prompts",
+    "n_samples",
+    "k",
+    "pass_at_k",
+    "bon_at_k",
+    "maj_at_k",
+    "maj_at_k_se",
+    "gain",
+    "wmaj_at_k",
+    "wmaj_at_k_se",
+    *(f"{c}_{end}" for c in CURVES for end in ("lo", "hi")),
+    "gain_lo",
+    "gain_hi",
+    "n_boot",
+    "ci_level",
+)
 
 
 def compute_gains(
@@ -22,36 +45,66 @@ def compute_gains(
     scores: pl.DataFrame,
     *,
     seed: int,
-    max_exact_subsets: int = DEFAULT_MAX_EXACT_SUBSETS,
-    n_mc: int = DEFAULT_N_MC,
+    max_exact_subsets: int | None = DEFAULT_MAX_EXACT_SUBSETS,
+    n_mc: int | None = DEFAULT_N_MC,
+    weight: str = DEFAULT_WEIGHT,
+    temperature: float = 1.0,
+    n_boot: int = DEFAULT_N_BOOT,
+    ci_level: float = DEFAULT_CI_LEVEL,
 ) -> pl.DataFrame:
-    """One row per k = 1..N: pass@k, best-of-k under the reward, maj@k with its Monte-Carlo SE, and
-    ``gain = bon_at_k(N) - pass_at_k(1)`` (the same in every row). The caller adds model/method/task.
+    """One row per k = 1..N: pass@k, best-of-k under the reward, maj@k and reward-weighted maj@k with
+    their Monte-Carlo SEs, ``gain = bon_at_k(N) - pass_at_k(1)`` (the same in every row), and percentile
+    bootstrap intervals (over prompts) of all five. The caller adds model/method/task.
+
+    Every statistic is a mean over prompts of a per-prompt value, so one resample of the prompts is one
+    weighted mean of the per-prompt values (the Monte-Carlo estimates for maj/wmaj at the k where they
+    are not exact, so the interval includes the Monte-Carlo noise). ``weight`` / ``temperature`` choose
+    the vote weight (:func:`bongain.estimators.vote_weights`); ``max_exact_subsets`` / ``n_mc`` the
+    exact/Monte-Carlo policy shared by both votes (``None``: chosen from the cell size).
 
     Grades and scores are joined on (prompt_id, sample_idx); a sample lacking either, or prompts with
     different N, raise ``ValueError`` naming the prompt_id. Prompts are processed in sorted prompt_id
-    order and the Monte-Carlo draws come from ``np.random.default_rng(seed)``, so the result depends
-    only on the table contents and ``seed``.
+    order; the maj and wmaj Monte-Carlo draws and the bootstrap draws come from three independent streams
+    spawned from ``np.random.SeedSequence(seed)``, so the result depends only on the table contents and
+    the arguments.
     """
     df, n = join_per_sample(grades, scores, ("grades", "scores"), (("answer", "correct"), ("reward",)))
     correct = prompt_matrix(df, "correct", n).astype(bool)
     rewards = prompt_matrix(df, "reward", n).astype(np.float64)
     codes, class_correct = answer_codes(df, n)
-    pass_k = pass_at_k_curve(correct.sum(axis=1), n)
-    bon_k = bon_curve(rewards, correct)
-    maj_k, maj_se = maj_curve(
-        codes, class_correct, np.random.default_rng(seed), max_exact_subsets=max_exact_subsets, n_mc=n_mc
+    maj_rng, wmaj_rng, boot_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    ks = range(1, n + 1)
+    policy = {"max_exact_subsets": max_exact_subsets, "n_mc": n_mc}
+    per_prompt = {
+        "pass_at_k": pass_prompt_values(correct.sum(axis=1), n),
+        "bon_at_k": bon_prompt_values(rewards, correct),
+    }
+    per_prompt["maj_at_k"], maj_var = vote_prompt_values(codes, class_correct, ks, maj_rng, **policy)
+    per_prompt["wmaj_at_k"], wmaj_var = vote_prompt_values(
+        codes, class_correct, ks, wmaj_rng, weights=vote_weights(rewards, weight, temperature), **policy
     )
+    gain = per_prompt["bon_at_k"][:, -1] - per_prompt["pass_at_k"][:, 0]
     p = correct.shape[0]
-    return pl.DataFrame(
-        {
-            "n_prompts": np.full(n, p, dtype=np.int64),
-            "n_samples": np.full(n, n, dtype=np.int64),
-            "k": np.arange(1, n + 1, dtype=np.int64),
-            "pass_at_k": pass_k,
-            "bon_at_k": bon_k,
-            "maj_at_k": maj_k,
-            "maj_at_k_se": maj_se,
-            "gain": np.full(n, bon_k[-1] - pass_k[0]),
-        }
+    lo, hi = bootstrap_ci(
+        np.column_stack([*(per_prompt[c] for c in CURVES), gain]), boot_rng, n_boot, ci_level
     )
+    curve = {c: v.mean(axis=0) for c, v in per_prompt.items()}
+    out = {
+        "n_prompts": np.full(n, p, dtype=np.int64),
+        "n_samples": np.full(n, n, dtype=np.int64),
+        "k": np.arange(1, n + 1, dtype=np.int64),
+        "pass_at_k": curve["pass_at_k"],
+        "bon_at_k": curve["bon_at_k"],
+        "maj_at_k": curve["maj_at_k"],
+        "maj_at_k_se": np.sqrt(maj_var.sum(axis=0)) / p,
+        "gain": np.full(n, curve["bon_at_k"][-1] - curve["pass_at_k"][0]),
+        "wmaj_at_k": curve["wmaj_at_k"],
+        "wmaj_at_k_se": np.sqrt(wmaj_var.sum(axis=0)) / p,
+    }
+    for i, c in enumerate(CURVES):
+        out[f"{c}_lo"], out[f"{c}_hi"] = lo[i * n : (i + 1) * n], hi[i * n : (i + 1) * n]
+    out["gain_lo"], out["gain_hi"] = np.full(n, lo[-1]), np.full(n, hi[-1])
+    out["n_boot"] = np.full(n, n_boot, dtype=np.int64)
+    out["ci_level"] = np.full(n, float(ci_level))
+    assert tuple(out) == GAINS_COLUMNS
+    return pl.DataFrame(out)

@@ -6,7 +6,10 @@ from bongain.config import SPLITS
 # Fails before any job runs, naming the bad key.
 bconf.validate_config(config)
 
-CELLS = bconf.cells(config)
+from bongain import screening as bscreen
+
+# Evaluated cells (`cells:`, every stage) and screened cells (`screen:`, validation pass + features only).
+CELLS, SCREEN_CELLS = bscreen.split_cells(config)
 RESULTS = config.get("results_dir", "results")
 CELL_DIR = f"{RESULTS}/cells/{{model}}/{{method}}/{{task}}"
 # Bump a stage's version when its code changes in a way that changes its output:
@@ -18,10 +21,12 @@ VERSION = {
     "grade": 1,
     "verifier": 1,
     "score": 1,
-    "features": 1,
-    "gains": 1,
-    "fit": 1,
-    "report": 1,
+    "features": 2,
+    "gains": 2,
+    "fit": 2,
+    "stability": 1,
+    "concentration": 1,
+    "report": 2,
 }
 
 
@@ -52,5 +57,35 @@ def model_manifest(wildcards):
     return f"{RESULTS}/models/{wildcards.model}/manifest.json"
 
 
-def cell_files(name):
-    return [f"{RESULTS}/cells/{c.model}/{c.method}/{c.task}/{name}" for c in CELLS]
+def cell_files(name, cells=None):
+    """``name`` under every evaluated cell (or under ``cells``)."""
+    return [
+        f"{RESULTS}/cells/{c.model}/{c.method}/{c.task}/{name}"
+        for c in (CELLS if cells is None else cells)
+    ]
+
+
+def screen_files(name):
+    """``name`` under every screened cell."""
+    return cell_files(name, SCREEN_CELLS)
+
+
+from bongain import shards as bshards
+
+# Prompts per sampling shard (None: one sample job per split); shard counts come from the config sizes.
+SHARD_PROMPTS = config["sampling"].get("shard_prompts")
+
+
+wildcard_constraints:
+    shard=r"\d\d\d\d+",
+
+
+def shard_files(wildcards):
+    """The shard files of one split, merged by rule merge_samples."""
+    w = wildcards
+    split_dir = f"{RESULTS}/cells/{w.model}/{w.method}/{w.task}/{w.split}"
+    size = bconf.split_sizes(config)[w.split]
+    return [
+        f"{split_dir}/shards/{name}.parquet"
+        for name in bshards.shard_names(size, SHARD_PROMPTS)
+    ]

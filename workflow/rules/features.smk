@@ -9,6 +9,9 @@ rule features:
     conda:
         "../../envs/analysis.yaml"
     params:
+        seed=config["sampling"].get("seed", 0),
+        n_boot=config.get("statistics", {}).get("n_boot", 1000),
+        ci_level=config.get("statistics", {}).get("ci_level", 0.95),
         version=VERSION["features"],
     script:
         "../scripts/features.py"

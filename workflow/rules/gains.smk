@@ -1,3 +1,13 @@
+# Statistics settings: the optional `statistics:` config block (see the config schema) overrides these.
+STATISTICS = {
+    "n_boot": 1000,
+    "ci_level": 0.95,
+    "weight": "softmax",
+    "temperature": 1.0,
+    **config.get("statistics", {}),
+}
+
+
 rule gains:
     input:
         grades=f"{CELL_DIR}/test/grades.parquet",
@@ -10,6 +20,10 @@ rule gains:
         "../../envs/analysis.yaml"
     params:
         seed=config["sampling"].get("seed", 0),
+        weight=STATISTICS["weight"],
+        temperature=STATISTICS["temperature"],
+        n_boot=STATISTICS["n_boot"],
+        ci_level=STATISTICS["ci_level"],
         version=VERSION["gains"],
     script:
         "../scripts/gains.py"

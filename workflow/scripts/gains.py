@@ -1,4 +1,4 @@
-"""Snakemake adapter: the cell's real best-of-k curve on the test split."""
+"""Snakemake adapter: the cell's real best-of-k curve on the test split, with bootstrap intervals."""
 
 import polars as pl
 
@@ -9,8 +9,21 @@ from bongain.smk import setup_logging
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "gains")
 w = sm.wildcards
+p = sm.params
 df = compute_gains(
-    read_parquet(sm.input.grades, "grades"), read_parquet(sm.input.scores, "scores"), seed=sm.params.seed
+    read_parquet(sm.input.grades, "grades"),
+    read_parquet(sm.input.scores, "scores"),
+    seed=p.seed,
+    weight=p.weight,
+    temperature=p.temperature,
+    n_boot=p.n_boot,
+    ci_level=p.ci_level,
 ).with_columns(model=pl.lit(w.model), method=pl.lit(w.method), task=pl.lit(w.task))
 write_parquet_atomic(df, sm.output[0], "gains")
-log.info("gain %.4f (pass@1 %.4f)", df["gain"][0], df["pass_at_k"][0])
+log.info(
+    "gain %.4f [%.4f, %.4f] (pass@1 %.4f)",
+    df["gain"][0],
+    df["gain_lo"][0],
+    df["gain_hi"][0],
+    df["pass_at_k"][0],
+)
