@@ -7,11 +7,36 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from bongain import fit
+from bongain import curve, fit, screening
 from bongain.io import conform
-from bongain.schemas import FEATURES
+from bongain.schemas import ALL, FEATURES
 
 N_SAMPLES = 4
+
+
+def complete(df: pl.DataFrame, schema: str) -> pl.DataFrame:
+    """Add the schema's optional columns a fixture does not set, then conform.
+
+    ``x_lo`` / ``x_hi`` (bootstrap CI columns) default to ``x``; other floats to NaN (``*_se``: 0),
+    integers to 0 (``n_boot``), ``ci_level`` to 0.95.
+    """
+    add = []
+    for col, (dtype, _) in ALL[schema].columns.items():
+        if col in df.columns:
+            continue
+        base = col.rsplit("_", 1)[0]
+        if col.endswith(("_lo", "_hi")) and base in df.columns:
+            add.append(pl.col(base).cast(pl.Float64).alias(col))
+        elif base in df.columns and col.endswith("_se"):
+            add.append(pl.lit(0.0).alias(col))
+        elif col == "ci_level":
+            add.append(pl.lit(0.95).alias(col))
+        elif dtype == pl.Float64:
+            src = col.replace("wmaj", "maj")
+            add.append(pl.col(src).alias(col) if src in df.columns else pl.lit(float("nan")).alias(col))
+        else:
+            add.append(pl.lit(0).cast(dtype).alias(col))
+    return conform(df.with_columns(add) if add else df, schema)
 
 
 def make_cells(n_cells: int, seed: int = 0, noise: float = 0.005) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -20,7 +45,7 @@ def make_cells(n_cells: int, seed: int = 0, noise: float = 0.005) -> tuple[pl.Da
     cols = {c: rng.uniform(0.0, 1.0, n_cells) for c in fit.FEATURE_COLUMNS}
     gain = 0.3 * cols["coverage"] - 0.2 * cols["agreement_mean"] + rng.normal(0.0, noise, n_cells)
     models = [f"m{i:02d}" for i in range(n_cells)]
-    features = conform(
+    features = complete(
         pl.DataFrame(
             {
                 "model": models,
@@ -55,14 +80,14 @@ def gains_for(models: list[str], gain: np.ndarray) -> pl.DataFrame:
                     "gain": float(g),
                 }
             )
-    return conform(pl.DataFrame(rows), "gains")
+    return complete(pl.DataFrame(rows), "gains")
 
 
 def test_feature_columns_are_the_float_feature_columns_in_schema_order() -> None:
     expected = [
         c
         for c, (dtype, _) in FEATURES.columns.items()
-        if dtype == pl.Float64 and c not in {"n_prompts", "n_samples"}
+        if dtype == pl.Float64 and not c.endswith(("_lo", "_hi")) and c != "ci_level"
     ]
     assert expected == fit.FEATURE_COLUMNS
 
@@ -226,3 +251,254 @@ def test_gain_must_be_constant_within_a_cell() -> None:
     )
     with pytest.raises(ValueError, match="differs"):
         fit.run_fit(features, bad)
+
+
+# --------------------------------------------------------------------------------------------------
+# grouped schemes, nested CV, bootstrap CIs, predictor comparison
+
+
+def make_grid_cells(
+    n_methods: int = 3,
+    n_tasks: int = 5,
+    seed: int = 10,
+    noise: float = 0.01,
+    models: tuple[str, ...] = ("m",),
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cells on a model x method x task grid; gain = 0.3*coverage - 0.2*agreement_mean + noise."""
+    rng = np.random.default_rng(seed)
+    keys = [(m, f"me{i}", f"t{j}") for m in models for i in range(n_methods) for j in range(n_tasks)]
+    n = len(keys)
+    cols = {c: rng.uniform(0.0, 1.0, n) for c in fit.FEATURE_COLUMNS}
+    gain = 0.3 * cols["coverage"] - 0.2 * cols["agreement_mean"] + rng.normal(0.0, noise, n)
+    base = {
+        "model": [k[0] for k in keys],
+        "method": [k[1] for k in keys],
+        "task": [k[2] for k in keys],
+    }
+    features = complete(
+        pl.DataFrame({**base, "n_prompts": [50] * n, "n_samples": [N_SAMPLES] * n, **cols}), "features"
+    )
+    rows = []
+    for (m, me, t), g in zip(keys, gain, strict=True):
+        for k in range(1, N_SAMPLES + 1):
+            rows.append(
+                {
+                    "model": m,
+                    "method": me,
+                    "task": t,
+                    "n_prompts": 60,
+                    "n_samples": N_SAMPLES,
+                    "k": k,
+                    "pass_at_k": 0.5,
+                    "bon_at_k": 0.5 + float(g) * (k - 1) / (N_SAMPLES - 1),
+                    "maj_at_k": 0.5,
+                    "maj_at_k_se": 0.0,
+                    "gain": float(g),
+                }
+            )
+    return features, complete(pl.DataFrame(rows), "gains")
+
+
+@pytest.mark.parametrize("scheme", list(fit.SCHEMES))
+def test_scheme_folds_partition_and_never_leak(scheme: str) -> None:
+    features, gains = make_grid_cells(models=("a", "b"))
+    table = fit.cell_table(features, gains)
+    folds = fit.scheme_folds(table, scheme)
+    assert folds is not None
+    held = np.concatenate([idx for _, idx in folds])
+    assert sorted(held.tolist()) == list(range(table.height))  # a partition of the cells
+    key = fit.SCHEMES[scheme]
+    for label, idx in folds:
+        train = np.setdiff1d(np.arange(table.height), idx)
+        if key is None:
+            assert idx.size == 1
+        else:
+            assert set(table[key].gather(idx).to_list()) == {label}
+            assert label not in set(table[key].gather(train).to_list())
+
+
+def test_leave_one_model_out_needs_two_models() -> None:
+    features, gains = make_grid_cells()
+    table = fit.cell_table(features, gains)
+    assert fit.scheme_folds(table, "leave_one_model_out") is None
+    comp, _ = fit.compare_predictors(features, gains, ["coverage", "agreement_mean"])
+    assert "leave_one_model_out" not in set(comp["scheme"].to_list())
+    assert set(comp["scheme"].to_list()) == {
+        "leave_one_cell_out",
+        "leave_one_task_out",
+        "leave_one_method_out",
+    }
+
+
+def test_nested_cv_alpha_and_prediction_ignore_the_held_out_group() -> None:
+    features, gains = make_grid_cells(seed=11)
+    table = fit.cell_table(features, gains)
+    X = table.select(fit.FEATURE_COLUMNS).to_numpy()
+    y = table["gain"].to_numpy()
+    for scheme in ("leave_one_cell_out", "leave_one_task_out"):
+        folds = fit.scheme_folds(table, scheme)
+        assert folds is not None
+        pred, alpha = fit.grouped_predict(X, y, folds)
+        _, idx = folds[1]
+        y2 = y.copy()
+        y2[idx] = y2[idx] * -50.0 + 3.0  # wild change of the held-out group's targets
+        pred2, alpha2 = fit.grouped_predict(X, y2, folds)
+        np.testing.assert_array_equal(pred2[idx], pred[idx])
+        np.testing.assert_array_equal(alpha2[idx], alpha[idx])
+        # the penalty of that fold is what inner LOO CV picks on the training cells alone
+        train = np.setdiff1d(np.arange(y.size), idx)
+        assert alpha[idx[0]] == fit.fit_ridge(X[train], y[train]).alpha
+        others = np.setdiff1d(np.arange(y.size), idx)
+        assert not np.allclose(pred2[others], pred[others])
+
+
+def test_batch_metrics_match_scipy_with_ties() -> None:
+    rng = np.random.default_rng(12)
+    pred = np.round(rng.normal(size=9), 1)
+    actual = np.round(pred + rng.normal(0, 0.5, 9), 1)
+    idx = fit.bootstrap_indices(9, 40, seed=3)
+    rho, tau, mae = fit.batch_metrics(pred[idx], actual[idx])
+    for b in range(40):
+        r, t, m = fit.rank_metrics(pred[idx[b]], actual[idx[b]])
+        for got, want in ((rho[b], r), (tau[b], t), (mae[b], m)):
+            if math.isnan(want):
+                assert math.isnan(got)
+            else:
+                assert got == pytest.approx(want, abs=1e-12)
+    # constant resample -> NaN correlations
+    rho, tau, _ = fit.batch_metrics(np.ones((1, 5)), np.arange(5.0)[None, :])
+    assert math.isnan(rho[0]) and math.isnan(tau[0])
+
+
+def test_compare_predictors_table_cis_and_determinism() -> None:
+    features, gains = make_grid_cells(seed=13)
+    settings = fit.ComparisonSettings(n_boot=300, ci_level=0.9, seed=5)
+    cols = ["coverage", "agreement_mean", "pass1"]
+    comp, held = fit.compare_predictors(features, gains, cols, settings=settings)
+    assert conform(comp, "fit_comparison").equals(comp)
+    assert conform(held, "fit_heldout").equals(held)
+    assert comp.height == 3 * 5
+    assert held.height == 3 * 5 * 15
+    assert comp["predictor"].unique(maintain_order=True).to_list() == [
+        "baseline",
+        "ridge",
+        "all",
+        "core",
+        "core_entropy",
+    ]
+    for r in comp.iter_rows(named=True):
+        for m in ("spearman", "kendall", "mae"):
+            assert r[f"{m}_lo"] <= r[f"{m}_hi"]
+        assert r["n_boot"] == 300 and r["ci_level"] == 0.9
+    loco = {
+        r["predictor"]: r for r in comp.filter(pl.col("scheme") == "leave_one_cell_out").iter_rows(named=True)
+    }
+    assert loco["ridge"]["spearman"] > 0.9 and loco["ridge"]["spearman_lo"] > 0.5
+    assert loco["ridge"]["mae"] < loco["baseline"]["mae"]
+    # LOCO rows of the comparison agree with leave_one_cell_out()
+    preds = fit.leave_one_cell_out(features, gains, cols)
+    h = held.filter((pl.col("scheme") == "leave_one_cell_out") & (pl.col("predictor") == "ridge"))
+    np.testing.assert_allclose(h["pred"].to_numpy(), preds["pred_ridge"].to_numpy())
+    again = fit.compare_predictors(features.reverse(), gains.reverse(), cols, settings=settings)
+    assert again[0].equals(comp) and again[1].equals(held)
+
+
+# --------------------------------------------------------------------------------------------------
+# gain curves with jackknife+ intervals, screening
+
+
+def test_jackknife_plus_coverage_near_nominal_over_repeated_draws() -> None:
+    # Mean predictor: mu_{-i} = mean of the other y; exchangeable data -> coverage >= 1 - 2 alpha, ~1 - alpha.
+    rng = np.random.default_rng(14)
+    level, n, draws = 0.8, 19, 3000
+    y = rng.standard_t(df=5, size=(draws, n + 1))
+    train, test = y[:, :n], y[:, n]
+    loo = (train.sum(axis=1, keepdims=True) - train) / (n - 1)
+    resid = np.abs(train - loo)
+    lo, hi = curve.jackknife_plus(loo.T, resid.T, level)
+    cov = np.mean((lo <= test) & (test <= hi))
+    assert 0.76 <= cov <= 0.86
+    # too few cells for the level: unbounded interval
+    lo, hi = curve.jackknife_plus(np.zeros((3, 1)), np.ones((3, 1)), 0.9)
+    assert lo[0] == -np.inf and hi[0] == np.inf
+
+
+def test_predict_curves_held_out_coverage_and_isolation() -> None:
+    covered = []
+    for seed in range(4):
+        features, gains = make_grid_cells(n_methods=3, n_tasks=4, seed=100 + seed, noise=0.03)
+        res = curve.predict_curves(features, gains, ["coverage", "agreement_mean"], level=0.8)
+        ev = res.curve.filter(pl.col("k") >= 2)
+        covered += ev["covered"].to_list()
+    assert 0.65 <= np.mean(covered) <= 0.97
+    # schema, k = N matches the scalar LOCO ridge, and a cell's own target never enters its interval
+    features, gains = make_grid_cells(n_methods=2, n_tasks=4, seed=7, noise=0.03)
+    res = curve.predict_curves(features, gains, ["coverage", "agreement_mean"], level=0.8)
+    assert conform(res.curve, "fit_curve").equals(res.curve)
+    assert conform(res.coverage, "fit_curve_coverage").equals(res.coverage)
+    assert res.coverage["scope"].to_list() == ["k"] * N_SAMPLES + ["pooled_k_ge_2"]
+    last = res.curve.filter(pl.col("k") == N_SAMPLES)["pred"].to_numpy()
+    scalar = fit.leave_one_cell_out(features, gains, ["coverage", "agreement_mean"])["pred_ridge"].to_numpy()
+    np.testing.assert_allclose(last, scalar, rtol=1e-6, atol=1e-9)
+    target = ("m", "me1", "t2")
+    bumped = gains.with_columns(
+        pl.when((pl.col("method") == target[1]) & (pl.col("task") == target[2]))
+        .then(pl.col("bon_at_k") + 0.3 * (pl.col("k") - 1))
+        .otherwise(pl.col("bon_at_k"))
+        .alias("bon_at_k")
+    )
+    res2 = curve.predict_curves(features, bumped, ["coverage", "agreement_mean"], level=0.8)
+    sel = (pl.col("method") == target[1]) & (pl.col("task") == target[2])
+    a = res.curve.filter(sel).select("pred", "pred_lo", "pred_hi")
+    b = res2.curve.filter(sel).select("pred", "pred_lo", "pred_hi")
+    assert a.equals(b)
+
+
+def test_screened_cells_ranked_with_intervals_and_cost() -> None:
+    features, gains = make_grid_cells(n_methods=3, n_tasks=4, seed=21)
+    cols = ["coverage", "agreement_mean"]
+    scr = features.head(3).with_columns(
+        pl.Series("task", ["s0", "s1", "s2"]),
+        pl.Series("coverage", [0.9, 0.1, 0.5]),
+        pl.Series("agreement_mean", [0.1, 0.9, 0.5]),
+        pl.Series("length_mean", [10.0, 20.0, 4.0]),
+    )
+    res = curve.predict_curves(features, gains, cols, screened=scr, level=0.8)
+    s = res.curve.filter(pl.col("status") == "screened")
+    assert s.height == 3 * N_SAMPLES and s["gain_k"].null_count() == s.height
+    table = screening.screening_table(
+        scr,
+        res.screened_pred[:, -1],
+        res.screened_lo[:, -1],
+        res.screened_hi[:, -1],
+        0.8,
+        fit.cell_table(features, gains)["gain"].to_numpy(),
+        {"test": 16, "verifier_train": 8, "validation": 50, "exemplars": 4},
+    )
+    assert conform(table, "fit_screen").equals(table)
+    assert table["task"].to_list() == ["s0", "s2", "s1"]  # gain rises with coverage, falls with agreement
+    assert table["rank"].to_list() == [1, 2, 3]
+    assert (table["pred_lo"] <= table["pred"]).all() and (table["pred"] <= table["pred_hi"]).all()
+    row = table.filter(pl.col("task") == "s0").row(0, named=True)
+    assert row["avoided_prompts"] == 24
+    assert row["avoided_verifier_calls"] == 24 * N_SAMPLES
+    assert row["avoided_tokens"] == pytest.approx(10.0 * 24 * N_SAMPLES)
+
+
+def test_split_cells_screen_list(repo) -> None:
+    from bongain.config import Cell, ConfigError, load_config
+
+    cfg = load_config(repo / "config" / "config.yaml")
+    evaluated, screened = screening.split_cells(cfg)
+    assert len(evaluated) >= 12 and isinstance(screened, list)
+    cfg = {**cfg, "cells": [{"model": "smollm2-135m", "method": "chat-t07", "task": "add1"}]}
+    cfg["screen"] = [{"model": "smollm2-135m", "method": "chat-t07", "task": "mul1"}]
+    evaluated, screened = screening.split_cells(cfg)
+    assert evaluated == [Cell("smollm2-135m", "chat-t07", "add1")]
+    assert screened == [Cell("smollm2-135m", "chat-t07", "mul1")]
+    cfg["screen"] = [{"model": "smollm2-135m", "method": "chat-t07", "task": "add1"}]
+    with pytest.raises(ConfigError, match=r"screen\.0'"):
+        screening.split_cells(cfg)
+    cfg["screen"] = [{"model": "smollm2-135m", "method": "nope", "task": "mul1"}]
+    with pytest.raises(ConfigError, match=r"screen\.0\.method"):
+        screening.split_cells(cfg)

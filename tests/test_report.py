@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from bongain import report
 from bongain.io import conform
+from test_fit import complete
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N = 3
@@ -22,7 +25,7 @@ def _features() -> pl.DataFrame:
             if c not in ("n_prompts", "n_samples"):
                 row[c] = 0.1 * i + 0.01 * j
         rows.append(row)
-    return conform(pl.DataFrame(rows), "features")
+    return complete(pl.DataFrame(rows), "features")
 
 
 def _gains() -> pl.DataFrame:
@@ -45,7 +48,7 @@ def _gains() -> pl.DataFrame:
                     "gain": GAIN[cell],
                 }
             )
-    return conform(pl.DataFrame(rows), "gains")
+    return complete(pl.DataFrame(rows), "gains")
 
 
 def _predictions() -> pl.DataFrame:
@@ -148,7 +151,8 @@ def test_gains_table(rendered: tuple[Path, str]) -> None:
     row = _row(md, "qwen/base/gsm8k")
     # cell, N, pass@1, bon@N, maj@N, pass@N, gain, source
     assert row[:7] == ["qwen/base/gsm8k", "3", "0.400", "0.650", "0.440", "0.600", "0.250"]
-    assert row[7] == "`results/cells/qwen/base/gsm8k/gains.parquet`"
+    assert row[7] == "[0.250, 0.250]"  # gain_lo / gain_hi (the fixture sets them to the gain)
+    assert row[8] == "`results/cells/qwen/base/gsm8k/gains.parquet`"
     # sorted by gain, descending; the pipe in a model name is escaped
     order = [
         md.index("| qwen/base/gsm8k | 3"),
@@ -179,9 +183,9 @@ def test_features_table(rendered: tuple[Path, str]) -> None:
 
 def test_metrics_and_coefficients_tables(rendered: tuple[Path, str]) -> None:
     _, md = rendered
-    assert _row(md, "ridge (all features)") == ["ridge (all features)", "3", "1.000", "1.000", "0.033"]
+    assert _row(md, "ridge (fit.features)") == ["ridge (fit.features)", "3", "1.000", "1.000", "0.033"]
     assert _row(md, "baseline (pass@1 only)") == ["baseline (pass@1 only)", "3", "n/a", "n/a", "0.133"]
-    assert md.index("| ridge (all features) | 3") < md.index("| baseline (pass@1 only) | 3")
+    assert md.index("| ridge (fit.features) | 3") < md.index("| baseline (pass@1 only) | 3")
     assert _row(md, "pass1") == ["pass1", "0.012", "-0.020"]
     assert _row(md, "coverage") == ["coverage", "n/a", "n/a"]
     assert _row(md, "(intercept)") == ["(intercept)", "0.100", "0.100"]
@@ -226,3 +230,172 @@ def test_single_cell_and_many_cells_figures(tmp_path: Path) -> None:
     assert report.plot_bon_curves(one, tmp_path / "one.png").read_bytes()[:8] == PNG_MAGIC
     many = pl.concat([g.with_columns(pl.lit(f"m{i}").alias("model")) for i in range(3)])
     assert report.plot_bon_curves(many, tmp_path / "many.png").read_bytes()[:8] == PNG_MAGIC
+
+
+# --------------------------------------------------------------------------------------------------
+# statistics sections (tables produced by the real fit code on small synthetic cells)
+
+
+@functools.cache
+def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
+    from bongain import concentration, curve, fit, screening, stability
+    from test_fit import make_grid_cells
+
+    features, gains = make_grid_cells(n_methods=2, n_tasks=3, seed=5)
+    cols = ["coverage", "agreement_mean"]
+    comp, _ = fit.compare_predictors(features, gains, cols, settings=fit.ComparisonSettings(n_boot=50))
+    scr = features.head(1).with_columns(pl.lit("screened-task").alias("task"))
+    cr = curve.predict_curves(features, gains, cols, screened=scr, level=0.8)
+    table = fit.cell_table(features, gains)
+    screen = screening.screening_table(
+        scr,
+        cr.screened_pred[:, -1],
+        cr.screened_lo[:, -1],
+        cr.screened_hi[:, -1],
+        0.8,
+        table["gain"].to_numpy(),
+        {"test": 10, "verifier_train": 6},
+    )
+    st = stability.stability_selection(features, gains, settings=stability.StabilitySettings(n_boot=20))
+    ols, _ = stability.fit_ols(features, gains, st.compact, st.basis)
+    c, terms, size = concentration.concentration_tables(
+        features, table.select(["model", "method", "task", "gain"]), ols, {"me0": 8, "me1": 8}, screened=scr
+    )
+    stats = {
+        "fit_comparison": comp,
+        "fit_curve": cr.curve,
+        "fit_curve_coverage": cr.coverage,
+        "fit_screen": screen,
+        "fit_stability": st.stability,
+        "fit_stability_path": st.path,
+        "fit_ols": ols,
+        "fit_concentration": c,
+        "fit_concentration_terms": terms,
+        "fit_sample_size": size,
+    }
+    assert set(stats) == set(report.STATS_TABLES)
+    return features, gains, stats
+
+
+def _render_stats(out: Path) -> Path:
+    from bongain import fit
+
+    features, gains, stats = _stats_inputs()
+    preds, mets, coefs = fit.run_fit(features, gains, ["coverage", "agreement_mean"])
+    return report.render_report(
+        features, gains, preds, mets, coefs, out, title="stats", config_summary={}, stats=stats
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered_stats(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = _render_stats(tmp_path_factory.mktemp("stats"))
+    return path, path.read_text(encoding="utf-8")
+
+
+STATS_FIGURES = (report.FIG_STABILITY, report.FIG_CONCENTRATION, report.FIG_GAIN_CURVES)
+
+
+def test_stats_sections_and_figures(rendered_stats: tuple[Path, str]) -> None:
+    path, md = rendered_stats
+    for heading in (
+        "## Predictor comparison across evaluation schemes",
+        "## Predicted gain curves with prediction intervals",
+        "## Screened cells (validation pass only)",
+        "## Stability selection (bootstrap Lasso)",
+        "## Compact model (OLS, for inference)",
+        "## Concentration of the compact predictor and sample-size advice",
+    ):
+        assert heading in md
+    for name in STATS_FIGURES:
+        png = path.parent / name
+        assert png.read_bytes()[:8] == PNG_MAGIC and f"]({name})" in md
+        assert b"Software" not in png.read_bytes()
+    # every statistics table names its source file
+    for name in report.STATS_TABLES:
+        if name != "fit_heldout":
+            assert f"`{report.ALL[name].path}`" in md, name
+    assert "`results/fit/heldout.parquet`" in md
+    for section in md.split("\n## ")[1:]:
+        if "|---" in section:
+            assert "Source:" in section
+
+
+def _section(md: str, heading: str) -> str:
+    start = md.index(heading)
+    nxt = md.find("\n## ", start + 1)
+    return md[start : nxt if nxt >= 0 else len(md)]
+
+
+def test_stats_table_values(rendered_stats: tuple[Path, str]) -> None:
+    _, md = rendered_stats
+    _, _, stats = _stats_inputs()
+    comp = (
+        stats["fit_comparison"]
+        .filter((pl.col("scheme") == "leave_one_task_out") & (pl.col("predictor") == "core"))
+        .row(0, named=True)
+    )
+    row = _row(_section(md, "## Predictor comparison"), "leave-one-task-out")
+    rows = [ln for ln in md.splitlines() if ln.startswith("| leave-one-task-out | ridge (strict core) |")]
+    assert len(rows) == 1 and row[0] == "leave-one-task-out"
+    cells = [c.strip() for c in rows[0].strip("|").split(" | ")]
+    assert cells[2:4] == [str(comp["n_cells"]), str(comp["n_folds"])]
+    sp = [report.fmt(comp[k]) for k in ("spearman", "spearman_lo", "spearman_hi")]
+    assert cells[4] == f"{sp[0]} [{sp[1]}, {sp[2]}]"
+    assert cells[6].startswith(report.fmt(comp["mae"]))
+    pooled = stats["fit_curve_coverage"].filter(pl.col("scope") == "pooled_k_ge_2").row(0, named=True)
+    assert _row(md, "pooled k >= 2")[3] == report.fmt(pooled["coverage"])
+    scr = stats["fit_screen"].row(0, named=True)
+    row = _row(_section(md, "## Screened cells"), "1")
+    assert row[1] == "m/me0/screened-task" and row[2] == report.fmt(scr["pred"])
+    assert row[7] == str(scr["avoided_verifier_calls"])
+    ols = stats["fit_ols"].row(0, named=True)
+    assert ols["feature"] == "(intercept)"
+    row = _row(_section(md, "## Compact model"), "(intercept)")
+    assert row[1:3] == [report.fmt(ols["coef"]), report.fmt(ols["se"])]
+    conc = stats["fit_concentration"].sort(["status", "model", "method", "task"]).row(0, named=True)
+    row = _row(_section(md, "## Concentration"), f"{conc['model']}/{conc['method']}/{conc['task']}")
+    assert row[4] == report.fmt(conc["bound"])
+
+
+def test_stats_render_byte_identical_and_gain_ci_columns(
+    rendered_stats: tuple[Path, str], tmp_path: Path
+) -> None:
+    a = rendered_stats[0]
+    b = _render_stats(tmp_path / "b")
+    for name in ("report.md", report.FIG_PRED_VS_ACTUAL, *STATS_FIGURES):
+        assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes(), name
+    # with gain_lo / gain_hi present the figure gains horizontal error bars (a different image)
+    from bongain import fit
+
+    features, gains, stats = _stats_inputs()
+    preds = fit.leave_one_cell_out(features, gains, ["coverage", "agreement_mean"])
+    wide = gains.with_columns(
+        (pl.col("gain") - 0.02).alias("gain_lo"), (pl.col("gain") + 0.03).alias("gain_hi")
+    )
+    report.plot_predicted_vs_actual(preds, tmp_path / "c.png", stats["fit_curve"], wide)
+    assert (tmp_path / "c.png").read_bytes() != (a.parent / report.FIG_PRED_VS_ACTUAL).read_bytes()
+
+
+def test_gain_intervals_helper() -> None:
+    g = _gains().drop("gain_lo", "gain_hi")
+    p = _predictions()
+    assert report.gain_intervals(g, p) is None
+    g2 = g.with_columns((pl.col("gain") - 0.1).alias("gain_lo"), (pl.col("gain") + 0.1).alias("gain_hi"))
+    lo, hi = report.gain_intervals(g2, p)
+    np.testing.assert_allclose(hi - lo, 0.2)
+
+
+def test_unknown_stats_table_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown statistics"):
+        report.render_report(
+            _features(),
+            _gains(),
+            _predictions(),
+            _metrics(),
+            _coefficients(),
+            tmp_path,
+            title="x",
+            config_summary={},
+            stats={"bogus": pl.DataFrame()},
+        )

@@ -1,17 +1,73 @@
+# Cross-cell statistics (docs/statistics.md). Train on evaluated cells; screened cells contribute
+# only their validation features and get ranked predictions.
+FIT_CFG = config.get("fit", {})
+FIT_DIR = f"{RESULTS}/fit"
+
+
 rule fit:
     input:
         features=cell_files("features.parquet"),
         gains=cell_files("gains.parquet"),
+        screen_features=screen_files("features.parquet"),
     output:
-        predictions=f"{RESULTS}/fit/predictions.parquet",
-        metrics=f"{RESULTS}/fit/metrics.parquet",
-        coefficients=f"{RESULTS}/fit/coefficients.parquet",
+        predictions=f"{FIT_DIR}/predictions.parquet",
+        metrics=f"{FIT_DIR}/metrics.parquet",
+        coefficients=f"{FIT_DIR}/coefficients.parquet",
+        comparison=f"{FIT_DIR}/comparison.parquet",
+        heldout=f"{FIT_DIR}/heldout.parquet",
+        curve=f"{FIT_DIR}/curve.parquet",
+        curve_coverage=f"{FIT_DIR}/curve_coverage.parquet",
+        screen=f"{FIT_DIR}/screen.parquet",
     log:
         f"{RESULTS}/logs/fit.log",
     conda:
         "../../envs/analysis.yaml"
     params:
-        features=config.get("fit", {}).get("features"),
+        features=FIT_CFG.get("features"),
+        fit=FIT_CFG,
+        sizes=bconf.split_sizes(config),
         version=VERSION["fit"],
     script:
         "../scripts/fit.py"
+
+
+rule stability:
+    input:
+        features=cell_files("features.parquet"),
+        gains=cell_files("gains.parquet"),
+    output:
+        stability=f"{FIT_DIR}/stability.parquet",
+        path=f"{FIT_DIR}/stability_path.parquet",
+        ols=f"{FIT_DIR}/ols.parquet",
+        ols_summary=f"{FIT_DIR}/ols_summary.txt",
+    log:
+        f"{RESULTS}/logs/stability.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        fit=FIT_CFG,
+        version=VERSION["stability"],
+    script:
+        "../scripts/stability.py"
+
+
+rule concentration:
+    input:
+        features=cell_files("features.parquet"),
+        gains=cell_files("gains.parquet"),
+        screen_features=screen_files("features.parquet"),
+        ols=f"{FIT_DIR}/ols.parquet",
+    output:
+        concentration=f"{FIT_DIR}/concentration.parquet",
+        terms=f"{FIT_DIR}/concentration_terms.parquet",
+        sample_size=f"{FIT_DIR}/sample_size.parquet",
+    log:
+        f"{RESULTS}/logs/concentration.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        fit=FIT_CFG,
+        max_tokens={m: v["max_new_tokens"] for m, v in config["methods"].items()},
+        version=VERSION["concentration"],
+    script:
+        "../scripts/concentration.py"

@@ -5,10 +5,23 @@ rule report:
         predictions=f"{RESULTS}/fit/predictions.parquet",
         metrics=f"{RESULTS}/fit/metrics.parquet",
         coefficients=f"{RESULTS}/fit/coefficients.parquet",
+        comparison=f"{RESULTS}/fit/comparison.parquet",
+        curve=f"{RESULTS}/fit/curve.parquet",
+        curve_coverage=f"{RESULTS}/fit/curve_coverage.parquet",
+        screen=f"{RESULTS}/fit/screen.parquet",
+        stability=f"{RESULTS}/fit/stability.parquet",
+        stability_path=f"{RESULTS}/fit/stability_path.parquet",
+        ols=f"{RESULTS}/fit/ols.parquet",
+        concentration=f"{RESULTS}/fit/concentration.parquet",
+        concentration_terms=f"{RESULTS}/fit/concentration_terms.parquet",
+        sample_size=f"{RESULTS}/fit/sample_size.parquet",
     output:
         report=f"{RESULTS}/report/report.md",
         pred_fig=f"{RESULTS}/report/predicted_vs_actual.png",
         curves_fig=f"{RESULTS}/report/bon_curves.png",
+        stability_fig=f"{RESULTS}/report/stability.png",
+        concentration_fig=f"{RESULTS}/report/concentration.png",
+        gain_curve_fig=f"{RESULTS}/report/gain_curves.png",
     log:
         f"{RESULTS}/logs/report.log",
     conda:

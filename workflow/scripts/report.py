@@ -5,11 +5,12 @@ from pathlib import Path
 import polars as pl
 
 from bongain.io import read_parquet
-from bongain.report import render_report
+from bongain.report import STATS_TABLES, render_report
 from bongain.smk import setup_logging
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "report")
+stats = {name: read_parquet(sm.input[name.removeprefix("fit_")], name) for name in STATS_TABLES}
 path = render_report(
     pl.concat([read_parquet(p, "features") for p in sm.input.features]),
     pl.concat([read_parquet(p, "gains") for p in sm.input.gains]),
@@ -19,5 +20,6 @@ path = render_report(
     Path(sm.output.report).parent,
     title=sm.params.title,
     config_summary=sm.params.summary,
+    stats=stats,
 )
 log.info("report written to %s", path)

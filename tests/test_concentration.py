@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from bongain import concentration as conc
+from bongain import fit, stability
+from bongain.io import conform
+from test_fit import make_grid_cells
+
+N = 8
+
+
+def _first_correct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-prompt 1/(c+1): prompt difficulty p ~ Beta(0.5, 0.5), c ~ Binomial(N, p)."""
+    p = rng.beta(0.5, 0.5, size=shape)
+    return 1.0 / (rng.binomial(N, p) + 1.0)
+
+
+def _modal_share(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-prompt modal-answer share of N samples from a prompt-specific 3-answer distribution."""
+    probs = rng.dirichlet([0.7, 0.7, 0.7], size=shape)
+    u = rng.random(size=(*shape, N))
+    cum = np.cumsum(probs, axis=-1)
+    ans = (u[..., None] > cum[..., None, :]).sum(axis=-1)
+    counts = np.stack([(ans == a).sum(axis=-1) for a in range(3)], axis=-1)
+    return counts.max(axis=-1) / N
+
+
+@pytest.mark.parametrize("n_prompts", [12, 40])
+def test_bound_holds_at_stated_confidence_in_repeated_simulation(n_prompts: int) -> None:
+    rng = np.random.default_rng(0)
+    delta, reps = 0.1, 1000
+    # population values from a very large draw
+    fc_pop = _first_correct(rng, (200_000,)).mean()
+    m_big = _modal_share(rng, (100_000,))
+    spread_pop, mean_pop = m_big.std(), m_big.mean()
+    fc = _first_correct(rng, (reps, n_prompts))
+    m = _modal_share(rng, (reps, n_prompts))
+    lo_fc, hi_fc = conc.feature_range("first_correct_pos", N)
+    lo_m, hi_m = conc.feature_range("agreement_spread", N)
+    # each feature alone
+    eps_fc = conc.deviation_bound("mean", hi_fc - lo_fc, n_prompts, delta)
+    eps_sp = conc.deviation_bound("spread", hi_m - lo_m, n_prompts, delta)
+    eps_mean = conc.deviation_bound("mean", 1.0, n_prompts, delta)
+    dev_fc = np.abs(fc.mean(axis=1) - fc_pop)
+    dev_sp = np.abs(m.std(axis=1) - spread_pop)
+    dev_mean = np.abs(m.mean(axis=1) - mean_pop)
+    assert np.mean(dev_fc > eps_fc) <= delta
+    assert np.mean(dev_sp > eps_sp) <= delta
+    assert np.mean(dev_mean > eps_mean) <= delta
+    # the bound is not vacuous: the typical deviation is a sizeable fraction of it for means
+    assert np.quantile(dev_fc, 0.99) > 0.1 * eps_fc
+    # the propagated bound on a linear predictor (union over its features)
+    coefs = {"(intercept)": 0.4, "first_correct_pos": -0.7, "agreement_spread": 1.3}
+    bound = float(conc.prediction_bound(coefs, n_prompts, N, delta))
+    dev_pred = np.abs(-0.7 * (fc.mean(axis=1) - fc_pop) + 1.3 * (m.std(axis=1) - spread_pop))
+    assert np.mean(dev_pred > bound) <= delta
+    expected = 0.7 * conc.deviation_bound("mean", hi_fc - lo_fc, n_prompts, delta / 2)
+    expected += 1.3 * conc.deviation_bound("spread", 1.0, n_prompts, delta / 2)
+    assert bound == pytest.approx(float(expected))
+
+
+def test_feature_ranges() -> None:
+    assert conc.feature_range("first_correct_pos", 8) == (pytest.approx(1 / 9), 1.0)
+    assert conc.feature_range("agreement_mean", 8) == (0.0, 1.0)
+    assert conc.feature_range("answer_entropy", 8) == (0.0, pytest.approx(math.log(8)))
+    assert conc.feature_range("length_var", 4, max_tokens=10) == (0.0, pytest.approx(100 / 4 * 4 / 3))
+    assert conc.feature_range("length_mean", 4, max_tokens=10) == (0.0, 10.0)
+    assert conc.feature_range("length_var", 4) is None
+    assert conc.feature_range("entropy_mean", 4) is None
+    assert conc.feature_range("entropy_mean", 4, overrides={"entropy_mean": (0.0, 10.8)}) == (0.0, 10.8)
+    # sample variance (ddof = 1) of N values in [0, T] never exceeds the stated upper end
+    rng = np.random.default_rng(1)
+    x = rng.choice([0.0, 10.0], size=(5000, 4))
+    assert x.var(axis=1, ddof=1).max() <= conc.feature_range("length_var", 4, max_tokens=10)[1] + 1e-9
+
+
+def test_bound_monotone_and_min_prompts() -> None:
+    coefs = {"(intercept)": 0.0, "first_correct_pos": 0.5, "agreement_spread": -0.2}
+    ns = np.array([4, 16, 64, 256, 1024])
+    b = conc.prediction_bound(coefs, ns, N, 0.05)
+    assert np.all(np.diff(b) < 0)
+    for target in (0.02, 0.05, 0.3):
+        n = conc.min_prompts(target, coefs, N, 0.05)
+        assert n is not None
+        assert float(conc.prediction_bound(coefs, n, N, 0.05)) <= target
+        if n > 1:
+            assert float(conc.prediction_bound(coefs, n - 1, N, 0.05)) > target
+    # a feature without a stated range: no bound, no advice
+    assert math.isnan(float(conc.prediction_bound({"entropy_mean": 0.1}, 100, N, 0.05)))
+    assert conc.min_prompts(0.05, {"entropy_mean": 0.1}, N, 0.05) is None
+
+
+def test_concentration_tables() -> None:
+    features, gains = make_grid_cells(n_methods=2, n_tasks=4, seed=3)
+    table = fit.cell_table(features, gains)
+    ols, _ = stability.fit_ols(features, gains, ["first_correct_pos", "length_var"], "strict_core")
+    screened = features.head(1).with_columns(pl.lit("s").alias("task"), pl.lit(100).alias("n_prompts"))
+    settings = conc.ConcentrationSettings.from_config(
+        {
+            "concentration": {
+                "delta": 0.1,
+                "targets": [0.05],
+                "n_prompts_grid": [10, 100],
+                "n_samples_grid": [4],
+            }
+        }
+    )
+    c, terms, size = conc.concentration_tables(
+        features,
+        table.select(["model", "method", "task", "gain"]),
+        ols,
+        {"me0": 8, "me1": 16},
+        settings,
+        screened=screened,
+    )
+    for df, name in ((c, "fit_concentration"), (terms, "fit_concentration_terms"), (size, "fit_sample_size")):
+        assert conform(df, name).equals(df)
+    assert c.height == features.height + 1 and terms.height == 2 * c.height
+    assert c.filter(pl.col("status") == "screened")["gain"].null_count() == 1
+    per_cell = terms.group_by(["model", "method", "task"]).agg(pl.col("contribution").sum())
+    j = c.join(per_cell, on=["model", "method", "task"])
+    np.testing.assert_allclose(j["bound"].to_numpy(), j["contribution"].to_numpy())
+    # length_var range depends on the method's max_new_tokens
+    lv = terms.filter(pl.col("feature") == "length_var")
+    assert set(lv.filter(pl.col("method") == "me1")["range_hi"].to_list()) == {16.0**2 / 4 * N_S / (N_S - 1)}
+    # evaluated residuals are |gain - compact prediction|
+    ev = c.filter(pl.col("status") == "evaluated")
+    np.testing.assert_allclose(ev["abs_residual"].to_numpy(), np.abs(ev["gain"] - ev["pred"]).to_numpy())
+    assert ev["abs_residual"].max() == pytest.approx(ols["resid_max_abs"][0])
+    # screened cell with more prompts has a smaller bound than the same features at n = 50
+    assert c.filter(pl.col("status") == "screened")["bound"][0] < ev["bound"][0]
+    grid = size.filter(pl.col("kind") == "grid")
+    assert sorted(set(grid["n_prompts"].to_list())) == [10, 50, 100]  # the cells' own n is added
+    tgt = size.filter(pl.col("kind") == "target").row(0, named=True)
+    assert tgt["bound"] <= 0.05 and tgt["target"] == 0.05
+    # measured counterpart from the features' bootstrap CI columns
+    assert np.allclose(c["boot_halfwidth"].to_numpy(), 0.0)  # fixture: lo = hi = value
+    wide = features.with_columns(
+        (pl.col("first_correct_pos") - 0.1).alias("first_correct_pos_lo"),
+        (pl.col("first_correct_pos") + 0.1).alias("first_correct_pos_hi"),
+        (pl.col("length_var") + 0.5).alias("length_var_hi"),
+    )
+    c2, _, _ = conc.concentration_tables(
+        wide, table.select(["model", "method", "task", "gain"]), ols, {"me0": 8, "me1": 16}, settings
+    )
+    beta = dict(zip(ols["feature"], ols["coef"], strict=True))
+    expected = abs(beta["first_correct_pos"]) * 0.1 + abs(beta["length_var"]) * 0.25
+    np.testing.assert_allclose(c2["boot_halfwidth"].to_numpy(), expected)
+
+
+N_S = 4  # N of make_grid_cells

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from bongain import fit, stability
+from bongain.io import conform
+from test_fit import complete, gains_for
+
+N_SAMPLES = 4
+
+
+def make_cells(
+    n_cells: int, seed: int, coefs: dict[str, float], noise: float = 0.01
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rng = np.random.default_rng(seed)
+    cols = {c: rng.uniform(0.0, 1.0, n_cells) for c in fit.FEATURE_COLUMNS}
+    gain = sum(b * cols[c] for c, b in coefs.items()) + rng.normal(0.0, noise, n_cells)
+    models = [f"m{i:02d}" for i in range(n_cells)]
+    features = complete(
+        pl.DataFrame(
+            {
+                "model": models,
+                "method": ["base"] * n_cells,
+                "task": ["gsm8k"] * n_cells,
+                "n_prompts": [50] * n_cells,
+                "n_samples": [N_SAMPLES] * n_cells,
+                **cols,
+            }
+        ),
+        "features",
+    )
+    return features, gains_for(models, np.asarray(gain))
+
+
+TRUTH = {"coverage": 0.3, "agreement_spread": -0.25}
+
+
+def test_stability_selection_finds_the_true_features() -> None:
+    features, gains = make_cells(40, seed=2, coefs=TRUTH, noise=0.02)
+    settings = stability.StabilitySettings(n_boot=100, seed=3)
+    res = stability.stability_selection(features, gains, fit.FEATURE_COLUMNS, settings)
+    assert conform(res.stability, "fit_stability").equals(res.stability)
+    assert conform(res.path, "fit_stability_path").equals(res.path)
+    freq = dict(zip(res.stability["feature"], res.stability["max_freq"], strict=True))
+    for f in TRUTH:
+        assert freq[f] >= 0.95
+    noise = [v for f, v in freq.items() if f not in TRUTH]
+    assert np.mean(noise) < 0.3 and max(noise) < settings.threshold
+    assert sorted(res.stability.filter(pl.col("stable"))["feature"].to_list()) == sorted(TRUTH)
+    assert res.basis == "stable_set" and sorted(res.compact) == sorted(TRUTH)
+    assert res.path.height == len(fit.FEATURE_COLUMNS) * settings.n_lambdas
+    assert res.path.filter(pl.col("admissible"))["mean_selected"].max() <= settings.max_selected
+    # the frequency curve starts at (almost) nothing selected at lambda_max
+    top = res.path.filter(pl.col("lambda_rel") == 1.0)
+    assert top["freq"].max() <= 0.6
+    # OLS on the compact set recovers the coefficients, with CIs covering them
+    ols, summary = stability.fit_ols(features, gains, res.compact, res.basis)
+    assert conform(ols, "fit_ols").equals(ols)
+    for r in ols.filter(pl.col("feature") != "(intercept)").iter_rows(named=True):
+        assert r["ci_lo"] <= TRUTH[r["feature"]] <= r["ci_hi"]
+        assert r["p_value"] < 1e-6
+    assert "OLS Regression Results" in summary and "Date:" in summary
+    assert not any(ch.isdigit() for ch in summary.split("Date:")[1].split("Prob")[0])
+    assert not any(ch.isdigit() for ch in summary.split("Time:")[1].split("Log-Likelihood")[0])
+
+
+def test_deterministic_given_seed() -> None:
+    features, gains = make_cells(20, seed=2, coefs=TRUTH)
+    settings = stability.StabilitySettings(n_boot=30, seed=9)
+    a = stability.stability_selection(features, gains, fit.FEATURE_COLUMNS, settings)
+    b = stability.stability_selection(features.reverse(), gains.reverse(), fit.FEATURE_COLUMNS, settings)
+    assert a.stability.equals(b.stability) and a.path.equals(b.path)
+    c = stability.stability_selection(
+        features, gains, fit.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=30, seed=10)
+    )
+    assert not c.path.equals(a.path)
+
+
+def test_pure_noise_falls_back_to_strict_core_and_small_n_truncates() -> None:
+    features, gains = make_cells(15, seed=4, coefs={}, noise=0.1)
+    res = stability.stability_selection(
+        features, gains, fit.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=50, threshold=0.95)
+    )
+    assert res.basis == "strict_core"
+    assert res.compact == fit.STRICT_CORE  # 15 cells: (15 - 1) // 4 = 3 features allowed
+    assert res.stability.filter(pl.col("in_compact"))["feature"].to_list() == [
+        c for c in fit.FEATURE_COLUMNS if c in fit.STRICT_CORE
+    ]
+    # 5 cells allow 1 feature: the most stable core member
+    small_f, small_g = make_cells(5, seed=5, coefs={}, noise=0.1)
+    res = stability.stability_selection(
+        small_f, small_g, fit.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=20, threshold=0.99)
+    )
+    assert res.basis == "strict_core" and len(res.compact) == 1 and res.compact[0] in fit.STRICT_CORE
+    ols, _ = stability.fit_ols(small_f, small_g, res.compact, res.basis)
+    assert ols.height == 2 and ols["df_resid"][0] == 3.0
+
+
+def test_constant_feature_never_selected() -> None:
+    features, gains = make_cells(20, seed=6, coefs=TRUTH)
+    features = features.with_columns(pl.lit(0.5).alias("truncation_rate"))
+    res = stability.stability_selection(
+        features, gains, fit.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=20)
+    )
+    assert res.stability.filter(pl.col("feature") == "truncation_rate")["max_freq"][0] == 0.0
+
+
+def test_settings_from_config() -> None:
+    s = stability.StabilitySettings.from_config({"seed": 4, "stability": {"n_boot": 7, "threshold": 0.7}})
+    assert (s.n_boot, s.threshold, s.seed) == (7, 0.7, 4)
+    assert stability.StabilitySettings.from_config(None) == stability.StabilitySettings()
+    with pytest.raises(ValueError, match="threshold"):
+        features, gains = make_cells(6, seed=1, coefs=TRUTH)
+        stability.stability_selection(features, gains, settings=stability.StabilitySettings(threshold=0.0))
+
+
+def test_write_text_atomic(tmp_path) -> None:
+    p = stability.write_text_atomic("hello\n", tmp_path / "sub" / "x.txt")
+    assert p.read_text() == "hello\n"
+    assert [q.name for q in p.parent.iterdir()] == ["x.txt"]

@@ -1,0 +1,279 @@
+"""Bootstrap-Lasso stability selection over the cell features, and the compact OLS model for inference.
+
+Stability selection (Meinshausen & Buehlmann 2010; bootstrap resampling as in Bach's Bolasso):
+
+* the penalty grid is ``n_lambdas`` values, log-spaced from ``lambda_max`` (the smallest penalty that
+  selects nothing on the full data, standardised features, centred gain) down to
+  ``lambda_min_ratio * lambda_max``;
+* for each of ``n_boot`` seeded resamples of the cells (with replacement) the features are standardised
+  with the resample's own mean/SD (a column constant in the resample is never selected), the gain is
+  centred and the whole Lasso path is fitted (:func:`sklearn.linear_model.lasso_path`);
+* ``freq[feature, lambda]`` = fraction of resamples with a non-zero coefficient;
+* a penalty is *admissible* when the mean number of selected features there is at most ``max_selected``
+  (q); ``max_freq`` = max of ``freq`` over admissible penalties; the *stable set* = features with
+  ``max_freq >= threshold`` (pi). With admissible penalties only, the expected number of falsely stable
+  features is at most q_hat^2 / ((2 pi - 1) p) under the exchangeability assumption of
+  Meinshausen-Buehlmann (``ev_bound``; q_hat = the largest mean selection count used).
+
+Compact model: the stable set when it is non-empty and small enough for the cells
+(``|S| <= max(1, (n_cells - 1) // cells_per_feature)``), otherwise the strict core
+(agreement_spread, first_correct_pos, length_var), restricted to usable (non-constant) columns and, when
+still too large, to its most stable members. It is fitted by statsmodels OLS on the raw feature scale.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import statsmodels.api as sm
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import lasso_path
+
+from bongain.fit import FEATURE_COLUMNS, STRICT_CORE, _matrix, cell_table, usable_columns
+from bongain.io import conform
+from bongain.schemas import FIT_OLS, FIT_STABILITY, FIT_STABILITY_PATH
+
+_SELECT_TOL = 1e-10
+
+
+@dataclass(frozen=True)
+class StabilitySettings:
+    n_boot: int = 200
+    threshold: float = 0.6
+    n_lambdas: int = 25
+    lambda_min_ratio: float = 0.01
+    max_selected: int = 4
+    cells_per_feature: int = 4
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, fit_cfg: Mapping[str, Any] | None) -> StabilitySettings:
+        fit_cfg = fit_cfg or {}
+        sub = dict(fit_cfg.get("stability") or {})
+        if "seed" in fit_cfg and "seed" not in sub:
+            sub["seed"] = fit_cfg["seed"]
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in sub.items() if k in names})
+
+
+@dataclass(frozen=True)
+class StabilityResult:
+    stability: pl.DataFrame  # fit_stability
+    path: pl.DataFrame  # fit_stability_path
+    compact: list[str]
+    basis: str
+
+
+def _standardise(X: np.ndarray) -> np.ndarray:
+    """Standardise usable columns; unusable (constant / non-finite) columns become 0."""
+    Z = np.zeros_like(X)
+    ok = usable_columns(X)
+    if ok.any():
+        Z[:, ok] = (X[:, ok] - X[:, ok].mean(axis=0)) / X[:, ok].std(axis=0)
+    return Z
+
+
+def selection_frequencies(
+    X: np.ndarray, y: np.ndarray, settings: StabilitySettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lambdas (L,), freq (p, L), mean_selected (L,)) over ``settings.n_boot`` bootstrap resamples."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n, p = X.shape
+    Z = _standardise(X)
+    lam_max = float(np.max(np.abs(Z.T @ (y - y.mean()))) / n)
+    if not lam_max > 0:
+        lam_max = 1.0
+    lambdas = lam_max * np.logspace(0.0, np.log10(settings.lambda_min_ratio), settings.n_lambdas)
+    rng = np.random.default_rng(settings.seed)
+    counts = np.zeros((p, lambdas.size))
+    n_sel = np.zeros(lambdas.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(settings.n_boot):
+            idx = rng.integers(0, n, size=n)
+            Zb = _standardise(X[idx])
+            yb = y[idx] - y[idx].mean()
+            _, coefs, _ = lasso_path(Zb, yb, alphas=lambdas, max_iter=10_000, tol=1e-8)
+            sel = np.abs(coefs) > _SELECT_TOL  # (p, L), alphas in the given (decreasing) order
+            counts += sel
+            n_sel += sel.sum(axis=0)
+    return lambdas, counts / settings.n_boot, n_sel / settings.n_boot
+
+
+def max_compact_features(n_cells: int, cells_per_feature: int) -> int:
+    """The most features the compact OLS may use with ``n_cells`` cells."""
+    return max(1, min(n_cells - 2, (n_cells - 1) // max(cells_per_feature, 1)))
+
+
+def stability_selection(
+    features: pl.DataFrame,
+    gains: pl.DataFrame,
+    feature_cols: Sequence[str] = FEATURE_COLUMNS,
+    settings: StabilitySettings = StabilitySettings(),
+) -> StabilityResult:
+    """Selection frequencies of every feature, the stable set, and the compact feature set."""
+    if not 0.0 < settings.threshold <= 1.0:
+        raise ValueError(f"stability threshold must be in (0, 1], got {settings.threshold}")
+    table = cell_table(features, gains)
+    cols = list(feature_cols)
+    X = _matrix(table, cols)
+    y = table["gain"].to_numpy().astype(np.float64)
+    lambdas, freq, mean_sel = selection_frequencies(X, y, settings)
+    admissible = mean_sel <= settings.max_selected + 1e-12
+    p = len(cols)
+    f_adm = np.where(admissible[None, :], freq, -1.0)
+    best = np.argmax(f_adm, axis=1)
+    max_freq = np.where(admissible.any(), f_adm[np.arange(p), best], np.nan)
+    lam_at = np.where(admissible.any(), lambdas[best], np.nan)
+    stable = max_freq >= settings.threshold
+    q_hat = float(mean_sel[admissible].max()) if admissible.any() else float("nan")
+    pi = settings.threshold
+    ev = q_hat**2 / ((2 * pi - 1) * p) if pi > 0.5 else float("nan")
+    compact, basis = choose_compact(cols, max_freq, stable, X, table.height, settings.cells_per_feature)
+    stab = pl.DataFrame(
+        {
+            "feature": cols,
+            "max_freq": max_freq,
+            "lambda_at_max": lam_at,
+            "stable": stable,
+            "in_compact": [c in compact for c in cols],
+            "threshold": [pi] * p,
+            "max_selected": [settings.max_selected] * p,
+            "ev_bound": [ev] * p,
+            "n_boot": [settings.n_boot] * p,
+        },
+        schema=FIT_STABILITY.polars_schema,
+    )
+    path_rows = [
+        {
+            "feature": c,
+            "lambda": float(lam),
+            "lambda_rel": float(lam / lambdas[0]),
+            "freq": float(freq[j, li]),
+            "mean_selected": float(mean_sel[li]),
+            "admissible": bool(admissible[li]),
+        }
+        for j, c in enumerate(cols)
+        for li, lam in enumerate(lambdas)
+    ]
+    path = pl.DataFrame(path_rows, schema=FIT_STABILITY_PATH.polars_schema)
+    return StabilityResult(
+        conform(stab, "fit_stability"), conform(path, "fit_stability_path"), compact, basis
+    )
+
+
+def choose_compact(
+    cols: Sequence[str],
+    max_freq: np.ndarray,
+    stable: np.ndarray,
+    X: np.ndarray,
+    n_cells: int,
+    cells_per_feature: int,
+) -> tuple[list[str], str]:
+    """(compact features, basis): the stable set if it fits, else the (truncated) strict core."""
+    limit = max_compact_features(n_cells, cells_per_feature)
+    usable = dict(zip(cols, usable_columns(X), strict=True))
+    stable_set = [c for c, s in zip(cols, stable, strict=True) if s and usable[c]]
+    if 1 <= len(stable_set) <= limit:
+        return stable_set, "stable_set"
+    freq = dict(zip(cols, np.nan_to_num(max_freq, nan=0.0), strict=True))
+    core = [c for c in STRICT_CORE if usable.get(c, False)]
+    if not core:  # no usable core column: fall back to the most stable usable features
+        core = [c for c in cols if usable[c]]
+    if len(core) > limit:
+        keep = sorted(core, key=lambda c: (-freq.get(c, 0.0), core.index(c)))[:limit]
+        core = [c for c in core if c in keep]
+    return core, "strict_core"
+
+
+_DATE_RE = re.compile(r"(Date:\s+)([A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4})")
+_TIME_RE = re.compile(r"(Time:\s+)(\d{2}:\d{2}:\d{2})")
+
+
+def _scrub(text: str) -> str:
+    """Blank statsmodels' Date/Time fields (same width) so the summary is reproducible."""
+    text = _DATE_RE.sub(lambda m: m.group(1) + "-".rjust(len(m.group(2))), text)
+    return _TIME_RE.sub(lambda m: m.group(1) + "-".rjust(len(m.group(2))), text)
+
+
+def fit_ols(
+    features: pl.DataFrame, gains: pl.DataFrame, compact: Sequence[str], basis: str
+) -> tuple[pl.DataFrame, str]:
+    """(fit_ols table, summary text) of OLS gain ~ 1 + compact features (raw scale)."""
+    table = cell_table(features, gains)
+    cols = list(compact)
+    y = table["gain"].to_numpy().astype(np.float64)
+    X = _matrix(table, cols) if cols else np.empty((table.height, 0))
+    design = np.column_stack([np.ones(table.height), X])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sm.OLS(y, design).fit()
+        ci = np.asarray(res.conf_int(alpha=0.05))
+        summary = res.summary(yname="gain", xname=["(intercept)", *cols]).as_text()
+        se, tv, pv = (np.asarray(a, dtype=np.float64) for a in (res.bse, res.tvalues, res.pvalues))
+    resid = y - res.fittedvalues
+    sd = X.std(axis=0) if cols else np.empty(0)
+    names = ["(intercept)", *cols]
+    k = len(names)
+    out = pl.DataFrame(
+        {
+            "feature": names,
+            "coef": np.asarray(res.params, dtype=np.float64),
+            "se": se,
+            "t": tv,
+            "p_value": pv,
+            "ci_lo": ci[:, 0],
+            "ci_hi": ci[:, 1],
+            "coef_std": np.r_[np.nan, np.asarray(res.params)[1:] * sd],
+            "basis": [basis] * k,
+            "n_cells": [table.height] * k,
+            "df_resid": [float(res.df_resid)] * k,
+            "r2": [float(res.rsquared)] * k,
+            "resid_rmse": [float(np.sqrt(np.mean(resid**2)))] * k,
+            "resid_max_abs": [float(np.max(np.abs(resid)))] * k,
+        },
+        schema=FIT_OLS.polars_schema,
+    )
+    header = (
+        f"Compact OLS model of the best-of-N gain (basis: {basis}; features: {', '.join(cols) or 'none'}).\n"
+        "Raw feature scale. Source: results/fit/ols.parquet. "
+        "Date/Time fields blanked for reproducibility.\n\n"
+    )
+    return conform(out, "fit_ols"), header + _scrub(summary) + "\n"
+
+
+def ols_predict(ols: pl.DataFrame, features: pl.DataFrame) -> np.ndarray:
+    """The compact OLS prediction for each feature row."""
+    coefs = dict(zip(ols["feature"].to_list(), ols["coef"].to_list(), strict=True))
+    pred = np.full(features.height, coefs.get("(intercept)", 0.0), dtype=np.float64)
+    for f, b in coefs.items():
+        if f != "(intercept)":
+            pred = pred + b * features[f].cast(pl.Float64).to_numpy()
+    return pred
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file atomically (temporary file in the same folder, fsync, rename)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

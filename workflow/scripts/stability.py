@@ -1,0 +1,22 @@
+"""Snakemake adapter: bootstrap-Lasso stability selection and the compact OLS model."""
+
+import polars as pl
+
+from bongain.fit import FEATURE_COLUMNS
+from bongain.io import read_parquet, write_parquet_atomic
+from bongain.smk import setup_logging
+from bongain.stability import StabilitySettings, fit_ols, stability_selection, write_text_atomic
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm, "stability")
+features = pl.concat([read_parquet(p, "features") for p in sm.input.features])
+gains = pl.concat([read_parquet(p, "gains") for p in sm.input.gains])
+settings = StabilitySettings.from_config(sm.params.fit)
+result = stability_selection(features, gains, FEATURE_COLUMNS, settings)
+ols, summary = fit_ols(features, gains, result.compact, result.basis)
+write_parquet_atomic(result.stability, sm.output.stability, "fit_stability")
+write_parquet_atomic(result.path, sm.output.path, "fit_stability_path")
+write_parquet_atomic(ols, sm.output.ols, "fit_ols")
+write_text_atomic(summary, sm.output.ols_summary)
+log.info("stability:\n%s", result.stability)
+log.info("compact model (%s): %s\n%s", result.basis, result.compact, summary)
