@@ -1,3 +1,11 @@
+# The verifier: reward_model.kind selects it (default offline_logistic). Only the offline logistic
+# verifier is trained per cell (train_verifier); pretrained reward models read the question texts from
+# the tasks table instead.
+from bongain import verifier as bverifier
+
+REWARD_MODEL = config.get("reward_model", {})
+
+
 rule train_verifier:
     input:
         samples=f"{CELL_DIR}/verifier_train/samples.parquet",
@@ -17,16 +25,17 @@ rule train_verifier:
 
 rule score:
     input:
-        samples=f"{CELL_DIR}/{{split}}/samples.parquet",
-        grades=f"{CELL_DIR}/{{split}}/grades.parquet",
-        verifier=f"{CELL_DIR}/verifier.parquet",
+        unpack(bverifier.score_inputs(REWARD_MODEL, RESULTS)),
     output:
         f"{CELL_DIR}/{{split}}/scores.parquet",
     log:
         f"{RESULTS}/logs/score/{{model}}/{{method}}/{{task}}/{{split}}.log",
     conda:
         "../../envs/analysis.yaml"
+    resources:
+        gpu=bverifier.score_gpus(REWARD_MODEL),
     params:
+        reward_model=REWARD_MODEL,
         version=VERSION["score"],
     script:
         "../scripts/score.py"

@@ -1,0 +1,282 @@
+"""The vLLM backend: contract tests through the recorded fake (tests/fakes/vllm_fake.py), and the exact
+entropy rescoring run for real with a tiny random Llama on CPU. vLLM itself never runs here."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from bongain.io import conform
+from bongain.prompts import format_prompt, tokenize_prompt
+from bongain.sampling import SamplingParams, completions_frame, sample_batch, sample_seed
+from bongain.vllm_backend import (
+    engine_kwargs,
+    make_engine,
+    map_finish_reason,
+    request_seed,
+    rescore_entropy,
+    sample_vllm,
+    sum_logprob,
+    tokens_prompts,
+    topk_entropy_bounds,
+    vllm_options,
+)
+from fakes import vllm_fake
+from fakes.tiny_tokenizer import build_tokenizer
+
+RECORDED = json.loads(vllm_fake.RECORDING.read_text())
+CHAT = {"prompt_format": "chat", "system_prompt": "answer with a number", "temperature": 0.7}
+QUESTIONS = ["what is 3 + 4 ?", "what is 2 * 5 ?", "what is 9 - 1 ?"]
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """``import vllm`` resolves to the recorded fake for the duration of a test."""
+    monkeypatch.setitem(sys.modules, "vllm", vllm_fake)
+    vllm_fake.LLM.instances.clear()
+    return vllm_fake
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random Llama causal LM + the tiny tokenizer saved as an HF checkpoint folder."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return {"path": str(path), "dtype": "float32", "trust_remote_code": False}
+
+
+def params(n=4, seed=11):
+    return SamplingParams(n=n, temperature=0.7, top_p=0.95, max_new_tokens=16, stop=("\n",), seed=seed)
+
+
+def chat_prompts(tok):
+    prompts = [format_prompt(q, CHAT, [], tok) for q in QUESTIONS]
+    return prompts, [tokenize_prompt(p, CHAT, tok) for p in prompts]
+
+
+# ------------------------------------------------------------------------------------------------ seeds
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 8, 33])
+def test_request_seeds_give_disjoint_child_blocks(n):
+    pids = [f"task-{i:05d}" for i in range(2000)]
+    seeds = [request_seed(5, p, n) for p in pids]
+    assert seeds == [request_seed(5, p, n) for p in pids]  # a pure function of (base, prompt id, n)
+    block = 1 << (n - 1).bit_length()
+    assert all(s % block == 0 and 0 <= s and s + n - 1 < 2**63 for s in seeds)
+    children = [s + i for s in seeds for i in range(n)]
+    assert len(set(children)) == len(children)  # no two samples share a seed
+    assert request_seed(6, pids[0], n) != seeds[0]
+    assert (
+        request_seed(5, pids[0], n)
+        == (sample_seed(5, pids[0], 0) >> (n - 1).bit_length()) << (n - 1).bit_length()
+    )
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+def test_make_engine_arguments(fake_vllm):
+    manifest = {"path": "/models/x", "dtype": "bfloat16", "trust_remote_code": False}
+    cfg = {"backend": "vllm", "vllm": {"tensor_parallel_size": 2, "max_model_len": 4096, "logprobs": 5}}
+    llm = make_engine(manifest, cfg, seed=3)
+    assert isinstance(llm, vllm_fake.LLM)  # the fake rejects removed 0.33 args (task, swap_space, best_of)
+    assert llm.runner == "generate" and llm.tensor_parallel_size == 2 and llm.seed == 3
+    assert llm.dtype == "bfloat16" and llm.trust_remote_code is False
+    assert llm.extra["enable_prefix_caching"] is True and llm.extra["max_model_len"] == 4096
+    assert llm.extra["max_logprobs"] >= 5
+    assert "max_model_len" not in engine_kwargs(manifest, vllm_options({}))
+
+
+def test_vllm_options_validation():
+    assert vllm_options({})["entropy"] == "topk_lower"
+    with pytest.raises(ValueError, match="logprobs >= 1"):
+        vllm_options({"vllm": {"entropy": "topk_mid", "logprobs": 0}})
+    assert vllm_options({"vllm": {"entropy": "hf_rescore", "logprobs": 0}})["logprobs"] == 0
+    with pytest.raises(ValueError, match="entropy"):
+        vllm_options({"vllm": {"entropy": "exact"}})
+
+
+# ------------------------------------------------------------------------------------------ the contract
+
+
+def test_sample_vllm_contract(fake_vllm, checkpoint):
+    tok = build_tokenizer()
+    prompts, token_ids = chat_prompts(tok)
+    pids = [f"add1-{i:05d}" for i in range(3)]
+    p = params()
+    cfg = {"backend": "vllm", "vllm": {"logprobs": 4, "prompts_per_call": 2}}
+    comps = sample_vllm(checkpoint, cfg, token_ids, pids, p)
+
+    (llm,) = fake_vllm.LLM.instances
+    calls = [c for name, c in llm.calls if name == "generate"]
+    assert [len(c["prompts"]) for c in calls] == [2, 1]  # chunked: prompts_per_call
+    sent = [pr for c in calls for pr in c["prompts"]]
+    sps = [sp for c in calls for sp in c["sampling_params"]]
+    # TokensPrompt with exactly the CPU backend's token ids: one BOS, not two
+    assert sent == tokens_prompts(token_ids)
+    for pr in sent:
+        ids = pr["prompt_token_ids"]
+        assert ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id
+    # one request per prompt, seeded from the global prompt id
+    assert [sp.seed for sp in sps] == [request_seed(p.seed, pid, p.n) for pid in pids]
+    assert all(sp.n == 4 and sp.logprobs == 4 and sp.stop == ["\n"] and sp.max_tokens == 16 for sp in sps)
+    assert all(sp.temperature == 0.7 and sp.top_p == 0.95 and sp.top_k == 0 for sp in sps)
+
+    assert [(c.prompt_index, c.sample_idx) for c in comps] == [(i, j) for i in range(3) for j in range(4)]
+    for c in comps:
+        assert c.seed == sps[c.prompt_index].seed + c.sample_idx
+        rec = RECORDED["requests"][c.prompt_index]["outputs"][c.sample_idx]
+        assert c.text == rec["text"] and list(c.token_ids) == rec["token_ids"]
+        sampled = [
+            next(lp for t, lp, _, _ in pos["entries"] if t == tid)
+            for tid, pos in zip(rec["token_ids"], rec["positions"], strict=True)
+        ]
+        assert c.sum_logprob == pytest.approx(math.fsum(sampled))
+        exact = math.fsum(pos["_exact_entropy"] for pos in rec["positions"])
+        assert c.sum_entropy <= exact + 1e-9  # topk_lower is a lower bound
+    assert [c.finish_reason for c in comps[:4]] == ["eos", "stop", "length", "eos"]
+
+    cols = completions_frame(comps, prompts, pids)
+    df = pl.DataFrame(cols).with_columns(
+        model=pl.lit("m"), method=pl.lit("chat"), task=pl.lit("add1"), split=pl.lit("test")
+    )
+    out = conform(df, "samples")
+    assert out.height == 12 and out["n_tokens"].min() >= 1
+    assert out.filter(pl.col("finish_reason") == "length")["n_tokens"].to_list() == [6, 6, 6]
+    np.testing.assert_allclose(out["mean_logprob"], out["sum_logprob"] / out["n_tokens"])
+
+
+@pytest.mark.parametrize(
+    ("finish", "stop_reason", "ours"),
+    [("stop", None, "eos"), ("stop", "\n", "stop"), ("stop", 128009, "eos"), ("length", None, "length")],
+)
+def test_finish_reason_mapping(finish, stop_reason, ours):
+    assert map_finish_reason(finish, stop_reason) == ours
+
+
+@pytest.mark.parametrize("finish", ["abort", "error", "repetition", None])
+def test_incomplete_samples_raise(finish):
+    with pytest.raises(ValueError, match="finish_reason"):
+        map_finish_reason(finish, None)
+
+
+def test_double_bos_pitfall_and_fix(fake_vllm, checkpoint):
+    llm = vllm_fake.LLM(checkpoint["path"])
+    tok = llm.get_tokenizer()
+    prompts, token_ids = chat_prompts(tok)
+    sp = vllm_fake.SamplingParams(n=1, logprobs=0)
+    bos = tok.bos_token_id
+    (raw,) = llm.generate(prompts[:1], sp)  # the pitfall: a templated string gets a second BOS
+    assert raw.prompt_token_ids[:2] == [bos, bos]
+    (fixed,) = llm.generate(prompts[:1], sp, tokenization_kwargs={"add_special_tokens": False})
+    (ours,) = llm.generate(tokens_prompts(token_ids[:1]), sp)
+    msgs = [{"role": "system", "content": CHAT["system_prompt"]}, {"role": "user", "content": QUESTIONS[0]}]
+    (chat,) = llm.chat(msgs, sp)
+    assert fixed.prompt_token_ids == ours.prompt_token_ids == chat.prompt_token_ids == token_ids[0]
+    assert ours.prompt_token_ids[1] != bos
+
+
+def test_logprobs_semantics(fake_vllm, checkpoint):
+    llm = vllm_fake.LLM(checkpoint["path"])
+    (none,) = llm.generate([{"prompt_token_ids": [1, 5]}], vllm_fake.SamplingParams(n=2))
+    c = none.outputs[0]
+    assert c.cumulative_logprob is None and c.logprobs is None
+    with pytest.raises(ValueError, match="logprobs must be set"):
+        sum_logprob(c)
+    (zero,) = llm.generate([{"prompt_token_ids": [1, 5]}], vllm_fake.SamplingParams(n=2, logprobs=0))
+    c = zero.outputs[1]
+    # logprobs=0: only the sampled token per position, and the sum
+    assert all(list(pos) == [t] for pos, t in zip(c.logprobs, c.token_ids, strict=True))
+    assert sum_logprob(c) == pytest.approx(
+        math.fsum(pos[t].logprob for pos, t in zip(c.logprobs, c.token_ids, strict=True))
+    )
+
+
+# --------------------------------------------------------------------------------------------- entropy
+
+
+def _position(p: np.ndarray, k: int, sampled: int) -> dict[int, vllm_fake.Logprob]:
+    order = np.argsort(-p, kind="stable")
+    rank = {int(t): r + 1 for r, t in enumerate(order)}
+    keep = {int(t) for t in order[:k]} | {sampled}
+    return {t: vllm_fake.Logprob(float(np.log(p[t])), rank[t], None) for t in keep}
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 20])
+def test_topk_bounds_contain_exact_entropy(k):
+    rng = np.random.default_rng(k)
+    vocab = 500
+    for scale in (0.3, 1.0, 3.0, 8.0):
+        for _ in range(25):
+            z = rng.normal(0, scale, vocab)
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            exact = float(-(p * np.log(p)).sum())
+            lo, hi = topk_entropy_bounds(_position(p, k, int(rng.integers(vocab))), k, vocab)
+            assert lo - 1e-9 <= exact <= hi + 1e-9
+    # a fully known distribution: both bounds are exact
+    p = np.array([0.5, 0.3, 0.2])
+    lo, hi = topk_entropy_bounds(_position(p, 3, 0), 3, 3)
+    assert lo == pytest.approx(hi) == pytest.approx(float(-(p * np.log(p)).sum()))
+
+
+def test_topk_bounds_on_recorded_positions():
+    vocab, k = RECORDED["vocab_size"], RECORDED["top_logprobs_recorded"]
+    for req in RECORDED["requests"]:
+        for o in req["outputs"]:
+            for pos in o["positions"]:
+                entries = {t: vllm_fake.Logprob(lp, r, d) for t, lp, r, d in pos["entries"]}
+                lo, hi = topk_entropy_bounds(entries, k, vocab)
+                assert lo - 1e-9 <= pos["_exact_entropy"] <= hi + 1e-9
+
+
+def test_rescore_entropy_matches_the_cpu_sampler(tiny_lm):
+    """The HF rescoring pass reproduces the entropies the CPU sampler recorded while sampling."""
+    prompts = [[5, 6, 7, 8, 9], [5, 6, 3]]
+    p = SamplingParams(n=3, temperature=1.0, top_p=1.0, max_new_tokens=7, stop=(), seed=2)
+    seeds = [[sample_seed(2, f"p{i}", j) for j in range(3)] for i in range(2)]
+    comps = sample_batch(tiny_lm, lambda ids: "", prompts, seeds, p, pad_id=0, eos_ids=frozenset([1]))
+    seqs = [(prompts[c.prompt_index], c.token_ids) for c in comps]
+    for batch_size in (1, 4):
+        ent = rescore_entropy(tiny_lm, seqs, batch_size=batch_size, pad_id=0)
+        assert [len(e) for e in ent] == [c.n_tokens for c in comps]
+        for c, e in zip(comps, ent, strict=True):
+            assert float(e.sum()) == pytest.approx(c.sum_entropy, abs=1e-4)
+
+
+def test_sample_vllm_with_hf_rescore(fake_vllm, checkpoint):
+    from bongain.models import load_causal_lm
+
+    tok = build_tokenizer()
+    _, token_ids = chat_prompts(tok)
+    cfg = {"backend": "vllm", "vllm": {"entropy": "hf_rescore", "logprobs": 0, "rescore_batch_size": 3}}
+    comps = sample_vllm(checkpoint, cfg, token_ids[:2], ["a", "b"], params(n=3))
+    assert all(sp.logprobs == 0 for _, c in vllm_fake.LLM.instances[0].calls for sp in c["sampling_params"])
+    model, _ = load_causal_lm(checkpoint)
+    ent = rescore_entropy(model, [(token_ids[c.prompt_index], c.token_ids) for c in comps], batch_size=1)
+    for c, e in zip(comps, ent, strict=True):
+        assert math.isfinite(c.sum_entropy) and c.sum_entropy == pytest.approx(float(e.sum()), abs=1e-4)

@@ -1,0 +1,407 @@
+"""vLLM 0.33 generation backend: writes the same samples table as the CPU sampler (:mod:`bongain.sampling`).
+
+Written against the API brief ``docs/vllm-and-reward-models.md`` (shared docs); see ``docs/backends.md``.
+The structure keeps the GPU-only part thin:
+
+* :func:`make_engine` is the only place that constructs ``vllm.LLM`` (``vllm`` is imported lazily, so this
+  module imports on machines without it);
+* everything else is pure: building ``SamplingParams``, per-prompt request seeds, turning
+  ``RequestOutput``/``CompletionOutput`` objects into :class:`bongain.sampling.Completion`, top-k entropy
+  bounds, and the exact entropy rescoring with an HF model (:func:`rescore_entropy`, runs on CPU too).
+
+Conventions (all documented in ``docs/backends.md``):
+
+* **Prompts** go in as ``TokensPrompt`` dicts holding exactly the token ids the CPU backend feeds its model
+  (:func:`bongain.prompts.tokenize_prompt`): a chat-templated prompt never gets a second BOS, a few-shot
+  prompt gets the tokenizer's BOS once.
+* **Seeds.** One request per prompt with ``SamplingParams(n=N, seed=s)``; vLLM gives child ``i`` the seed
+  ``s + i``. ``s`` is :func:`request_seed`: the 63-bit hash ``sample_seed(base, prompt_id, 0)`` with its low
+  ``ceil(log2 N)`` bits cleared, so each prompt owns an aligned block of ``2**ceil(log2 N)`` seeds and the
+  children of two prompts never share a seed (unless the two 63-bit hashes collide on all upper bits).
+  The ``seed`` column stores the child's seed ``s + i``.
+* **Logprobs.** ``logprobs=k`` (k >= 0) is always set: vLLM leaves ``cumulative_logprob`` None otherwise.
+  Values are the default ``raw_logprobs`` (T=1, full vocabulary), like the CPU backend's.
+* **Entropy** (``models.<m>.vllm.entropy``): ``topk_lower`` (default) sums per token the lower bound
+  ``H_k + r * (-log p_k)`` from the top-k logprobs; ``topk_mid`` the midpoint of that and the upper bound
+  ``H_k + r * log((V - m) / r)``; ``hf_rescore`` recomputes the exact entropy of every generated position
+  with an HF forward pass over prompt + completion after generation.
+* **finish_reason**: ``"length"`` -> ``length``; ``"stop"`` with ``stop_reason`` None (EOS) or an int (a stop
+  token id) -> ``eos``; ``"stop"`` with a string ``stop_reason`` (a stop string) -> ``stop``; anything else
+  (``abort``, ``error``, ``repetition``) raises, so no partial sample is written silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from bongain.sampling import Completion, SamplingParams, sample_seed
+
+ENTROPY_MODES: tuple[str, ...] = ("topk_lower", "topk_mid", "hf_rescore")
+
+#: defaults of ``models.<slug>.vllm`` (mirrored in the config schema)
+VLLM_DEFAULTS: dict[str, Any] = {
+    "tensor_parallel_size": 1,
+    "gpu_memory_utilization": 0.85,
+    "max_model_len": None,
+    "enforce_eager": False,
+    "logprobs": 5,
+    "entropy": "topk_lower",
+    "prompts_per_call": 64,
+    "rescore_batch_size": 4,
+}
+
+
+def vllm_options(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's ``vllm`` options merged over :data:`VLLM_DEFAULTS`, checked."""
+    opts = {**VLLM_DEFAULTS, **(model_cfg.get("vllm") or {})}
+    if opts["entropy"] not in ENTROPY_MODES:
+        raise ValueError(f"vllm.entropy must be one of {ENTROPY_MODES}, got {opts['entropy']!r}")
+    if opts["logprobs"] < 0:
+        raise ValueError(f"vllm.logprobs must be >= 0, got {opts['logprobs']}")
+    if opts["entropy"] != "hf_rescore" and opts["logprobs"] < 1:
+        raise ValueError(f"vllm.entropy {opts['entropy']!r} needs vllm.logprobs >= 1")
+    return opts
+
+
+# --------------------------------------------------------------------------------------------- the seam
+
+
+def engine_kwargs(manifest: Mapping[str, Any], opts: Mapping[str, Any], seed: int = 0) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` for a prepared model (manifest) and its vllm options."""
+    kw: dict[str, Any] = {
+        "model": manifest["path"],
+        "runner": "generate",
+        "dtype": manifest.get("dtype", "auto"),
+        "trust_remote_code": bool(manifest.get("trust_remote_code", False)),
+        "tensor_parallel_size": int(opts["tensor_parallel_size"]),
+        "gpu_memory_utilization": float(opts["gpu_memory_utilization"]),
+        "seed": int(seed),
+        "enable_prefix_caching": True,  # the N children of a request share the prompt's KV blocks
+        "enforce_eager": bool(opts["enforce_eager"]),
+        "max_logprobs": max(20, int(opts["logprobs"])),
+    }
+    if opts.get("max_model_len"):
+        kw["max_model_len"] = int(opts["max_model_len"])
+    return kw
+
+
+def make_engine(manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int = 0) -> Any:
+    """Construct ``vllm.LLM`` for the model (the only call into vLLM's constructor)."""
+    import vllm
+
+    return vllm.LLM(**engine_kwargs(manifest, vllm_options(model_cfg), seed))
+
+
+def load_tokenizer(manifest: Mapping[str, Any]) -> Any:
+    """The HF tokenizer of a prepared model (the same files vLLM loads), without loading weights."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(
+        manifest["path"], trust_remote_code=bool(manifest.get("trust_remote_code", False))
+    )
+
+
+def vocab_size(manifest: Mapping[str, Any], tokenizer: Any | None = None) -> int:
+    """Width V of the model's logits (config ``vocab_size``; ``len(tokenizer)`` if the config has none).
+
+    The logit width can exceed the tokenizer's length (padded embeddings); using the larger value keeps
+    the top-k entropy upper bound valid.
+    """
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(
+            manifest["path"], trust_remote_code=bool(manifest.get("trust_remote_code", False))
+        )
+        v = getattr(cfg.get_text_config(), "vocab_size", None)
+    except (OSError, ValueError):
+        v = None
+    if v is None and tokenizer is not None:
+        v = len(tokenizer)
+    if v is None:
+        raise ValueError(f"cannot tell the vocabulary size of {manifest['path']}")
+    return int(v)
+
+
+# ------------------------------------------------------------------------------------ pure conversions
+
+
+def request_seed(base_seed: int, prompt_id: str, n: int) -> int:
+    """Seed of the one vLLM request (``n`` children) of a prompt; child ``i`` samples with seed + i.
+
+    The low ``ceil(log2 n)`` bits are cleared, so the seed blocks of different prompts are aligned and
+    either identical (a 63-bit hash collision) or disjoint; all seeds stay below 2**63 (Int64 column).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    k = (n - 1).bit_length()
+    return (sample_seed(base_seed, prompt_id, 0) >> k) << k
+
+
+def make_sampling_params(params: SamplingParams, seed: int, logprobs: int) -> Any:
+    """``vllm.SamplingParams`` of one prompt's request."""
+    from vllm import SamplingParams as VllmSamplingParams
+
+    return VllmSamplingParams(
+        n=params.n,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=0,
+        max_tokens=params.max_new_tokens,
+        seed=seed,
+        logprobs=logprobs,
+        stop=list(params.stop) or None,
+        include_stop_str_in_output=False,
+        skip_special_tokens=True,
+    )
+
+
+def tokens_prompts(prompt_token_ids: Sequence[Sequence[int]]) -> list[dict[str, list[int]]]:
+    """``TokensPrompt`` dicts: vLLM adds no special tokens to these (no double BOS)."""
+    return [{"prompt_token_ids": [int(t) for t in ids]} for ids in prompt_token_ids]
+
+
+def map_finish_reason(finish_reason: str | None, stop_reason: int | str | None) -> str:
+    """vLLM (finish_reason, stop_reason) -> our stop | eos | length."""
+    if finish_reason == "length":
+        return "length"
+    if finish_reason == "stop":
+        return "stop" if isinstance(stop_reason, str) else "eos"
+    raise ValueError(
+        f"vLLM finished a sample with finish_reason={finish_reason!r} (stop_reason={stop_reason!r}); "
+        "only 'stop' and 'length' give a complete sample"
+    )
+
+
+def token_logprobs(output: Any) -> list[float]:
+    """Log-probability of each generated token, from ``CompletionOutput.logprobs``."""
+    if output.logprobs is None:
+        raise ValueError(
+            "CompletionOutput.logprobs is None: SamplingParams.logprobs must be set (0 is enough)"
+        )
+    if len(output.logprobs) != len(output.token_ids):
+        raise ValueError(
+            f"{len(output.logprobs)} logprob positions for {len(output.token_ids)} generated tokens"
+        )
+    return [float(pos[tid].logprob) for pos, tid in zip(output.logprobs, output.token_ids, strict=True)]
+
+
+def sum_logprob(output: Any) -> float:
+    """Sum of the generated tokens' raw logprobs: ``cumulative_logprob``, or the per-token sum."""
+    if output.cumulative_logprob is not None:
+        return float(output.cumulative_logprob)
+    return math.fsum(token_logprobs(output))
+
+
+def topk_entropy_bounds(position: Mapping[int, Any], k: int, vocab_size: int) -> tuple[float, float]:
+    """Lower and upper bound (nats) on one position's entropy from its top-k ``Logprob`` entries.
+
+    ``position`` maps token id -> Logprob(logprob, rank, decoded_token): the top-k tokens plus the sampled
+    one (so up to k + 1 entries). With known probabilities p_j (m entries), H_k = -sum p_j log p_j, tail
+    mass r = 1 - sum p_j and p_k the smallest top-k probability, every unseen token has probability
+    <= p_k, hence ``H_k + r * (-log p_k) <= H <= H_k + r * log((V - m) / r)``.
+    """
+    ps = [math.exp(lp.logprob) for lp in position.values()]
+    topk = [math.exp(lp.logprob) for lp in position.values() if lp.rank is not None and 1 <= lp.rank <= k]
+    h = -math.fsum(p * math.log(p) for p in ps if p > 0)
+    r = max(0.0, 1.0 - math.fsum(ps))
+    unseen = vocab_size - len(ps)
+    if r <= 1e-12 or unseen <= 0:
+        return h, h
+    p_k = min(topk) if topk else min(ps)
+    lower = h + r * -math.log(p_k) if p_k > 0 else h
+    upper = h + r * math.log(unseen / r)
+    return lower, max(lower, upper)
+
+
+def sum_topk_entropy(output: Any, mode: str, k: int, vocab_size: int) -> float:
+    """Sum over generated positions of the ``topk_lower`` or ``topk_mid`` entropy estimate."""
+    if output.logprobs is None:
+        raise ValueError("top-k entropy needs CompletionOutput.logprobs (SamplingParams.logprobs >= 1)")
+    total = []
+    for pos in output.logprobs:
+        lo, hi = topk_entropy_bounds(pos, k, vocab_size)
+        total.append(lo if mode == "topk_lower" else 0.5 * (lo + hi))
+    return math.fsum(total)
+
+
+def to_completions(
+    request_outputs: Sequence[Any],
+    request_seeds: Sequence[int],
+    n: int,
+    *,
+    entropy: str,
+    logprobs: int,
+    vocab_size: int,
+) -> list[Completion]:
+    """Convert ``generate`` results (one ``RequestOutput`` per prompt, input order) to completions.
+
+    ``Completion.prompt_index`` is the position in ``request_outputs``; samples are ordered by
+    ``CompletionOutput.index``. With ``entropy="hf_rescore"`` ``sum_entropy`` is NaN until
+    :func:`rescore_entropy` fills it.
+    """
+    if len(request_outputs) != len(request_seeds):
+        raise ValueError(f"{len(request_outputs)} request outputs for {len(request_seeds)} prompts")
+    result: list[Completion] = []
+    for i, (ro, seed) in enumerate(zip(request_outputs, request_seeds, strict=True)):
+        outs = sorted(ro.outputs, key=lambda c: c.index)
+        if [c.index for c in outs] != list(range(n)):
+            raise ValueError(
+                f"request {ro.request_id}: sample indices {[c.index for c in outs]}, expected 0..{n - 1}"
+            )
+        for c in outs:
+            h = math.nan if entropy == "hf_rescore" else sum_topk_entropy(c, entropy, logprobs, vocab_size)
+            result.append(
+                Completion(
+                    prompt_index=i,
+                    sample_idx=int(c.index),
+                    text=c.text,
+                    token_ids=tuple(int(t) for t in c.token_ids),
+                    finish_reason=map_finish_reason(c.finish_reason, c.stop_reason),
+                    sum_logprob=sum_logprob(c),
+                    sum_entropy=h,
+                    seed=seed + int(c.index),
+                )
+            )
+    return result
+
+
+# ----------------------------------------------------------------------------- exact entropy (HF pass)
+
+
+def rescore_entropy(
+    model: Any,
+    sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
+    *,
+    batch_size: int = 4,
+    pad_id: int = 0,
+) -> list[np.ndarray]:
+    """Exact per-token entropy (nats) of the model's raw next-token distribution at each generated token.
+
+    ``sequences`` holds (prompt token ids, completion token ids). For completion token t the logits z
+    are those after prompt + completion[:t]; ``H = logsumexp(z) - sum(softmax(z) * z)``, in float32.
+    Rows are left-padded with explicit position ids and batched by length; only the last
+    ``max completion length + 1`` positions are turned into logits.
+    """
+    import torch
+
+    from bongain.reward_models import batches_by_length
+
+    device = next(model.parameters()).device
+    result: list[np.ndarray] = [np.zeros(0)] * len(sequences)
+    lengths = [len(p) + len(c) for p, c in sequences]
+    for batch in batches_by_length(lengths, batch_size):
+        full = [list(sequences[i][0]) + list(sequences[i][1]) for i in batch]
+        comp_lens = [len(sequences[i][1]) for i in batch]
+        width, keep = max(len(s) for s in full), max(comp_lens) + 1
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, s in enumerate(full):
+            ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                logits_to_keep=keep,
+            ).logits.float()
+            ent = torch.logsumexp(logits, -1) - (torch.softmax(logits, -1) * logits).sum(-1)
+        ent = ent.cpu().numpy()
+        for r, i in enumerate(batch):
+            c = comp_lens[r]
+            # kept position j predicts the token after it: completion tokens are predicted at keep-1-c..keep-2
+            result[i] = ent[r, keep - 1 - c : keep - 1].astype(np.float64)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ the driver
+
+
+def _chunks(n: int, size: int) -> Iterable[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def sample_vllm(
+    manifest: Mapping[str, Any],
+    model_cfg: Mapping[str, Any],
+    prompt_token_ids: Sequence[Sequence[int]],
+    prompt_ids: Sequence[str],
+    params: SamplingParams,
+    *,
+    engine: Any | None = None,
+    tokenizer: Any | None = None,
+    log: Any | None = None,
+) -> list[Completion]:
+    """Sample ``params.n`` completions per prompt with vLLM; completions in (prompt, sample) order.
+
+    Prompts go to ``generate`` ``prompts_per_call`` at a time (vLLM batches inside a call; the chunking
+    bounds the Python ``Logprob`` objects alive at once). ``engine`` defaults to :func:`make_engine`.
+    """
+    if len(prompt_token_ids) != len(prompt_ids):
+        raise ValueError("prompt_token_ids and prompt_ids must have the same length")
+    opts = vllm_options(model_cfg)
+    own_engine = engine is None
+    if engine is None:
+        engine = make_engine(manifest, model_cfg, seed=params.seed)
+    v = vocab_size(manifest, tokenizer)
+    seeds = [request_seed(params.seed, pid, params.n) for pid in prompt_ids]
+    out: list[Completion] = []
+    for sl in _chunks(len(prompt_ids), int(opts["prompts_per_call"])):
+        sps = [make_sampling_params(params, s, int(opts["logprobs"])) for s in seeds[sl]]
+        ros = engine.generate(tokens_prompts(prompt_token_ids[sl]), sps, use_tqdm=False)
+        comps = to_completions(
+            ros, seeds[sl], params.n, entropy=opts["entropy"], logprobs=int(opts["logprobs"]), vocab_size=v
+        )
+        out.extend(replace(c, prompt_index=c.prompt_index + sl.start) for c in comps)
+        if log is not None:
+            log.info("vllm: %d/%d prompts sampled", sl.stop, len(prompt_ids))
+    if opts["entropy"] == "hf_rescore":
+        del engine  # let the engine go before the HF model claims device memory
+        if own_engine:
+            gc.collect()
+        out = _fill_rescored_entropy(manifest, prompt_token_ids, out, int(opts["rescore_batch_size"]))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _rescoring_model(path: str, dtype: str, trust_remote_code: bool) -> tuple[Any, int]:
+    """The HF causal LM of the sampled model (kept for the job's later batches) and a pad id."""
+    import torch
+
+    from bongain.models import load_causal_lm
+
+    model, tok = load_causal_lm({"path": path, "dtype": dtype, "trust_remote_code": trust_remote_code})
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        model = model.to("cuda")
+    return model, tok.pad_token_id if tok.pad_token_id is not None else 0
+
+
+def _fill_rescored_entropy(
+    manifest: Mapping[str, Any],
+    prompt_token_ids: Sequence[Sequence[int]],
+    completions: list[Completion],
+    batch_size: int,
+) -> list[Completion]:
+    model, pad = _rescoring_model(
+        str(manifest["path"]),
+        manifest.get("dtype", "bfloat16"),
+        bool(manifest.get("trust_remote_code", False)),
+    )
+    ent = rescore_entropy(
+        model,
+        [(prompt_token_ids[c.prompt_index], c.token_ids) for c in completions],
+        batch_size=batch_size,
+        pad_id=pad,
+    )
+    return [replace(c, sum_entropy=float(e.sum())) for c, e in zip(completions, ent, strict=True)]
