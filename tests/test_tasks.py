@@ -12,13 +12,16 @@ from bongain.tasks import (
     EVAL_SPLITS,
     GENERATORS,
     SPLITS,
+    HFDataset,
     TaskSpec,
     build_split,
     build_splits,
     fewshot_exemplars,
     generate,
+    load_hf_records,
     load_jsonl,
     parse_gold,
+    records_from_rows,
     seeded_order,
 )
 
@@ -316,3 +319,216 @@ def test_gsm8k_one_file_carved() -> None:
     blocks = build_splits("g", s, sizes, seed=5)
     allq = pl.concat(list(blocks.values()))
     assert allq["question"].n_unique() == 904
+
+
+# ---------------------------------------------------------------- hub datasets (offline: rows in memory)
+
+ARC_ROWS = [
+    {
+        "id": "Mercury_1",
+        "question": "Which gas do plants take in?",
+        "choices": {"text": ["oxygen", "carbon dioxide", "helium", "neon"], "label": ["A", "B", "C", "D"]},
+        "answerKey": "B",
+    },
+    {  # numeric labels, as some ARC rows have
+        "id": "Mercury_2",
+        "question": "How many legs has an insect?",
+        "choices": {"text": ["four", "six", "eight"], "label": ["1", "2", "3"]},
+        "answerKey": "2",
+    },
+    {
+        "id": "Mercury_3",
+        "question": "Pick E.",
+        "choices": {"text": ["a", "b", "c", "d", "e"], "label": ["A", "B", "C", "D", "E"]},
+        "answerKey": "E",
+    },
+]
+
+
+def arc_spec(**kw: object) -> HFDataset:
+    cfg = {
+        "path": "allenai/ai2_arc",
+        "name": "ARC-Challenge",
+        "split": "test",
+        "answer_field": "answerKey",
+        "id_field": "id",
+        "choices_field": "choices",
+        **kw,
+    }
+    return HFDataset.from_config(cfg)
+
+
+def test_hf_multiple_choice_rows_become_lettered_questions() -> None:
+    recs = records_from_rows(ARC_ROWS, arc_spec(), "test")
+    assert [r.gold for r in recs] == ["B", "B", "E"]
+    assert [r.id for r in recs] == ["Mercury_1", "Mercury_2", "Mercury_3"]
+    assert recs[0].question == (
+        "Which gas do plants take in?\nA. oxygen\nB. carbon dioxide\nC. helium\nD. neon"
+    )
+    assert recs[1].question.endswith("\nA. four\nB. six\nC. eight")  # numeric labels shown as letters
+    assert [r.line for r in recs] == [0, 1, 2]
+
+
+def test_hf_choices_as_list_with_index_gold() -> None:
+    rows = [
+        {"question": "2+2?", "choices": ["3", "4"], "answer": 1},
+        {"question": "1+1?", "choices": ["2", "5"], "answer": "A"},
+    ]
+    recs = records_from_rows(rows, arc_spec(answer_field="answer", id_field=None), "test")
+    assert [(r.gold, r.question) for r in recs] == [("B", "2+2?\nA. 3\nB. 4"), ("A", "1+1?\nA. 2\nB. 5")]
+
+
+def test_hf_plain_and_gsm8k_gold() -> None:
+    spec = HFDataset.from_config(
+        {"path": "openai/gsm8k", "name": "main", "split": "train", "gold_format": "gsm8k"}
+    )
+    rows = [{"question": " Q1 ", "answer": "so 2+2=4\n#### 1,004"}, {"question": "Q2", "answer": "#### 7"}]
+    recs = records_from_rows(rows, spec, "train")
+    assert [(r.question, r.gold, r.id) for r in recs] == [("Q1", "1004", None), ("Q2", "7", None)]
+    math = HFDataset.from_config(
+        {
+            "path": "HuggingFaceH4/MATH-500",
+            "split": "test",
+            "question_field": "problem",
+            "id_field": "unique_id",
+        }
+    )
+    recs = records_from_rows(
+        [{"problem": "x?", "answer": "\\frac{1}{2}", "unique_id": "test/a/1.json"}], math, "test"
+    )
+    assert recs[0].gold == "\\frac{1}{2}" and recs[0].id == "test/a/1.json"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"question": "", "answer": "1"}, r"row 1: missing or empty question \(field 'question'\)"),
+        ({"question": "Q", "answer": None}, r"row 1: missing or empty gold answer"),
+        ({"question": "Q", "answer": "no marker"}, r"row 1: missing or empty gold answer .*gsm8k"),
+    ],
+)
+def test_hf_row_errors_name_dataset_split_and_row(row: dict, message: str) -> None:
+    spec = HFDataset.from_config(
+        {"path": "openai/gsm8k", "name": "main", "split": "train", "gold_format": "gsm8k"}
+    )
+    with pytest.raises(ValueError, match=r"hf_dataset openai/gsm8k \(main\) split 'train' " + message):
+        records_from_rows([{"question": "ok", "answer": "#### 1"}, row], spec, "train")
+
+
+def test_hf_choice_errors() -> None:
+    bad_gold = {**ARC_ROWS[0], "answerKey": "Z"}
+    with pytest.raises(ValueError, match=r"row 0: gold 'Z' is not one of the choice labels"):
+        records_from_rows([bad_gold], arc_spec(), "test")
+    six = {**ARC_ROWS[0], "choices": {"text": list("abcdef"), "label": list("ABCDEF")}}
+    with pytest.raises(ValueError, match=r"row 0: 6 choices; 2 to 5"):
+        records_from_rows([six], arc_spec(), "test")
+    ragged = {**ARC_ROWS[0], "choices": {"text": ["a", "b"], "label": ["A"]}}
+    with pytest.raises(ValueError, match="1 choice labels but 2 texts"):
+        records_from_rows([ragged], arc_spec(), "test")
+    with pytest.raises(ValueError, match=r"row 1: duplicate id 'Mercury_1' \(first at row 0\)"):
+        records_from_rows([ARC_ROWS[0], {**ARC_ROWS[1], "id": "Mercury_1"}], arc_spec(), "test")
+
+
+def test_hf_repeated_question_is_dropped() -> None:
+    rows = [ARC_ROWS[0], {**ARC_ROWS[0], "id": "other"}, ARC_ROWS[1]]
+    recs = records_from_rows(rows, arc_spec(), "test")
+    assert [r.id for r in recs] == ["Mercury_1", "Mercury_2"]
+
+
+def test_hf_task_spec_from_config() -> None:
+    cfg = {
+        "answer_type": "choice",
+        "hf_dataset": {
+            "path": "allenai/ai2_arc",
+            "name": "ARC-Challenge",
+            "split": {
+                "exemplars": "train",
+                "verifier_train": "train",
+                "validation": "validation",
+                "test": "test",
+            },
+            "answer_field": "answerKey",
+            "choices_field": "choices",
+        },
+    }
+    s = TaskSpec.from_config(cfg)
+    assert s.hf_dataset is not None and dict(s.hf_dataset.split)["validation"] == "validation"
+    assert s.hf_dataset.source("exemplars") == s.hf_dataset.source("verifier_train")
+    assert s.hf_dataset.source("test") != s.hf_dataset.source("validation")
+    with pytest.raises(ValueError, match="unknown hf_dataset key"):
+        TaskSpec.from_config({**cfg, "hf_dataset": {**cfg["hf_dataset"], "splt": "x"}})
+    with pytest.raises(ValueError, match="must name a split for each"):
+        TaskSpec.from_config({**cfg, "hf_dataset": {**cfg["hf_dataset"], "split": {"test": "test"}}})
+    with pytest.raises(ValueError, match="'choices_field' is needed exactly when answer_type is 'choice'"):
+        TaskSpec.from_config({**cfg, "answer_type": "number"})
+    with pytest.raises(ValueError, match="exactly one"):
+        TaskSpec.from_config({**cfg, "generator": "add1"})
+
+
+@pytest.fixture()
+def fake_datasets(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """A stand-in ``datasets`` module: records the load_dataset calls, serves rows from memory."""
+    import sys
+    import types
+
+    calls: list[tuple] = []
+    tables = {
+        "train": [{"question": f"train q{i}", "answer": f"#### {i}"} for i in range(30)],
+        "test": [{"question": f"test q{i}", "answer": f"#### {i}"} for i in range(12)],
+    }
+
+    def load_dataset(path, name=None, *, split, revision=None):
+        calls.append((path, name, split, revision))
+        if split not in tables:
+            raise ValueError(f"Unknown split {split!r}")
+        return list(tables[split])
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    load_hf_records.cache_clear()
+    yield calls
+    load_hf_records.cache_clear()
+
+
+def test_hf_task_builds_disjoint_splits_lazily(fake_datasets: list[tuple]) -> None:
+    cfg = {
+        "answer_type": "number",
+        "hf_dataset": {
+            "path": "openai/gsm8k",
+            "name": "main",
+            "revision": "abc123",
+            "split": {"exemplars": "train", "verifier_train": "train", "validation": "train", "test": "test"},
+            "gold_format": "gsm8k",
+        },
+    }
+    spec = TaskSpec.from_config(cfg)
+    assert fake_datasets == []  # nothing is loaded while the config is read (DAG-build time)
+    sizes = {"exemplars": 3, "verifier_train": 10, "validation": 10, "test": 12}
+    blocks = build_splits("gsm8k", spec, sizes, seed=0)
+    assert sorted(set(fake_datasets)) == [
+        ("openai/gsm8k", "main", "test", "abc123"),
+        ("openai/gsm8k", "main", "train", "abc123"),
+    ]
+    assert {b: df.height for b, df in blocks.items()} == sizes
+    assert all(pid.startswith("gsm8k-test-") for pid in blocks["test"]["prompt_id"])
+    assert all(pid.startswith("gsm8k-train-") for pid in blocks["validation"]["prompt_id"])
+    qs = pl.concat([blocks[b] for b in ("exemplars", "verifier_train", "validation")])["question"]
+    assert qs.n_unique() == 23 and all(q.startswith("train") for q in qs)
+    assert build_splits("gsm8k", spec, sizes, seed=0)["test"].equals(blocks["test"])  # deterministic
+    with pytest.raises(ValueError, match=r"gsm8k \(main\) split 'train' at revision abc123 has 30 questions"):
+        build_splits("gsm8k", spec, {**sizes, "validation": 18}, seed=0)
+    bad = TaskSpec.from_config({**cfg, "hf_dataset": {**cfg["hf_dataset"], "split": "dev"}})
+    with pytest.raises(ValueError, match=r"hf_dataset openai/gsm8k \(main\) split 'dev': could not load"):
+        build_splits("gsm8k", bad, sizes, seed=0)
+
+
+@needs_gsm8k
+def test_hf_rows_of_gsm8k_match_the_jsonl_loader() -> None:
+    """The hub copy of GSM8K has the JSONL's rows: both loaders give the same questions and golds."""
+    path = GSM8K / "test.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    spec = HFDataset.from_config(
+        {"path": "openai/gsm8k", "name": "main", "split": "test", "gold_format": "gsm8k"}
+    )
+    hf = records_from_rows(rows, spec, "test")
+    js = load_jsonl(path, "question", "answer", gold_format="gsm8k")
+    assert [(r.question, r.gold) for r in hf] == [(r.question, r.gold) for r in js]

@@ -80,6 +80,13 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
                         f"config key 'cells.{i}.{kind}': {name!r} is not defined under '{kind}s' "
                         f"(defined: {sorted(config.get(f'{kind}s', {}))})"
                     )
+    sampling = config.get("sampling", {})
+    shard, batch = sampling.get("shard_prompts"), sampling.get("batch_prompts", 8)
+    if shard is not None and shard % batch:
+        errors.append(
+            f"config key 'sampling.shard_prompts': {shard} is not a multiple of sampling.batch_prompts "
+            f"({batch}); shards must hold whole batches so that sharded samples equal unsharded ones"
+        )
     for slug, model in config.get("models", {}).items():
         src = model.get("source", {})
         needs = {"wheel_gguf": ("package", "file"), "hub": ("repo",), "local": ("path",)}.get(

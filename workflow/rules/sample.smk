@@ -1,11 +1,29 @@
+# Sampling. Without sampling.shard_prompts one job per split writes samples.parquet directly. With it,
+# each split is cut into shards of shard_prompts task-table rows (count known from the config sizes):
+# one job per shard writes {split}/shards/{shard}.parquet (kept, never temp: a rerun after a crash redoes
+# only the missing shards) and merge_samples joins them into samples.parquet, checking every prompt.
+# Inside a job, finished batches are checkpointed under .<output>.partial/ and reused on restart.
+
+SAMPLE_OUTPUT = (
+    f"{CELL_DIR}/{{split}}/shards/{{shard}}.parquet"
+    if SHARD_PROMPTS
+    else f"{CELL_DIR}/{{split}}/samples.parquet"
+)
+SAMPLE_LOG = (
+    f"{RESULTS}/logs/sample/{{model}}/{{method}}/{{task}}/{{split}}.shard{{shard}}.log"
+    if SHARD_PROMPTS
+    else f"{RESULTS}/logs/sample/{{model}}/{{method}}/{{task}}/{{split}}.log"
+)
+
+
 rule sample:
     input:
         tasks=f"{RESULTS}/tasks/{{task}}/{{split}}.parquet",
         manifest=model_manifest,
     output:
-        f"{CELL_DIR}/{{split}}/samples.parquet",
+        SAMPLE_OUTPUT,
     log:
-        f"{RESULTS}/logs/sample/{{model}}/{{method}}/{{task}}/{{split}}.log",
+        SAMPLE_LOG,
     conda:
         "../../envs/analysis.yaml"
     threads: config["sampling"].get("threads", 1)
@@ -20,3 +38,25 @@ rule sample:
         version=VERSION["sample"],
     script:
         "../scripts/sample.py"
+
+
+if SHARD_PROMPTS:
+
+    rule merge_samples:
+        input:
+            shards=shard_files,
+            tasks=f"{RESULTS}/tasks/{{task}}/{{split}}.parquet",
+        output:
+            f"{CELL_DIR}/{{split}}/samples.parquet",
+        log:
+            f"{RESULTS}/logs/merge_samples/{{model}}/{{method}}/{{task}}/{{split}}.log",
+        conda:
+            "../../envs/analysis.yaml"
+        resources:
+            mem_mb=2000,
+        params:
+            n=config["sampling"]["n"],
+            shard_prompts=SHARD_PROMPTS,
+            version=VERSION["sample"],
+        script:
+            "../scripts/merge_shards.py"
