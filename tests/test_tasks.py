@@ -56,7 +56,7 @@ def test_generator_space_has_no_duplicates_and_exact_golds(gen: str) -> None:
 def test_space_sizes() -> None:
     assert {g: len(generate(g)) for g in GENERATORS} == {
         "add1": 100,
-        "sub1": 55,
+        "sub1": 100,
         "mul1": 100,
         "add2d1d": 900,
         "deccmp": 16200,
@@ -139,11 +139,11 @@ def test_exemplars_never_in_a_split() -> None:
 
 
 def test_space_too_small_names_task_and_sizes() -> None:
-    with pytest.raises(ValueError, match=r"task 'sub1'.*55 questions.*= 85"):
-        build_splits("sub1", spec("sub1"), {**SIZES, "test": 40}, seed=0)
+    with pytest.raises(ValueError, match=r"task 'sub1'.*100 questions.*= 105"):
+        build_splits("sub1", spec("sub1"), {**SIZES, "test": 60}, seed=0)
     # exactly the whole space is fine
-    blocks = build_splits("sub1", spec("sub1"), {**SIZES, "test": 10}, seed=0)
-    assert sum(df.height for df in blocks.values()) == 55
+    blocks = build_splits("sub1", spec("sub1"), {**SIZES, "test": 55}, seed=0)
+    assert sum(df.height for df in blocks.values()) == 100
 
 
 def test_sizes_must_name_every_block() -> None:

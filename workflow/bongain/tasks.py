@@ -43,7 +43,8 @@ def _add1() -> list[QA]:
 
 
 def _sub1() -> list[QA]:
-    return [(f"What is {a} - {b}?", str(a - b)) for a in range(10) for b in range(a + 1)]
+    """The inverses of ``add1``: a - b with a 1-digit subtrahend and a 1-digit result (a <= 18)."""
+    return [(f"What is {b + d} - {b}?", str(d)) for b in range(10) for d in range(10)]
 
 
 def _mul1() -> list[QA]:
@@ -77,7 +78,7 @@ def _deccmp() -> list[QA]:
 #: generator name -> (enumerator of the whole question space, short description for the docs)
 GENERATORS: dict[str, tuple[Callable[[], list[QA]], str]] = {
     "add1": (_add1, "a + b, a, b in 0..9 (100 questions)"),
-    "sub1": (_sub1, "a - b, 0 <= b <= a <= 9 (55 questions)"),
+    "sub1": (_sub1, "a - b with 0 <= b <= 9 and 0 <= a - b <= 9 (100 questions)"),
     "mul1": (_mul1, "a * b, a, b in 0..9 (100 questions)"),
     "add2d1d": (_add2d1d, "a + b, a in 10..99, b in 0..9 (900 questions)"),
     "deccmp": (_deccmp, "larger of i.d and i.ef, both orders (16200 questions)"),
