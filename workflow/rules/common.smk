@@ -16,7 +16,7 @@ CELL_DIR = f"{RESULTS}/cells/{{model}}/{{method}}/{{task}}"
 # Snakemake reruns the stage (params trigger) without watching imported modules.
 VERSION = {
     "model": 1,
-    "tasks": 1,
+    "tasks": 2,
     "sample": 1,
     "grade": 1,
     "verifier": 1,
@@ -26,7 +26,7 @@ VERSION = {
     "fit": 2,
     "stability": 1,
     "concentration": 1,
-    "report": 2,
+    "report": 3,
 }
 
 

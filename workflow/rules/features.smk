@@ -6,6 +6,8 @@ rule features:
         f"{CELL_DIR}/features.parquet",
     log:
         f"{RESULTS}/logs/features/{{model}}/{{method}}/{{task}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/features/{{model}}/{{method}}/{{task}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -20,6 +20,8 @@ rule fit:
         screen=f"{FIT_DIR}/screen.parquet",
     log:
         f"{RESULTS}/logs/fit.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -42,6 +44,8 @@ rule stability:
         ols_summary=f"{FIT_DIR}/ols_summary.txt",
     log:
         f"{RESULTS}/logs/stability.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/stability.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -63,6 +67,8 @@ rule concentration:
         sample_size=f"{FIT_DIR}/sample_size.parquet",
     log:
         f"{RESULTS}/logs/concentration.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/concentration.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -16,6 +16,8 @@ rule gains:
         f"{CELL_DIR}/gains.parquet",
     log:
         f"{RESULTS}/logs/gains/{{model}}/{{method}}/{{task}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gains/{{model}}/{{method}}/{{task}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

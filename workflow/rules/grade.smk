@@ -6,6 +6,8 @@ rule grade:
         f"{CELL_DIR}/{{split}}/grades.parquet",
     log:
         f"{RESULTS}/logs/grade/{{model}}/{{method}}/{{task}}/{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/grade/{{model}}/{{method}}/{{task}}/{{split}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

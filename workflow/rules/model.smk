@@ -3,6 +3,8 @@ rule prepare_model:
         f"{RESULTS}/models/{{model}}/manifest.json",
     log:
         f"{RESULTS}/logs/prepare_model/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_model/{{model}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -24,6 +24,8 @@ rule report:
         gain_curve_fig=f"{RESULTS}/report/gain_curves.png",
     log:
         f"{RESULTS}/logs/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -15,6 +15,12 @@ SAMPLE_LOG = (
     else f"{RESULTS}/logs/sample/{{model}}/{{method}}/{{task}}/{{split}}.log"
 )
 
+SAMPLE_BENCHMARK = (
+    f"{RESULTS}/benchmarks/sample/{{model}}/{{method}}/{{task}}/{{split}}.shard{{shard}}.tsv"
+    if SHARD_PROMPTS
+    else f"{RESULTS}/benchmarks/sample/{{model}}/{{method}}/{{task}}/{{split}}.tsv"
+)
+
 
 rule sample:
     input:
@@ -24,12 +30,15 @@ rule sample:
         SAMPLE_OUTPUT,
     log:
         SAMPLE_LOG,
+    benchmark:
+        SAMPLE_BENCHMARK
     conda:
         "../../envs/analysis.yaml"
     threads: config["sampling"].get("threads", 1)
     resources:
         mem_mb=4000,
     params:
+        model=model_cfg,
         task=task_cfg,
         method=method_cfg,
         sampling=config["sampling"],
@@ -50,6 +59,8 @@ if SHARD_PROMPTS:
             f"{CELL_DIR}/{{split}}/samples.parquet",
         log:
             f"{RESULTS}/logs/merge_samples/{{model}}/{{method}}/{{task}}/{{split}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/merge_samples/{{model}}/{{method}}/{{task}}/{{split}}.tsv"
         conda:
             "../../envs/analysis.yaml"
         resources:

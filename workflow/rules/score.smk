@@ -14,6 +14,8 @@ rule train_verifier:
         f"{CELL_DIR}/verifier.parquet",
     log:
         f"{RESULTS}/logs/train_verifier/{{model}}/{{method}}/{{task}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_verifier/{{model}}/{{method}}/{{task}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -30,6 +32,8 @@ rule score:
         f"{CELL_DIR}/{{split}}/scores.parquet",
     log:
         f"{RESULTS}/logs/score/{{model}}/{{method}}/{{task}}/{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score/{{model}}/{{method}}/{{task}}/{{split}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     resources:

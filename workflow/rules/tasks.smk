@@ -3,6 +3,8 @@ rule task_split:
         f"{RESULTS}/tasks/{{task}}/{{split}}.parquet",
     log:
         f"{RESULTS}/logs/tasks/{{task}}/{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tasks/{{task}}/{{split}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

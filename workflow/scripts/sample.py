@@ -3,7 +3,6 @@
 import polars as pl
 import torch
 
-from bongain import config as bconf
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.models import load_causal_lm, load_manifest
 from bongain.prompts import format_prompt, stop_strings, tokenize_prompt
@@ -22,7 +21,7 @@ if "shard" in w.keys():  # one shard: a block of consecutive task-table rows
     start, stop = shard_rows(tasks.height, sampling["shard_prompts"], w.shard)
     tasks = tasks.slice(start, stop - start)
 # backend dispatch (docs/backends.md): vLLM needs only the tokenizer here; its engine starts on first use
-model_cfg = bconf.model(sm.config, w.model)
+model_cfg = sm.params.model  # also a params trigger: changing the model config reruns sampling
 if model_cfg["backend"] == "vllm":
     from bongain.vllm_backend import load_tokenizer, make_engine, sample_vllm
 

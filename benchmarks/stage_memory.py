@@ -1,0 +1,67 @@
+"""Peak memory and time of every stage, from Snakemake's per-job benchmark files.
+
+    python benchmarks/stage_memory.py [results_dir]      # default: results
+
+Every rule writes a ``benchmark:`` TSV under ``<results_dir>/benchmarks/<rule>/...`` (Snakemake measures
+the job's process tree: max_rss in MB, wall seconds). This script prints, per rule: jobs, the largest
+max_rss, the median wall time and the summed wall time. Run it after ``snakemake --cores 2``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+import polars as pl
+
+
+def collect(results: Path) -> pl.DataFrame:
+    rows = []
+    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
+        rule = tsv.relative_to(results / "benchmarks").parts[0]
+        df = pl.read_csv(tsv, separator="\t", null_values=["-", "NA"])
+        rows.append(
+            {"rule": rule, "seconds": float(df["s"][0]), "max_rss_mb": float(df["max_rss"][0] or 0.0)}
+        )
+    if not rows:
+        raise SystemExit(f"no benchmark files under {results / 'benchmarks'}: run the workflow first")
+    return pl.DataFrame(rows)
+
+
+def summarise(df: pl.DataFrame) -> pl.DataFrame:
+    return (
+        df.group_by("rule")
+        .agg(
+            jobs=pl.len(),
+            peak_rss_mb=pl.col("max_rss_mb").max(),
+            median_s=pl.col("seconds").median(),
+            total_s=pl.col("seconds").sum(),
+        )
+        .sort("peak_rss_mb", descending=True)
+    )
+
+
+def main() -> None:
+    results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
+    table = summarise(collect(results))
+    print(
+        f"# stage_memory  {datetime.date.today()}  {platform.machine()} {os.cpu_count()} cores  ({results})"
+    )
+    print("| stage | jobs | peak RSS (MB) | median wall (s) | total wall (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in table.iter_rows(named=True):
+        cells = [
+            r["rule"],
+            str(r["jobs"]),
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['median_s']:.1f}",
+            f"{r['total_s']:.1f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
