@@ -21,8 +21,10 @@ import polars as pl
 
 from bongain import config as bconf
 from bongain.config import Cell, ConfigError
-from bongain.fit import CELL_KEYS
 from bongain.io import conform
+from bongain.schemas import CELL_COLUMNS
+
+CELL_KEYS = list(CELL_COLUMNS)
 
 
 def screened_cells(config: Mapping[str, Any]) -> list[Cell]:
