@@ -230,6 +230,8 @@ def _metrics_section(metrics: pl.DataFrame) -> list[str]:
         "",
         *markdown_table(["predictor", "cells", "Spearman", "Kendall", "MAE"], rows),
         "",
+        LOO_NOTE,
+        "",
         f"![LOCO prediction vs real gain]({FIG_PRED_VS_ACTUAL})",
         "",
         f"Figure source: `{FIT_PREDICTIONS.path}`; vertical bars (when drawn): the ridge prediction's "
@@ -654,7 +656,18 @@ def _comparison_section(comp: pl.DataFrame) -> list[str]:
         "",
         "Feature sets: " + "; ".join(f"{PREDICTOR_LABELS.get(k, k)} = {v}" for k, v in feats.items()) + ".",
         "",
+        LOO_NOTE,
+        "",
     ]
+
+
+LOO_NOTE = (
+    "Reading the ranks: when the inner CV picks a very large penalty, a held-out prediction is close to the "
+    "mean gain of the *other* cells, which is lower exactly when the held-out gain is higher; such a "
+    "predictor gets a strongly *negative* Spearman/Kendall by construction (the leave-one-out "
+    "anti-correlation artifact), not because its feature predicts the gain backwards. Compare such rows "
+    "by MAE, and see the median alpha column."
+)
 
 
 def _curve_section(curve: pl.DataFrame, coverage: pl.DataFrame) -> list[str]:
