@@ -70,6 +70,28 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_slurm_profile(args: argparse.Namespace) -> int:
+    from bongain import slurm
+
+    try:
+        path = slurm.write_profile(
+            args.partition,
+            args.account,
+            name=args.name,
+            qos=args.qos,
+            status_command=args.status_command,
+            jobs=args.jobs,
+            config_dir=args.config_dir,
+            template=args.template or slurm.TEMPLATE,
+            force=args.force,
+        )
+    except slurm.ProfileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}\nrun the workflow on the cluster with: snakemake --profile {args.name}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bongain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +105,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=_cmd_inspect)
     p = sub.add_parser("schemas", help="print the documented artifact schemas as Markdown")
     p.set_defaults(func=_cmd_schemas)
+    p = sub.add_parser(
+        "slurm-profile",
+        help="write the SLURM cluster profile to ~/.config/snakemake/NAME/ (run: snakemake --profile NAME)",
+    )
+    p.add_argument("--partition", required=True, help="SLURM partition of the jobs")
+    p.add_argument("--account", help="SLURM account to charge (left out: the executor guesses one)")
+    p.add_argument("--qos", help="SLURM QoS of every job")
+    p.add_argument(
+        "--status-command",
+        choices=["sacct", "squeue"],
+        help="how job states are polled (default: sacct where it works; squeue without slurmdbd)",
+    )
+    p.add_argument("--jobs", type=int, help="jobs queued or running at once (template: 100)")
+    p.add_argument("--name", default="slurm", help="profile name, used as --profile NAME (default: slurm)")
+    p.add_argument(
+        "--config-dir",
+        type=Path,
+        help="Snakemake config folder (default: $XDG_CONFIG_HOME/snakemake or ~/.config/snakemake)",
+    )
+    p.add_argument("--template", type=Path, default=None, help="profile template (default: profiles/slurm)")
+    p.add_argument("--force", action="store_true", help="replace an existing profile of that name")
+    p.set_defaults(func=_cmd_slurm_profile)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
