@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from bongain import fit, stability
-from bongain.io import conform
+from bongain.io import conform, write_text_atomic
 from test_fit import complete, gains_for
 
 N_SAMPLES = 4
@@ -117,6 +117,6 @@ def test_settings_from_config() -> None:
 
 
 def test_write_text_atomic(tmp_path) -> None:
-    p = stability.write_text_atomic("hello\n", tmp_path / "sub" / "x.txt")
+    p = write_text_atomic("hello\n", tmp_path / "sub" / "x.txt")
     assert p.read_text() == "hello\n"
     assert [q.name for q in p.parent.iterdir()] == ["x.txt"]

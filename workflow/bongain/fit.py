@@ -37,6 +37,7 @@ import polars as pl
 from scipy import stats
 from sklearn.linear_model import RidgeCV
 
+from bongain import features
 from bongain.io import conform
 from bongain.schemas import FIT_COMPARISON
 
@@ -44,23 +45,7 @@ CELL_KEYS: list[str] = ["model", "method", "task"]
 
 #: Default predictor features: every Float64 column of the ``features`` schema (n_prompts / n_samples
 #: are bookkeeping, not statistics), in schema order.
-FEATURE_COLUMNS: list[str] = [
-    "agreement_spread",
-    "agreement_mean",
-    "first_correct_pos",
-    "length_var",
-    "length_mean",
-    "entropy_mean",
-    "logprob_mean",
-    "pass1",
-    "pass1_spread",
-    "coverage",
-    "answer_diversity",
-    "answer_entropy",
-    "maj_at_n",
-    "truncation_rate",
-    "ungradable_rate",
-]
+FEATURE_COLUMNS: list[str] = [c for c in features.FEATURE_COLUMNS if c not in ("n_prompts", "n_samples")]
 
 BASELINE_COLUMNS: list[str] = ["pass1"]
 

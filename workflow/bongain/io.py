@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -36,20 +37,17 @@ def conform(df: pl.DataFrame, schema: str | TableSchema) -> pl.DataFrame:
     return df.select([pl.col(c).cast(dtype, strict=True) for c, dtype in s.polars_schema.items()])
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: str | os.PathLike, schema: str | TableSchema) -> Path:
-    """Check ``df`` against ``schema`` and write it to ``path`` atomically.
+def _replace_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file in the target folder, fsync it, rename it over ``path``.
 
-    The frame goes to a temporary file in the same folder, is fsynced, then renamed over ``path``:
-    a reader (or Snakemake after a crash) never sees a half-written file under the final name.
-    Statistics and compression are fixed so the same frame gives the same bytes.
+    A reader (or Snakemake after a crash) never sees a half-written file under the final name.
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    df = conform(df, schema)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True)
+        write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, out)
@@ -57,6 +55,23 @@ def write_parquet_atomic(df: pl.DataFrame, path: str | os.PathLike, schema: str 
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file atomically (see :func:`_replace_atomically`)."""
+    return _replace_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: str | os.PathLike, schema: str | TableSchema) -> Path:
+    """Check ``df`` against ``schema`` and write it to ``path`` atomically.
+
+    The frame goes to a temporary file in the same folder, is fsynced, then renamed over ``path``.
+    Statistics and compression are fixed so the same frame gives the same bytes.
+    """
+    df = conform(df, schema)
+    return _replace_atomically(
+        path, lambda tmp: df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True)
+    )
 
 
 def read_parquet(path: str | os.PathLike, schema: str | TableSchema | None = None) -> pl.DataFrame:

@@ -23,13 +23,10 @@ still too large, to its most stable members. It is fitted by statsmodels OLS on 
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -260,20 +257,3 @@ def ols_predict(ols: pl.DataFrame, features: pl.DataFrame) -> np.ndarray:
         if f != "(intercept)":
             pred = pred + b * features[f].cast(pl.Float64).to_numpy()
     return pred
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file atomically (temporary file in the same folder, fsync, rename)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
