@@ -109,3 +109,31 @@ def test_shipped_configs_build_every_task_split(repo):
             spec = TaskSpec.from_config(task)
             blocks = build_splits(slug, spec, split_sizes(cfg), cfg["splits"].get("seed", 0))
             assert blocks["test"].height == cfg["splits"]["test"], (path.name, slug)
+
+
+def test_grid_leaves_out_screened_cells(cfg):
+    from bongain.screening import split_cells
+
+    evaluated, screened = split_cells(cfg)
+    assert len(screened) == len(cfg["screen"]) > 0
+    assert not set(evaluated) & set(screened)
+    all_combos = len(cfg["models"]) * len(cfg["methods"]) * len(cfg["tasks"])
+    assert len(evaluated) + len(screened) == all_combos
+
+
+def test_explicit_cell_cannot_also_be_screened(cfg):
+    from bongain.screening import split_cells
+
+    cell = {"model": "smollm2-135m", "method": "fewshot-t07", "task": "add1"}
+    cfg["cells"] = [cell]
+    cfg["screen"] = [cell]
+    with pytest.raises(ConfigError, match=r"config key 'screen.0'.*also an evaluated cell"):
+        split_cells(cfg)
+
+
+def test_screened_cell_naming_unknown_method(cfg):
+    from bongain.screening import split_cells
+
+    cfg["screen"] = [{"model": "smollm2-135m", "method": "beam-search", "task": "add1"}]
+    with pytest.raises(ConfigError, match=r"config key 'screen.0.method'"):
+        split_cells(cfg)

@@ -49,11 +49,13 @@ def test_lint(repo):
 def test_dry_run_default_config(repo):
     res = smk(repo, "-n", "--cores", "2")
     out = res.stdout + res.stderr
-    n_cells = len(cells(load_config(repo / "config" / "config.yaml")))
+    cfg = load_config(repo / "config" / "config.yaml")
+    n_cells, n_screened = len(cells(cfg)), len(cfg.get("screen") or [])
     assert n_cells >= 12
     counts = job_counts(out)
-    assert counts["sample"] == counts["grade"] == 3 * n_cells
-    assert counts["features"] == counts["gains"] == counts["score"] == counts["train_verifier"] == n_cells
+    assert counts["sample"] == counts["grade"] == 3 * n_cells + n_screened
+    assert counts["features"] == n_cells + n_screened
+    assert counts["gains"] == counts["score"] == counts["train_verifier"] == n_cells
     assert counts["fit"] == counts["report"] == 1
 
 

@@ -124,10 +124,21 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def cells(config: Mapping[str, Any]) -> list[Cell]:
-    """The cells of a (validated) config, in a stable order."""
+    """The evaluated cells of a (validated) config, in a stable order.
+
+    ``cells: grid`` is every model x method x task combination except those listed under ``screen:``
+    (screened cells get only the validation pass); an explicit list is taken as it is.
+    """
     spec = config.get("cells", "grid")
-    if spec == "grid":
-        return [Cell(m, me, t) for m in config["models"] for me in config["methods"] for t in config["tasks"]]
+    if spec == "grid":  # every combination, less the cells that are only screened (``screen:``)
+        screened = {(c.get("model"), c.get("method"), c.get("task")) for c in config.get("screen") or []}
+        return [
+            Cell(m, me, t)
+            for m in config["models"]
+            for me in config["methods"]
+            for t in config["tasks"]
+            if (m, me, t) not in screened
+        ]
     out = [Cell(c["model"], c["method"], c["task"]) for c in spec]
     dupes = sorted({c.slug for c in out if out.count(c) > 1})
     if dupes:
