@@ -4,7 +4,8 @@
 
 Every rule writes a ``benchmark:`` TSV under ``<results_dir>/benchmarks/<rule>/...`` (Snakemake measures
 the job's process tree: max_rss in MB, wall seconds). This script prints, per rule: jobs, the largest
-max_rss, the median wall time and the summed wall time. Run it after ``snakemake --cores 2``.
+max_rss, the median wall time and the summed wall time. Run it after ``snakemake --cores 2``. Snakemake
+samples memory while a job runs, so the RSS of sub-second jobs is under-counted (often only the wrapper).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import polars as pl
 def collect(results: Path) -> pl.DataFrame:
     rows = []
     for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
-        rule = tsv.relative_to(results / "benchmarks").parts[0]
+        rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
         df = pl.read_csv(tsv, separator="\t", null_values=["-", "NA"])
         rows.append(
             {"rule": rule, "seconds": float(df["s"][0]), "max_rss_mb": float(df["max_rss"][0] or 0.0)}
