@@ -399,3 +399,23 @@ def test_unknown_stats_table_rejected(tmp_path: Path) -> None:
             config_summary={},
             stats={"bogus": pl.DataFrame()},
         )
+
+
+def test_grading_counts_and_section(tmp_path):
+    grades = pl.DataFrame(
+        {
+            "model": ["m"] * 5,
+            "method": ["x"] * 5,
+            "task": ["t"] * 5,
+            "split": ["test", "test", "test", "validation", "validation"],
+            "status": ["ok", "timeout", "no_answer", "ok", "error"],
+        }
+    )
+    counts = report.grading_counts(grades)
+    assert counts.filter(pl.col("split") == "test").select(report.GRADE_STATUSES).row(0) == (1, 1, 1, 0)
+    assert counts.filter(pl.col("split") == "validation").select(report.GRADE_STATUSES).row(0) == (1, 0, 0, 1)
+    text = "\n".join(report._grading_section(grades))
+    assert "5 samples, 3 ungradable (1 no answer, 1 timeout, 1 error)" in text
+    assert "| m/x/t | test | 1 | 1 | 1 | 0 |" in text
+    with pytest.raises(ValueError, match="unknown status"):
+        report.grading_counts(grades.with_columns(status=pl.lit("maybe")))

@@ -17,7 +17,7 @@ import polars as pl
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from bongain.schemas import ALL, FEATURES, FIT_COEFFICIENTS, FIT_METRICS, FIT_PREDICTIONS, GAINS
+from bongain.schemas import ALL, FEATURES, FIT_COEFFICIENTS, FIT_METRICS, FIT_PREDICTIONS, GAINS, GRADES
 
 CELL_KEYS: list[str] = ["model", "method", "task"]
 
@@ -935,6 +935,54 @@ def statistics_sections(stats: Mapping[str, pl.DataFrame], features: pl.DataFram
 # the report
 
 
+GRADE_STATUSES = ("ok", "no_answer", "timeout", "error")
+
+
+def grading_counts(grades: pl.DataFrame) -> pl.DataFrame:
+    """Samples per grading status for each cell and split (a column per status, zeros filled)."""
+    keys = ["model", "method", "task", "split"]
+    counts = grades.group_by([*keys, "status"]).len()
+    rows = []
+    for key, group in counts.group_by(keys, maintain_order=False):
+        by_status = dict(zip(group["status"].to_list(), group["len"].to_list(), strict=True))
+        unknown = sorted(set(by_status) - set(GRADE_STATUSES))
+        if unknown:
+            raise ValueError(f"grades: unknown status value(s) {unknown}")
+        rows.append(
+            {**dict(zip(keys, key, strict=True)), **{st: by_status.get(st, 0) for st in GRADE_STATUSES}}
+        )
+    schema = {**dict.fromkeys(keys, pl.String), **dict.fromkeys(GRADE_STATUSES, pl.Int64)}
+    return pl.DataFrame(rows, schema=schema).sort(keys)
+
+
+def _grading_section(grades: pl.DataFrame) -> list[str]:
+    counts = grading_counts(grades)
+    total = {st: int(counts[st].sum()) for st in GRADE_STATUSES}
+    ungradable = total["no_answer"] + total["timeout"] + total["error"]
+    rows = [
+        [cell_label(r["model"], r["method"], r["task"]), r["split"], *(r[st] for st in GRADE_STATUSES)]
+        for r in counts.iter_rows(named=True)
+        if any(r[st] for st in GRADE_STATUSES[1:])
+    ]
+    return [
+        "## Grading",
+        "",
+        f"Source: one `{GRADES.path}` per cell and split. Every sample gets a status: `ok` (graded), "
+        "`no_answer` (nothing extractable), `timeout` (the equivalence check ran past "
+        "`grading.timeout_s`) or `error` (extraction or comparison raised); only `ok` samples can be "
+        "correct. "
+        f"All splits: {sum(total.values())} samples, {ungradable} ungradable "
+        f"({total['no_answer']} no answer, {total['timeout']} timeout, {total['error']} error).",
+        "",
+        *(
+            markdown_table(["cell", "split", *GRADE_STATUSES], rows)
+            if rows
+            else ["Every sample of every cell and split was graded (`ok`)."]
+        ),
+        "",
+    ]
+
+
 def render_report(
     features: pl.DataFrame,
     gains: pl.DataFrame,
@@ -946,8 +994,11 @@ def render_report(
     title: str,
     config_summary: Mapping[str, object],
     stats: Mapping[str, pl.DataFrame] | None = None,
+    grades: pl.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/report.md`` and its figures; return the path of the Markdown file.
+
+    ``grades`` (all cells' GRADES rows, any splits) adds the grading-status section when given.
 
     ``stats`` maps schema names of the statistics stages (:data:`STATS_TABLES`) to their tables; each
     section (and figure) is rendered when its tables are present.
@@ -972,6 +1023,7 @@ def render_report(
         f"Figure source: one `{GAINS.path}` per cell.",
         "",
         *_features_section(features),
+        *(_grading_section(grades) if grades is not None else []),
         *_metrics_section(metrics),
         *_predictions_section(predictions),
         *_coefficients_section(coefficients),

@@ -26,7 +26,7 @@ VERSION = {
     "fit": 2,
     "stability": 1,
     "concentration": 1,
-    "report": 3,
+    "report": 4,
 }
 
 
@@ -63,6 +63,14 @@ def cell_files(name, cells=None):
         f"{RESULTS}/cells/{c.model}/{c.method}/{c.task}/{name}"
         for c in (CELLS if cells is None else cells)
     ]
+
+
+def grade_files():
+    """Every grades.parquet: all splits of evaluated cells, the validation split of screened ones."""
+    evaluated = [f"{split}/grades.parquet" for split in SPLITS]
+    return [f for name in evaluated for f in cell_files(name)] + screen_files(
+        "validation/grades.parquet"
+    )
 
 
 def screen_files(name):

@@ -21,5 +21,6 @@ path = render_report(
     title=sm.params.title,
     config_summary=sm.params.summary,
     stats=stats,
+    grades=pl.concat([read_parquet(p, "grades") for p in sm.input.grades]),
 )
 log.info("report written to %s", path)
