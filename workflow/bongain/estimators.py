@@ -168,13 +168,14 @@ def bon_at_k(rewards: ArrayLike, correct: ArrayLike, k: int) -> float:
     return float(w @ corr)
 
 
-def bon_curve(rewards: ArrayLike, correct: ArrayLike) -> FloatArray:
-    """Mean over prompts of best-of-k accuracy for k = 1..M (index k-1).
+def _tie_groups(
+    rewards: ArrayLike, correct: ArrayLike
+) -> tuple[int, int, IntArray, IntArray, IntArray, FloatArray]:
+    """Tie groups of every prompt's rewards, for the best-of-k kernels.
 
-    For prompt p with tie groups g = [a_g, b_g) in ascending reward order and mean group correctness
-    ``cbar_g``: ``bon_p(k) = sum_g cbar_g (H[k, b_g] - H[k, a_g])``. Collecting the coefficients of each
-    column of H over all prompts into ``D[j] = sum_{p,g: b_g=j} cbar_g - sum_{p,g: a_g=j} cbar_g`` gives
-    ``curve = H @ D / P``: O(P M log M) for the sorts plus one O(M^2) product for all k at once.
+    Sorts each row of ``rewards [P, M]`` and splits it into groups of equal reward. Returns
+    ``(P, M, row, a, size, cbar)``, one entry per group: its prompt, the number of samples strictly below
+    it (``a``), its size and its mean correctness.
     """
     r = _check_rewards(rewards, 2)
     corr = np.asarray(correct, dtype=np.float64)
@@ -189,7 +190,19 @@ def bon_curve(rewards: ArrayLike, correct: ArrayLike) -> FloatArray:
     label = np.cumsum(is_start.ravel()) - 1  # every row starts a group, so groups never span rows
     size = np.bincount(label)
     cbar = np.bincount(label, weights=cs.ravel()) / size
-    a = np.flatnonzero(is_start.ravel()) % m
+    start = np.flatnonzero(is_start.ravel())
+    return p, m, start // m, start % m, size, cbar
+
+
+def bon_curve(rewards: ArrayLike, correct: ArrayLike) -> FloatArray:
+    """Mean over prompts of best-of-k accuracy for k = 1..M (index k-1).
+
+    For prompt p with tie groups g = [a_g, b_g) in ascending reward order and mean group correctness
+    ``cbar_g``: ``bon_p(k) = sum_g cbar_g (H[k, b_g] - H[k, a_g])``. Collecting the coefficients of each
+    column of H over all prompts into ``D[j] = sum_{p,g: b_g=j} cbar_g - sum_{p,g: a_g=j} cbar_g`` gives
+    ``curve = H @ D / P``: O(P M log M) for the sorts plus one O(M^2) product for all k at once.
+    """
+    p, m, _row, a, size, cbar = _tie_groups(rewards, correct)
     b = a + size
     d = np.bincount(b, weights=cbar, minlength=m + 1) - np.bincount(a, weights=cbar, minlength=m + 1)
     return subset_cdf_table(m) @ d / p
@@ -648,22 +661,7 @@ def pass_prompt_values(correct_counts: ArrayLike, n: int) -> FloatArray:
 def bon_prompt_values(rewards: ArrayLike, correct: ArrayLike) -> FloatArray:
     """Per-prompt best-of-k ``[P, M]`` (the rows :func:`bon_curve` averages): ``D_p @ H.T``, with
     ``D_p[j] = sum_{g: b_g = j} cbar_g - sum_{g: a_g = j} cbar_g`` over the prompt's tie groups."""
-    r = _check_rewards(rewards, 2)
-    corr = np.asarray(correct, dtype=np.float64)
-    if corr.shape != r.shape:
-        raise ValueError(f"rewards and correct differ in shape: {r.shape} vs {corr.shape}")
-    p, m = r.shape
-    order = np.argsort(r, axis=1, kind="stable")
-    rs = np.take_along_axis(r, order, axis=1)
-    cs = np.take_along_axis(corr, order, axis=1)
-    is_start = np.ones((p, m), dtype=bool)
-    is_start[:, 1:] = rs[:, 1:] != rs[:, :-1]
-    label = np.cumsum(is_start.ravel()) - 1
-    size = np.bincount(label)
-    cbar = np.bincount(label, weights=cs.ravel()) / size
-    start = np.flatnonzero(is_start.ravel())
-    row = start // m
-    a = start % m
+    p, m, row, a, size, cbar = _tie_groups(rewards, correct)
     d = np.bincount(row * (m + 1) + a + size, weights=cbar, minlength=p * (m + 1))
     d -= np.bincount(row * (m + 1) + a, weights=cbar, minlength=p * (m + 1))
     return d.reshape(p, m + 1) @ subset_cdf_table(m).T
