@@ -66,8 +66,15 @@ def cell_files(name, cells=None):
 
 
 def grade_files():
-    """Every grades.parquet: all splits of evaluated cells, the validation split of screened ones."""
-    evaluated = [f"{split}/grades.parquet" for split in SPLITS]
+    """Every grades.parquet the config samples: validation and test of evaluated cells, plus
+    verifier_train when the offline verifier is trained on it; the validation split of screened cells.
+    """
+    from bongain.verifier import is_offline
+
+    splits = (
+        SPLITS if is_offline(config.get("reward_model")) else ("validation", "test")
+    )
+    evaluated = [f"{split}/grades.parquet" for split in splits]
     return [f for name in evaluated for f in cell_files(name)] + screen_files(
         "validation/grades.parquet"
     )
