@@ -20,28 +20,11 @@ from bongain.estimators import (
     maj_at_n_exact,
     vote_value,
 )
+from bongain.schemas import FEATURE_STATISTICS
 
 KEY = ("prompt_id", "sample_idx")
 
-FEATURE_COLUMNS = (
-    "n_prompts",
-    "n_samples",
-    "agreement_spread",
-    "agreement_mean",
-    "first_correct_pos",
-    "length_var",
-    "length_mean",
-    "entropy_mean",
-    "logprob_mean",
-    "pass1",
-    "pass1_spread",
-    "coverage",
-    "answer_diversity",
-    "answer_entropy",
-    "maj_at_n",
-    "truncation_rate",
-    "ungradable_rate",
-)
+FEATURE_COLUMNS = ("n_prompts", "n_samples", *FEATURE_STATISTICS)
 
 SAMPLE_COLUMNS = ("n_tokens", "finish_reason", "mean_logprob", "mean_entropy")
 GRADE_COLUMNS = ("answer", "correct")

@@ -14,6 +14,25 @@ import polars as pl
 
 Column = tuple[pl.DataType | type[pl.DataType], str]
 
+#: The per-cell statistics of the features table (and of its *_lo / *_hi bootstrap CI columns), in order.
+FEATURE_STATISTICS: tuple[str, ...] = (
+    "agreement_spread",
+    "agreement_mean",
+    "first_correct_pos",
+    "length_var",
+    "length_mean",
+    "entropy_mean",
+    "logprob_mean",
+    "pass1",
+    "pass1_spread",
+    "coverage",
+    "answer_diversity",
+    "answer_entropy",
+    "maj_at_n",
+    "truncation_rate",
+    "ungradable_rate",
+)
+
 CELL_COLUMNS: dict[str, Column] = {
     "model": (pl.String, "model slug from the config"),
     "method": (pl.String, "method slug (inference configuration or post-training variant)"),
@@ -146,23 +165,7 @@ FEATURES = TableSchema(
         "ungradable_rate": (pl.Float64, "fraction of samples with no extractable answer"),
         **{
             f"{feat}_{end}": (pl.Float64, f"{side} end of the bootstrap CI over prompts of {feat}")
-            for feat in (
-                "agreement_spread",
-                "agreement_mean",
-                "first_correct_pos",
-                "length_var",
-                "length_mean",
-                "entropy_mean",
-                "logprob_mean",
-                "pass1",
-                "pass1_spread",
-                "coverage",
-                "answer_diversity",
-                "answer_entropy",
-                "maj_at_n",
-                "truncation_rate",
-                "ungradable_rate",
-            )
+            for feat in FEATURE_STATISTICS
             for end, side in (("lo", "lower"), ("hi", "upper"))
         },
         "n_boot": (pl.Int64, "resamples of the prompts behind the *_lo / *_hi percentile intervals"),
