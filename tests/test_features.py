@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bongain import features as ft
+from bongain.cellstats import features as ft
 from bongain.schemas import CELL_COLUMNS, FEATURES
 
 TOL = 1e-12

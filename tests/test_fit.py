@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from bongain import curve, fit, screening
+from bongain.fit import curve, screening
+from bongain.fit import ridge as fit
 from bongain.io import conform
 from bongain.schemas import ALL, FEATURES
 

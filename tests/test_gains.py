@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bongain import estimators as est
-from bongain.gains import GAINS_COLUMNS, compute_gains
+from bongain.cellstats import estimators as est
+from bongain.cellstats.gains import GAINS_COLUMNS, compute_gains
 from bongain.io import conform
 from bongain.schemas import CELL_COLUMNS, GAINS
 

@@ -6,7 +6,7 @@ import time
 import polars as pl
 import pytest
 
-from bongain.grading import (
+from bongain.grading.grade import (
     GradingTimeout,
     call_with_timeout,
     extract_answer,

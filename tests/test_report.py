@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bongain import report
 from bongain.io import conform
+from bongain.report import build as report
 from test_fit import complete
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -238,7 +238,8 @@ def test_single_cell_and_many_cells_figures(tmp_path: Path) -> None:
 
 @functools.cache
 def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
-    from bongain import concentration, curve, fit, screening, stability
+    from bongain.fit import concentration, curve, screening, stability
+    from bongain.fit import ridge as fit
     from test_fit import make_grid_cells
 
     features, gains = make_grid_cells(n_methods=2, n_tasks=3, seed=5)
@@ -278,7 +279,7 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
 
 
 def _render_stats(out: Path) -> Path:
-    from bongain import fit
+    from bongain.fit import ridge as fit
 
     features, gains, stats = _stats_inputs()
     preds, mets, coefs = fit.run_fit(features, gains, ["coverage", "agreement_mean"])
@@ -366,7 +367,7 @@ def test_stats_render_byte_identical_and_gain_ci_columns(
     for name in ("report.md", report.FIG_PRED_VS_ACTUAL, *STATS_FIGURES):
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes(), name
     # with gain_lo / gain_hi present the figure gains horizontal error bars (a different image)
-    from bongain import fit
+    from bongain.fit import ridge as fit
 
     features, gains, stats = _stats_inputs()
     preds = fit.leave_one_cell_out(features, gains, ["coverage", "agreement_mean"])

@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 import torch
 
-from bongain.reward_models import (
+from bongain.scoring.offline import OfflineLogisticVerifier, make_verifier, train_offline_verifier
+from bongain.scoring.reward_models import (
     aggregate_steps,
     batches_by_length,
     encode_conversations,
@@ -22,7 +23,6 @@ from bongain.reward_models import (
     split_steps,
     step_probabilities,
 )
-from bongain.verifier import OfflineLogisticVerifier, make_verifier, train_offline_verifier
 from fakes import vllm_fake
 from fakes.tiny_tokenizer import build_tokenizer
 
@@ -314,7 +314,7 @@ def test_make_verifier_offline_and_errors():
 def test_score_rule_glue():
     from types import SimpleNamespace
 
-    from bongain.verifier import score_gpus, score_inputs
+    from bongain.scoring.offline import score_gpus, score_inputs
 
     w = SimpleNamespace(model="m", method="x", task="t", split="test")
     offline = score_inputs(None, "res")(w)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bongain.sampling import (
+from bongain.sampling.loop import (
     SamplingParams,
     choose_tokens,
     common_prefix_length,
@@ -144,7 +144,7 @@ def test_params_validation():
 @pytest.mark.slow
 def test_embedded_model_does_arithmetic(embedded_model):
     """The real model, few-shot 1-digit addition: answers are numbers and many are right."""
-    from bongain.prompts import fewshot_prompt, tokenize_prompt
+    from bongain.sampling.prompts import fewshot_prompt, tokenize_prompt
 
     model, tok = embedded_model
     shots = [("What is 2 + 3?", "5"), ("What is 4 + 4?", "8"), ("What is 1 + 7?", "8")]

@@ -10,8 +10,8 @@ import pytest
 
 from bongain.config import ConfigError, load_config, validate_config
 from bongain.io import ArtifactError, read_parquet, write_parquet_atomic
-from bongain.sampling import SamplingParams, completions_frame, sample_prompts
-from bongain.shards import (
+from bongain.sampling.loop import SamplingParams, completions_frame, sample_prompts
+from bongain.sampling.shards import (
     ShardError,
     batch_path,
     check_rows,

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from bongain import estimators as est
+from bongain.cellstats import estimators as est
 
 A, B = 1.2, 1.8
 MU0, MU1 = 0.0, 1.0

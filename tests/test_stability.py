@@ -4,7 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bongain import fit, stability
+from bongain.fit import ridge as fit
+from bongain.fit import stability
 from bongain.io import conform, write_text_atomic
 from test_fit import complete, gains_for
 

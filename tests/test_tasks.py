@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from bongain.io import conform
-from bongain.tasks import (
+from bongain.tasks.build import (
     EVAL_SPLITS,
     GENERATORS,
     SPLITS,

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from bongain.io import conform
-from bongain.verifier import OfflineLogisticVerifier, signal_frame, train_offline_verifier
+from bongain.scoring.offline import OfflineLogisticVerifier, signal_frame, train_offline_verifier
 
 
 def tables(answers, correct, logprobs):

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from bongain.io import conform
-from bongain.prompts import format_prompt, tokenize_prompt
-from bongain.sampling import SamplingParams, completions_frame, sample_batch, sample_seed
-from bongain.vllm_backend import (
+from bongain.sampling.loop import SamplingParams, completions_frame, sample_batch, sample_seed
+from bongain.sampling.prompts import format_prompt, tokenize_prompt
+from bongain.sampling.vllm import (
     engine_kwargs,
     make_engine,
     map_finish_reason,
@@ -269,7 +269,7 @@ def test_rescore_entropy_matches_the_cpu_sampler(tiny_lm):
 
 
 def test_sample_vllm_with_hf_rescore(fake_vllm, checkpoint):
-    from bongain.models import load_causal_lm
+    from bongain.sampling.models import load_causal_lm
 
     tok = build_tokenizer()
     _, token_ids = chat_prompts(tok)

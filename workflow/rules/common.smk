@@ -6,7 +6,7 @@ from bongain.config import SPLITS
 # Fails before any job runs, naming the bad key.
 bconf.validate_config(config)
 
-from bongain import screening as bscreen
+from bongain.fit import screening as bscreen
 
 # Evaluated cells (`cells:`, every stage) and screened cells (`screen:`, validation pass + features only).
 CELLS, SCREEN_CELLS = bscreen.split_cells(config)
@@ -69,7 +69,7 @@ def grade_files():
     """Every grades.parquet the config samples: validation and test of evaluated cells, plus
     verifier_train when the offline verifier is trained on it; the validation split of screened cells.
     """
-    from bongain.verifier import is_offline
+    from bongain.scoring.offline import is_offline
 
     splits = (
         SPLITS if is_offline(config.get("reward_model")) else ("validation", "test")
@@ -85,7 +85,7 @@ def screen_files(name):
     return cell_files(name, SCREEN_CELLS)
 
 
-from bongain import shards as bshards
+from bongain.sampling import shards as bshards
 
 # Prompts per sampling shard (None: one sample job per split); shard counts come from the config sizes.
 SHARD_PROMPTS = config["sampling"].get("shard_prompts")

@@ -1,7 +1,7 @@
 # The verifier: reward_model.kind selects it (default offline_logistic). Only the offline logistic
 # verifier is trained per cell (train_verifier); pretrained reward models read the question texts from
 # the tasks table instead.
-from bongain import verifier as bverifier
+from bongain.scoring import offline as bverifier
 
 REWARD_MODEL = config.get("reward_model", {})
 

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from bongain.features import compute_features
+from bongain.cellstats.features import compute_features
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.smk import setup_logging
 

@@ -2,10 +2,10 @@
 
 import polars as pl
 
-from bongain.curve import DEFAULT_INTERVAL_LEVEL, predict_curves
-from bongain.fit import FEATURE_COLUMNS, ComparisonSettings, cell_table, compare_predictors, run_fit
+from bongain.fit.curve import DEFAULT_INTERVAL_LEVEL, predict_curves
+from bongain.fit.ridge import FEATURE_COLUMNS, ComparisonSettings, cell_table, compare_predictors, run_fit
+from bongain.fit.screening import screening_table
 from bongain.io import read_parquet, write_parquet_atomic
-from bongain.screening import screening_table
 from bongain.smk import setup_logging
 
 sm = snakemake  # noqa: F821

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from bongain.gains import compute_gains
+from bongain.cellstats.gains import compute_gains
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.smk import setup_logging
 

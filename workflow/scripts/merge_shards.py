@@ -1,7 +1,7 @@
 """Snakemake adapter: join the shards of one split into samples.parquet, checking every prompt."""
 
 from bongain.io import read_parquet, write_parquet_atomic
-from bongain.shards import merge_shards
+from bongain.sampling.shards import merge_shards
 from bongain.smk import setup_logging
 
 sm = snakemake  # noqa: F821

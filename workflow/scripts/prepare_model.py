@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bongain.models import prepare_model
+from bongain.sampling.models import prepare_model
 from bongain.smk import setup_logging
 
 log = setup_logging(snakemake, "prepare_model")  # noqa: F821

@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 
 from bongain.io import read_parquet
-from bongain.report import STATS_TABLES, render_report
+from bongain.report.build import STATS_TABLES, render_report
 from bongain.smk import setup_logging
 
 sm = snakemake  # noqa: F821

@@ -4,12 +4,12 @@ import polars as pl
 import torch
 
 from bongain.io import read_parquet, write_parquet_atomic
-from bongain.models import load_causal_lm, load_manifest
-from bongain.prompts import format_prompt, stop_strings, tokenize_prompt
-from bongain.sampling import SamplingParams, completions_frame, sample_prompts
-from bongain.shards import close_partial, fingerprint, partial_dir, run_checkpointed, shard_rows
+from bongain.sampling.loop import SamplingParams, completions_frame, sample_prompts
+from bongain.sampling.models import load_causal_lm, load_manifest
+from bongain.sampling.prompts import format_prompt, stop_strings, tokenize_prompt
+from bongain.sampling.shards import close_partial, fingerprint, partial_dir, run_checkpointed, shard_rows
 from bongain.smk import setup_logging
-from bongain.tasks import TaskSpec, fewshot_exemplars
+from bongain.tasks.build import TaskSpec, fewshot_exemplars
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "sample")
@@ -23,7 +23,7 @@ if "shard" in w.keys():  # one shard: a block of consecutive task-table rows
 # backend dispatch (docs/backends.md): vLLM needs only the tokenizer here; its engine starts on first use
 model_cfg = sm.params.model  # also a params trigger: changing the model config reruns sampling
 if model_cfg["backend"] == "vllm":
-    from bongain.vllm_backend import load_tokenizer, make_engine, sample_vllm
+    from bongain.sampling.vllm import load_tokenizer, make_engine, sample_vllm
 
     model, tok = None, load_tokenizer(load_manifest(sm.input.manifest))
     _engine: list = []

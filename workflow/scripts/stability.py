@@ -2,10 +2,10 @@
 
 import polars as pl
 
-from bongain.fit import FEATURE_COLUMNS
+from bongain.fit.ridge import FEATURE_COLUMNS
+from bongain.fit.stability import StabilitySettings, fit_ols, stability_selection
 from bongain.io import read_parquet, write_parquet_atomic, write_text_atomic
 from bongain.smk import setup_logging
-from bongain.stability import StabilitySettings, fit_ols, stability_selection
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "stability")

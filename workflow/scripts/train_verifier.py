@@ -3,8 +3,8 @@
 import polars as pl
 
 from bongain.io import read_parquet, write_parquet_atomic
+from bongain.scoring.offline import DEFAULT_SIGNALS, train_offline_verifier
 from bongain.smk import setup_logging
-from bongain.verifier import DEFAULT_SIGNALS, train_offline_verifier
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "train_verifier")

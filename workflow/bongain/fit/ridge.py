@@ -37,7 +37,7 @@ import polars as pl
 from scipy import stats
 from sklearn.linear_model import RidgeCV
 
-from bongain import features
+from bongain.cellstats import features
 from bongain.io import conform
 from bongain.schemas import FIT_COMPARISON
 

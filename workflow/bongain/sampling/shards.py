@@ -34,7 +34,7 @@ import polars as pl
 
 from bongain.io import ArtifactError, read_parquet, write_parquet_atomic
 
-log = logging.getLogger("bongain.shards")
+log = logging.getLogger("bongain.sampling.shards")
 
 SHARD_WIDTH = 4  # shard names: 0000, 0001, ... (more digits when there are more than 10^4 shards)
 FINGERPRINT_FILE = "fingerprint.json"

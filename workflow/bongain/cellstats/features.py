@@ -3,7 +3,7 @@
 Every feature is a small pure function of per-prompt arrays of shape ``[P, N]`` (P prompts, N samples
 each, rows sorted by ``prompt_id`` then ``sample_idx``). Definitions and edge cases: docs/features.md.
 The table plumbing (:func:`check_layout`, :func:`join_per_sample`, :func:`prompt_matrix`,
-:func:`answer_codes`) is shared with :mod:`bongain.gains`.
+:func:`answer_codes`) is shared with :mod:`bongain.cellstats.gains`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from bongain.estimators import (
+from bongain.cellstats.estimators import (
     DEFAULT_CI_LEVEL,
     DEFAULT_N_BOOT,
     bootstrap_ci,

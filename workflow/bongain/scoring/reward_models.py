@@ -1,6 +1,6 @@
-"""Real reward models behind the :class:`bongain.verifier.Verifier` protocol (``name``, ``score``).
+"""Real reward models behind the :class:`bongain.scoring.offline.Verifier` protocol (``name``, ``score``).
 
-Kinds (``reward_model.kind`` in the config; :func:`bongain.verifier.make_verifier` picks one):
+Kinds (``reward_model.kind`` in the config; :func:`bongain.scoring.offline.make_verifier` picks one):
 
 * ``hf_sequence_classification``: an HF ``AutoModelForSequenceClassification`` outcome RM (Skywork-Reward-V2
   style). The reward is the raw logit ``logits[:, 0]`` of the conversation

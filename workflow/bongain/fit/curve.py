@@ -2,7 +2,8 @@
 
 One ridge per k: a multi-output :class:`sklearn.linear_model.RidgeCV` with ``alpha_per_target=True``
 (each k gets its own penalty from the efficient leave-one-out CV on the training cells), on features
-standardised with the training cells' statistics (same column handling as :func:`bongain.fit.fit_ridge`).
+standardised with the training cells' statistics (same column handling as
+:func:`bongain.fit.ridge.fit_ridge`).
 At k = N the target is the scalar ``gain`` of the cross-cell fit.
 
 Prediction intervals are jackknife+ (Barber, Candes, Ramdas & Tibshirani 2021) over cells: with the
@@ -27,7 +28,7 @@ import numpy as np
 import polars as pl
 from sklearn.linear_model import RidgeCV
 
-from bongain.fit import CELL_KEYS, DEFAULT_ALPHAS, _matrix, cell_table, usable_columns
+from bongain.fit.ridge import CELL_KEYS, DEFAULT_ALPHAS, _matrix, cell_table, usable_columns
 from bongain.io import conform
 from bongain.schemas import FIT_CURVE, FIT_CURVE_COVERAGE
 

@@ -347,7 +347,7 @@ def records_from_rows(rows: Iterable[Mapping[str, object]], spec: HFDataset, spl
         seen_questions[question] = row_index
         records.append(Record(line=row_index, id=rid, question=question, gold=gold))
     if dropped:
-        logging.getLogger("bongain.tasks").warning(
+        logging.getLogger("bongain.tasks.build").warning(
             "%s: dropped %d repeated question(s)", spec.where(split), dropped
         )
     if not records:
@@ -530,7 +530,7 @@ def build_splits(task: str, spec: TaskSpec, sizes: Mapping[str, int], seed: int)
             start += sizes[b]
     _check_disjoint(task, blocks)
     if spec.answer_type == "number":
-        from bongain.grading import normalize_number
+        from bongain.grading.grade import normalize_number
 
         for b, items in blocks.items():
             for it in items:

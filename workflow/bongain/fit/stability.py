@@ -35,7 +35,7 @@ import statsmodels.api as sm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import lasso_path
 
-from bongain.fit import FEATURE_COLUMNS, STRICT_CORE, _matrix, cell_table, usable_columns
+from bongain.fit.ridge import FEATURE_COLUMNS, STRICT_CORE, _matrix, cell_table, usable_columns
 from bongain.io import conform
 from bongain.schemas import FIT_OLS, FIT_STABILITY, FIT_STABILITY_PATH
 

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from bongain.fit import CELL_KEYS
+from bongain.fit.ridge import CELL_KEYS
+from bongain.fit.stability import ols_predict
 from bongain.io import conform
 from bongain.schemas import FIT_CONCENTRATION, FIT_CONCENTRATION_TERMS, FIT_SAMPLE_SIZE
-from bongain.stability import ols_predict
 
 #: Feature -> kind of statistic over prompts ("mean" or "spread" = population SD).
 FEATURE_KIND: dict[str, str] = {

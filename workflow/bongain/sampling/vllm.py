@@ -1,4 +1,5 @@
-"""vLLM 0.33 generation backend: writes the same samples table as the CPU sampler (:mod:`bongain.sampling`).
+"""vLLM 0.33 generation backend: writes the same samples table as the CPU sampler
+(:mod:`bongain.sampling.loop`).
 
 Written against the API brief ``docs/vllm-and-reward-models.md`` (shared docs); see ``docs/backends.md``.
 The structure keeps the GPU-only part thin:
@@ -6,14 +7,14 @@ The structure keeps the GPU-only part thin:
 * :func:`make_engine` is the only place that constructs ``vllm.LLM`` (``vllm`` is imported lazily, so this
   module imports on machines without it);
 * everything else is pure: building ``SamplingParams``, per-prompt request seeds, turning
-  ``RequestOutput``/``CompletionOutput`` objects into :class:`bongain.sampling.Completion`, top-k entropy
+  ``RequestOutput``/``CompletionOutput`` objects into :class:`bongain.sampling.loop.Completion`, top-k entropy
   bounds, and the exact entropy rescoring with an HF model (:func:`rescore_entropy`, runs on CPU too).
 
 Conventions (all documented in ``docs/backends.md``):
 
 * **Prompts** go in as ``TokensPrompt`` dicts holding exactly the token ids the CPU backend feeds its model
-  (:func:`bongain.prompts.tokenize_prompt`): a chat-templated prompt never gets a second BOS, a few-shot
-  prompt gets the tokenizer's BOS once.
+  (:func:`bongain.sampling.prompts.tokenize_prompt`): a chat-templated prompt never gets a second BOS,
+  a few-shot prompt gets the tokenizer's BOS once.
 * **Seeds.** One request per prompt with ``SamplingParams(n=N, seed=s)``; vLLM gives child ``i`` the seed
   ``s + i``. ``s`` is :func:`request_seed`: the 63-bit hash ``sample_seed(base, prompt_id, 0)`` with its low
   ``ceil(log2 N)`` bits cleared, so each prompt owns an aligned block of ``2**ceil(log2 N)`` seeds and the
@@ -41,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from bongain.sampling import Completion, SamplingParams, sample_seed
+from bongain.sampling.loop import Completion, SamplingParams, sample_seed
 
 ENTROPY_MODES: tuple[str, ...] = ("topk_lower", "topk_mid", "hf_rescore")
 
@@ -292,7 +293,7 @@ def rescore_entropy(
     """
     import torch
 
-    from bongain.reward_models import batches_by_length
+    from bongain.scoring.reward_models import batches_by_length
 
     device = next(model.parameters()).device
     result: list[np.ndarray] = [np.zeros(0)] * len(sequences)
@@ -378,7 +379,7 @@ def _rescoring_model(path: str, dtype: str, trust_remote_code: bool) -> tuple[An
     """The HF causal LM of the sampled model (kept for the job's later batches) and a pad id."""
     import torch
 
-    from bongain.models import load_causal_lm
+    from bongain.sampling.models import load_causal_lm
 
     model, tok = load_causal_lm({"path": path, "dtype": dtype, "trust_remote_code": trust_remote_code})
     if torch.cuda.is_available():

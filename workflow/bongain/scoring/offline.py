@@ -6,7 +6,8 @@ reward model could see: the sample's own log-probabilities, entropies, length an
 (agreement with the prompt's other samples), never the label.
 
 A real reward model plugs in by implementing :class:`Verifier` (``name`` and ``score``); the ones in
-:mod:`bongain.reward_models` do. :func:`make_verifier` picks one from the ``reward_model`` config block.
+:mod:`bongain.scoring.reward_models` do. :func:`make_verifier` picks one from the ``reward_model``
+config block.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def make_verifier(
         return OfflineLogisticVerifier.from_table(verifier_table)
     if questions is None:
         raise ValueError(f"reward_model kind {kind!r} needs the question texts (tasks table)")
-    from bongain.reward_models import make_reward_model
+    from bongain.scoring.reward_models import make_reward_model
 
     return make_reward_model(cfg or {}, questions, engine=engine)
 
