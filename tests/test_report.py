@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from bongain.constants import GRADE_STATUSES
 from bongain.io import conform
 from bongain.report import build as report
 from test_fit import complete
@@ -413,8 +414,8 @@ def test_grading_counts_and_section(tmp_path):
         }
     )
     counts = report.grading_counts(grades)
-    assert counts.filter(pl.col("split") == "test").select(report.GRADE_STATUSES).row(0) == (1, 1, 1, 0)
-    assert counts.filter(pl.col("split") == "validation").select(report.GRADE_STATUSES).row(0) == (1, 0, 0, 1)
+    assert counts.filter(pl.col("split") == "test").select(GRADE_STATUSES).row(0) == (1, 1, 1, 0)
+    assert counts.filter(pl.col("split") == "validation").select(GRADE_STATUSES).row(0) == (1, 0, 0, 1)
     text = "\n".join(report._grading_section(grades))
     assert "5 samples, 3 ungradable (1 no answer, 1 timeout, 1 error)" in text
     assert "| m/x/t | test | 1 | 1 | 1 | 0 |" in text

@@ -7,11 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from bongain.constants import BLOCKS, SPLITS
 from bongain.io import conform
 from bongain.tasks.build import (
-    EVAL_SPLITS,
     GENERATORS,
-    SPLITS,
     HFDataset,
     TaskSpec,
     build_split,
@@ -91,7 +90,7 @@ def test_unknown_generator() -> None:
 
 def test_splits_are_disjoint_sized_and_schema_conform() -> None:
     blocks = build_splits("add1", spec("add1"), SIZES, seed=0)
-    assert set(blocks) == set(SPLITS)
+    assert set(blocks) == set(BLOCKS)
     seen: set[str] = set()
     for b, df in blocks.items():
         assert df.height == SIZES[b]
@@ -104,7 +103,7 @@ def test_splits_are_disjoint_sized_and_schema_conform() -> None:
 
 
 def test_build_split_matches_build_splits_and_is_deterministic() -> None:
-    for split in EVAL_SPLITS:
+    for split in SPLITS:
         a = build_split("t", spec("add2d1d"), split, SIZES, seed=3)
         b = build_split("t", spec("add2d1d"), split, SIZES, seed=3)
         assert a.equals(b)
@@ -134,7 +133,7 @@ def test_exemplars_never_in_a_split() -> None:
     blocks = build_splits("add1", spec("add1"), SIZES, seed=0)
     assert ex == list(zip(blocks["exemplars"]["question"], blocks["exemplars"]["gold"], strict=True))
     questions = {q for q, _ in ex}
-    for split in EVAL_SPLITS:
+    for split in SPLITS:
         assert questions.isdisjoint(blocks[split]["question"].to_list())
 
 
@@ -165,7 +164,7 @@ def test_seeded_order_is_a_permutation() -> None:
 
 def test_from_config_shapes(tmp_path: Path) -> None:
     s = TaskSpec.from_config({"jsonl": "data/x.jsonl", "answer_type": "number"}, base_dir=tmp_path)
-    assert s.jsonl == tuple((b, str(tmp_path / "data/x.jsonl")) for b in SPLITS)
+    assert s.jsonl == tuple((b, str(tmp_path / "data/x.jsonl")) for b in BLOCKS)
     files = {
         "exemplars": "/a.jsonl",
         "verifier_train": "/a.jsonl",

@@ -15,7 +15,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-SPLITS: tuple[str, ...] = ("verifier_train", "validation", "test")
+from bongain.constants import SPLITS
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 

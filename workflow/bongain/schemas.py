@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from bongain.constants import CELL_KEYS
+
 Column = tuple[pl.DataType | type[pl.DataType], str]
 
 #: The per-cell statistics of the features table (and of its *_lo / *_hi bootstrap CI columns), in order.
@@ -33,11 +35,12 @@ FEATURE_STATISTICS: tuple[str, ...] = (
     "ungradable_rate",
 )
 
-CELL_COLUMNS: dict[str, Column] = {
-    "model": (pl.String, "model slug from the config"),
-    "method": (pl.String, "method slug (inference configuration or post-training variant)"),
-    "task": (pl.String, "task slug"),
+_CELL_DESCRIPTIONS = {
+    "model": "model slug from the config",
+    "method": "method slug (inference configuration or post-training variant)",
+    "task": "task slug",
 }
+CELL_COLUMNS: dict[str, Column] = {key: (pl.String, _CELL_DESCRIPTIONS[key]) for key in CELL_KEYS}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 import re
 
 from bongain import config as bconf
-from bongain.config import SPLITS
+from bongain.constants import SPLITS
 
 # Fails before any job runs, naming the bad key.
 bconf.validate_config(config)

@@ -38,10 +38,9 @@ from scipy import stats
 from sklearn.linear_model import RidgeCV
 
 from bongain.cellstats import features
+from bongain.constants import CELL_KEYS
 from bongain.io import conform
 from bongain.schemas import FIT_COMPARISON
-
-CELL_KEYS: list[str] = ["model", "method", "task"]
 
 #: Default predictor features: every Float64 column of the ``features`` schema (n_prompts / n_samples
 #: are bookkeeping, not statistics), in schema order.

@@ -21,10 +21,8 @@ import polars as pl
 
 from bongain import config as bconf
 from bongain.config import Cell, ConfigError
+from bongain.constants import CELL_KEYS
 from bongain.io import conform
-from bongain.schemas import CELL_COLUMNS
-
-CELL_KEYS = list(CELL_COLUMNS)
 
 
 def screened_cells(config: Mapping[str, Any]) -> list[Cell]:

@@ -22,11 +22,8 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from bongain.constants import ANSWER_TYPES, PROMPT_FORMATS
 from bongain.schemas import GRADES
-
-ANSWER_TYPES: tuple[str, ...] = ("number", "choice", "math")
-PROMPT_FORMATS: tuple[str, ...] = ("fewshot", "chat")
-STATUSES: tuple[str, ...] = ("ok", "no_answer", "timeout", "error")
 
 T = TypeVar("T")
 

@@ -17,6 +17,7 @@ import polars as pl
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from bongain.constants import GRADE_STATUSES
 from bongain.schemas import ALL, FEATURES, FIT_COEFFICIENTS, FIT_METRICS, FIT_PREDICTIONS, GAINS, GRADES
 
 CELL_KEYS: list[str] = ["model", "method", "task"]
@@ -933,9 +934,6 @@ def statistics_sections(stats: Mapping[str, pl.DataFrame], features: pl.DataFram
 
 # --------------------------------------------------------------------------------------------------
 # the report
-
-
-GRADE_STATUSES = ("ok", "no_answer", "timeout", "error")
 
 
 def grading_counts(grades: pl.DataFrame) -> pl.DataFrame:

@@ -3,7 +3,7 @@
 Every task has one or more *sources* of questions (a generator, JSONL files, or the splits of a hub
 dataset). Each source's question space is put in a seeded order (a hash of ``seed`` and the question
 text, so it is independent of library versions and of the file order), then consecutive blocks are
-carved from it in the fixed order :data:`SPLITS` (``exemplars`` first, then ``verifier_train``,
+carved from it in the fixed order :data:`BLOCKS` (``exemplars`` first, then ``verifier_train``,
 ``validation``, ``test``) among the splits that draw from that source. Blocks of one source never overlap, and
 :func:`build_splits` checks that no question (and no prompt id) appears in two splits even when they
 come from different files. Rules and formats are documented in ``docs/tasks.md``.
@@ -21,13 +21,11 @@ from pathlib import Path
 
 import polars as pl
 
+from bongain.constants import ANSWER_TYPES, BLOCKS, SPLITS
 from bongain.schemas import TASKS
 
 #: The blocks carved from each source, in carving order. ``exemplars`` is the few-shot pool: never a split.
-SPLITS: tuple[str, ...] = ("exemplars", "verifier_train", "validation", "test")
 #: The splits that are written as task tables (TASKS schema).
-EVAL_SPLITS: tuple[str, ...] = SPLITS[1:]
-ANSWER_TYPES: tuple[str, ...] = ("number", "choice", "math")
 GOLD_FORMATS: tuple[str, ...] = ("plain", "gsm8k")
 
 
@@ -208,7 +206,7 @@ HF_DATASET_KEYS = (
 class HFDataset:
     """A dataset on the hub, loaded with ``datasets.load_dataset(path, name, split=..., revision=...)``.
 
-    ``split`` names the dataset split each block of :data:`SPLITS` is carved from (blocks naming the same
+    ``split`` names the dataset split each block of :data:`BLOCKS` is carved from (blocks naming the same
     split are carved from it disjointly). With ``choices_field`` the task is multiple choice: the options
     are appended to the question as ``A. ...`` lines (:data:`CHOICE_TEMPLATE`) and the gold becomes the
     option's letter; the field holds ``{"label": [...], "text": [...]}`` (ARC) or a list of option texts
@@ -216,7 +214,7 @@ class HFDataset:
     """
 
     path: str
-    split: tuple[tuple[str, str], ...]  # ((block, dataset split), ...) in SPLITS order
+    split: tuple[tuple[str, str], ...]  # ((block, dataset split), ...) in BLOCKS order
     name: str | None = None
     revision: str | None = None
     question_field: str = "question"
@@ -228,9 +226,9 @@ class HFDataset:
     def __post_init__(self) -> None:
         if self.gold_format not in GOLD_FORMATS:
             raise ValueError(f"unknown gold_format {self.gold_format!r}; known: {list(GOLD_FORMATS)}")
-        if sorted(b for b, _ in self.split) != sorted(SPLITS):
+        if sorted(b for b, _ in self.split) != sorted(BLOCKS):
             raise ValueError(
-                f"hf_dataset 'split' must name a split for each of {list(SPLITS)}; got {self.split}"
+                f"hf_dataset 'split' must name a split for each of {list(BLOCKS)}; got {self.split}"
             )
 
     @classmethod
@@ -243,14 +241,14 @@ class HFDataset:
         kwargs = dict(cfg)
         raw = kwargs["split"]
         if isinstance(raw, Mapping):
-            if sorted(raw) != sorted(SPLITS):
+            if sorted(raw) != sorted(BLOCKS):
                 raise ValueError(
-                    f"hf_dataset 'split' mapping must name a split for each of {list(SPLITS)}; "
+                    f"hf_dataset 'split' mapping must name a split for each of {list(BLOCKS)}; "
                     f"got {dict(raw)}"
                 )
-            kwargs["split"] = tuple((b, str(raw[b])) for b in SPLITS)
+            kwargs["split"] = tuple((b, str(raw[b])) for b in BLOCKS)
         else:
-            kwargs["split"] = tuple((b, str(raw)) for b in SPLITS)
+            kwargs["split"] = tuple((b, str(raw)) for b in BLOCKS)
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def source(self, block: str) -> str:
@@ -383,14 +381,14 @@ def load_hf_records(spec: HFDataset, split: str) -> tuple[Record, ...]:
 class TaskSpec:
     """A task's config. Exactly one of ``generator``, ``jsonl`` and ``hf_dataset`` is set.
 
-    ``jsonl`` maps every block of :data:`SPLITS` to a file; blocks mapped to the same file are carved
+    ``jsonl`` maps every block of :data:`BLOCKS` to a file; blocks mapped to the same file are carved
     from it as consecutive disjoint blocks. A single path in the config maps all blocks to it.
     ``hf_dataset`` (:class:`HFDataset`) does the same with the splits of a hub dataset.
     """
 
     answer_type: str
     generator: str | None = None
-    jsonl: tuple[tuple[str, str], ...] | None = None  # ((block, path), ...) in SPLITS order
+    jsonl: tuple[tuple[str, str], ...] | None = None  # ((block, path), ...) in BLOCKS order
     hf_dataset: HFDataset | None = None
     question_key: str = "question"
     answer_key: str = "answer"
@@ -408,8 +406,8 @@ class TaskSpec:
             raise ValueError("hf_dataset: 'choices_field' is needed exactly when answer_type is 'choice'")
         if self.generator is not None and self.generator not in GENERATORS:
             raise ValueError(f"unknown generator {self.generator!r}; known: {sorted(GENERATORS)}")
-        if self.jsonl is not None and sorted(b for b, _ in self.jsonl) != sorted(SPLITS):
-            raise ValueError(f"'jsonl' must name a file for each of {list(SPLITS)}; got {self.jsonl}")
+        if self.jsonl is not None and sorted(b for b, _ in self.jsonl) != sorted(BLOCKS):
+            raise ValueError(f"'jsonl' must name a file for each of {list(BLOCKS)}; got {self.jsonl}")
         if self.gold_format not in GOLD_FORMATS:
             raise ValueError(f"unknown gold_format {self.gold_format!r}; known: {list(GOLD_FORMATS)}")
 
@@ -418,7 +416,7 @@ class TaskSpec:
         """Build from a YAML mapping; relative JSONL paths are resolved against ``base_dir``.
 
         ``jsonl`` is a path (all blocks carved from that file) or a mapping that names a file for each
-        block of :data:`SPLITS` (blocks naming the same file are carved from it disjointly).
+        block of :data:`BLOCKS` (blocks naming the same file are carved from it disjointly).
         """
         known = {f for f in cls.__dataclass_fields__}
         cfg = {k: v for k, v in cfg.items() if k != "description"}  # documentation only
@@ -437,13 +435,13 @@ class TaskSpec:
                 return str(base / q if base is not None and not q.is_absolute() else q)
 
             if isinstance(raw, Mapping):
-                if sorted(raw) != sorted(SPLITS):
+                if sorted(raw) != sorted(BLOCKS):
                     raise ValueError(
-                        f"'jsonl' mapping must name a file for each of {list(SPLITS)}; got {dict(raw)}"
+                        f"'jsonl' mapping must name a file for each of {list(BLOCKS)}; got {dict(raw)}"
                     )
-                kwargs["jsonl"] = tuple((b, resolve(raw[b])) for b in SPLITS)
+                kwargs["jsonl"] = tuple((b, resolve(raw[b])) for b in BLOCKS)
             else:
-                kwargs["jsonl"] = tuple((b, resolve(raw)) for b in SPLITS)
+                kwargs["jsonl"] = tuple((b, resolve(raw)) for b in BLOCKS)
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
@@ -490,26 +488,26 @@ def _source_items(task: str, spec: TaskSpec, source: str, seed: int) -> list[Ite
 
 
 def _check_sizes(sizes: Mapping[str, int]) -> dict[str, int]:
-    missing = [b for b in SPLITS if b not in sizes]
-    extra = sorted(set(sizes) - set(SPLITS))
+    missing = [b for b in BLOCKS if b not in sizes]
+    extra = sorted(set(sizes) - set(BLOCKS))
     if missing or extra:
-        raise ValueError(f"sizes must give exactly {list(SPLITS)}; missing {missing}, unknown {extra}")
+        raise ValueError(f"sizes must give exactly {list(BLOCKS)}; missing {missing}, unknown {extra}")
     bad = {b: n for b, n in sizes.items() if not isinstance(n, int) or isinstance(n, bool) or n < 0}
     if bad:
         raise ValueError(f"sizes must be non-negative integers; got {bad}")
-    return {b: int(sizes[b]) for b in SPLITS}
+    return {b: int(sizes[b]) for b in BLOCKS}
 
 
 def build_splits(task: str, spec: TaskSpec, sizes: Mapping[str, int], seed: int) -> dict[str, pl.DataFrame]:
     """All blocks of a task (``exemplars`` and the three splits) as TASKS-schema frames.
 
-    ``sizes`` must give all of :data:`SPLITS` (0 allowed): a block's position depends on the sizes of
+    ``sizes`` must give all of :data:`BLOCKS` (0 allowed): a block's position depends on the sizes of
     the blocks carved before it from the same source. Raises ValueError when a source is too small
     or when two blocks share a question or a prompt id.
     """
     sizes = _check_sizes(sizes)
     sources: dict[str, list[str]] = {}
-    for block in SPLITS:
+    for block in BLOCKS:
         if spec.hf_dataset is not None:
             src = spec.hf_dataset.source(block)
         else:
@@ -539,7 +537,7 @@ def build_splits(task: str, spec: TaskSpec, sizes: Mapping[str, int], seed: int)
                         f"task {task!r} ({b}): gold {it.gold!r} of {it.prompt_id} is not a number "
                         "but answer_type is 'number'"
                     )
-    return {b: _frame(task, b, blocks[b], spec.answer_type) for b in SPLITS}
+    return {b: _frame(task, b, blocks[b], spec.answer_type) for b in BLOCKS}
 
 
 def _check_disjoint(task: str, blocks: Mapping[str, list[Item]]) -> None:
@@ -574,8 +572,8 @@ def _frame(task: str, block: str, items: Sequence[Item], answer_type: str) -> pl
 
 def build_split(task: str, spec: TaskSpec, split: str, sizes: Mapping[str, int], seed: int) -> pl.DataFrame:
     """One split (``verifier_train`` | ``validation`` | ``test``) as a TASKS-schema frame."""
-    if split not in EVAL_SPLITS:
-        raise ValueError(f"unknown split {split!r}; known: {list(EVAL_SPLITS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
     return build_splits(task, spec, sizes, seed)[split]
 
 
@@ -584,6 +582,6 @@ def fewshot_exemplars(task: str, spec: TaskSpec, k: int, seed: int) -> list[tupl
 
     Equal to the ``exemplars`` block of :func:`build_splits` when ``sizes['exemplars'] == k``.
     """
-    sizes = dict.fromkeys(SPLITS, 0) | {"exemplars": k}
+    sizes = dict.fromkeys(BLOCKS, 0) | {"exemplars": k}
     df = build_splits(task, spec, sizes, seed)["exemplars"]
     return list(zip(df["question"].to_list(), df["gold"].to_list(), strict=True))
