@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from bongain.cellstats import estimators as est
+from bongain.cellstats import bootstrap, passk, votes
 from bongain.cellstats.features import answer_codes, compute_features, join_per_sample, prompt_matrix
 from bongain.cellstats.gains import compute_gains
 
@@ -150,18 +150,21 @@ def main() -> None:
     stage("plumbing: answer codes", lambda: answer_codes(df, n))
     stage("features (+ bootstrap B=1000)", lambda: compute_features(samples, grades))
     stage("features (bootstrap B=1)", lambda: compute_features(samples, grades, n_boot=1))
-    stage("pass@k curve, all k", lambda: est.pass_at_k_curve(correct.sum(axis=1), n))
-    stage("bon@k curve, all k (exact kernel)", lambda: est.bon_curve(rewards, correct))
-    maj = stage("maj@k curve, all k", lambda: est.maj_curve(codes, cc, np.random.default_rng(0)))
-    stage("wmaj@k curve, all k", lambda: est.wmaj_curve(codes, cc, rewards, np.random.default_rng(0)))
+    stage("pass@k curve, all k", lambda: passk.pass_at_k_curve(correct.sum(axis=1), n))
+    stage("bon@k curve, all k (exact kernel)", lambda: passk.bon_curve(rewards, correct))
+    maj = stage("maj@k curve, all k", lambda: votes.maj_curve(codes, cc, np.random.default_rng(0)))
+    stage("wmaj@k curve, all k", lambda: votes.wmaj_curve(codes, cc, rewards, np.random.default_rng(0)))
     per_prompt = np.column_stack(
         [
-            est.pass_prompt_values(correct.sum(axis=1), n),
-            est.bon_prompt_values(rewards, correct),
-            est.maj_prompt_values(codes, cc, range(1, n + 1), np.random.default_rng(0))[0],
+            passk.pass_prompt_values(correct.sum(axis=1), n),
+            passk.bon_prompt_values(rewards, correct),
+            votes.maj_prompt_values(codes, cc, range(1, n + 1), np.random.default_rng(0))[0],
         ]
     )
-    stage("bootstrap B=1000 of 3 curves x N", lambda: est.bootstrap_ci(per_prompt, np.random.default_rng(0)))
+    stage(
+        "bootstrap B=1000 of 3 curves x N",
+        lambda: bootstrap.bootstrap_ci(per_prompt, np.random.default_rng(0)),
+    )
     gains = stage("compute_gains from tables (all of it)", lambda: compute_gains(grades, scores, seed=0))
     stage("compute_gains, bootstrap B=1", lambda: compute_gains(grades, scores, seed=0, n_boot=1))
     print(f"{'stage':44s} {'wall s':>8s} {'cpu s':>8s}")
@@ -181,13 +184,13 @@ def main() -> None:
     print(f"{'issue 5 set: features + pass + bon + maj':44s} {issue5:8.3f}   (target < 3 s)")
     print(f"{'features + compute_gains, end to end':44s} {core:8.3f}")
     print(
-        f"maj@k: auto n_mc = {est.auto_n_mc(args.prompts, n)}, exact for k with C(N, k) <= "
-        f"{est.auto_max_exact_subsets(args.prompts, n)}; max MC SE {maj[1].max():.2e}"
+        f"maj@k: auto n_mc = {votes.auto_n_mc(args.prompts, n)}, exact for k with C(N, k) <= "
+        f"{votes.auto_max_exact_subsets(args.prompts, n)}; max MC SE {maj[1].max():.2e}"
     )
 
     # ------------------------------------------------------------- exact BoN kernel vs Monte Carlo
-    exact_wall, _, _ = timed(lambda: est.bon_curve(rewards, correct), args.repeat)
-    v = est.bon_prompt_values(rewards, correct)
+    exact_wall, _, _ = timed(lambda: passk.bon_curve(rewards, correct), args.repeat)
+    v = passk.bon_prompt_values(rewards, correct)
     per_draw_var = (v * (1 - v)).sum(axis=0) / args.prompts**2  # Var of the MC mean with one draw/prompt
     half = (gains["bon_at_k_hi"] - gains["bon_at_k_lo"]).to_numpy() / 2
     boot_se = float(np.median(half[1:]) / 1.96)
@@ -197,7 +200,7 @@ def main() -> None:
     for n_draws in (2, 8):
         rng = np.random.default_rng(n_draws)
         wall, _, curve = timed(lambda nd=n_draws, g=rng: mc_bon_curve(rewards, correct, nd, g), 1)
-        err = np.abs(curve - est.bon_curve(rewards, correct)).max()
+        err = np.abs(curve - passk.bon_curve(rewards, correct)).max()
         se = np.sqrt(per_draw_var.max() / n_draws)
         draw_times.append(wall / n_draws)
         print(

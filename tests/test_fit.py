@@ -7,8 +7,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from bongain.fit import curve, screening
-from bongain.fit import ridge as fit
+from bongain.fit import compare, curve, ridge, screening, table
 from bongain.io import conform
 from bongain.schemas import ALL, FEATURES
 
@@ -43,7 +42,7 @@ def complete(df: pl.DataFrame, schema: str) -> pl.DataFrame:
 def make_cells(n_cells: int, seed: int = 0, noise: float = 0.005) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Synthetic cells: gain = 0.3*coverage - 0.2*agreement_mean + noise; pass1 is pure noise."""
     rng = np.random.default_rng(seed)
-    cols = {c: rng.uniform(0.0, 1.0, n_cells) for c in fit.FEATURE_COLUMNS}
+    cols = {c: rng.uniform(0.0, 1.0, n_cells) for c in table.FEATURE_COLUMNS}
     gain = 0.3 * cols["coverage"] - 0.2 * cols["agreement_mean"] + rng.normal(0.0, noise, n_cells)
     models = [f"m{i:02d}" for i in range(n_cells)]
     features = complete(
@@ -90,33 +89,33 @@ def test_feature_columns_are_the_float_feature_columns_in_schema_order() -> None
         for c, (dtype, _) in FEATURES.columns.items()
         if dtype == pl.Float64 and not c.endswith(("_lo", "_hi")) and c != "ci_level"
     ]
-    assert expected == fit.FEATURE_COLUMNS
+    assert expected == table.FEATURE_COLUMNS
 
 
 def test_loco_recovers_linear_signal_and_beats_noise_baseline() -> None:
     features, gains = make_cells(20)
-    preds, mets, coefs = fit.run_fit(features, gains)
+    preds, mets, coefs = ridge.run_fit(features, gains)
     m = {r["predictor"]: r for r in mets.iter_rows(named=True)}
     assert m["ridge"]["n_cells"] == 20
     assert m["ridge"]["spearman"] > 0.9
     assert m["ridge"]["spearman"] > m["baseline"]["spearman"]
     assert m["ridge"]["mae"] < m["baseline"]["mae"]
-    ridge = {
+    ridge_coef = {
         r["feature"]: r["coef"] for r in coefs.filter(pl.col("predictor") == "ridge").iter_rows(named=True)
     }
-    assert ridge["coverage"] > 0 > ridge["agreement_mean"]
-    assert abs(ridge["coverage"]) > abs(ridge["pass1"])
+    assert ridge_coef["coverage"] > 0 > ridge_coef["agreement_mean"]
+    assert abs(ridge_coef["coverage"]) > abs(ridge_coef["pass1"])
     assert preds["model"].to_list() == sorted(preds["model"].to_list())
 
 
 def test_fold_isolation_held_out_gain_does_not_change_its_prediction() -> None:
     features, gains = make_cells(10, seed=1)
-    before = fit.leave_one_cell_out(features, gains, fit.FEATURE_COLUMNS)
+    before = ridge.leave_one_cell_out(features, gains, table.FEATURE_COLUMNS)
     target = "m03"
     perturbed = gains.with_columns(
         pl.when(pl.col("model") == target).then(pl.col("gain") + 5.0).otherwise(pl.col("gain")).alias("gain")
     )
-    after = fit.leave_one_cell_out(features, perturbed, fit.FEATURE_COLUMNS)
+    after = ridge.leave_one_cell_out(features, perturbed, table.FEATURE_COLUMNS)
     b = before.filter(pl.col("model") == target).row(0, named=True)
     a = after.filter(pl.col("model") == target).row(0, named=True)
     assert a["gain"] == pytest.approx(b["gain"] + 5.0)
@@ -132,11 +131,11 @@ def test_fold_isolation_held_out_features_only_enter_through_prediction() -> Non
     # Changing the held-out cell's features must not change the fitted model it is predicted with:
     # the prediction must equal the fit on the other cells applied to the new features.
     features, gains = make_cells(8, seed=2)
-    table = fit.cell_table(features, gains)
-    X = table.select(fit.FEATURE_COLUMNS).to_numpy()
-    y = table["gain"].to_numpy()
-    model = fit.fit_ridge(X[1:], y[1:])
-    preds = fit.leave_one_cell_out(features, gains, fit.FEATURE_COLUMNS)
+    cells = table.cell_table(features, gains)
+    X = cells.select(table.FEATURE_COLUMNS).to_numpy()
+    y = cells["gain"].to_numpy()
+    model = ridge.fit_ridge(X[1:], y[1:])
+    preds = ridge.leave_one_cell_out(features, gains, table.FEATURE_COLUMNS)
     assert preds["pred_ridge"][0] == pytest.approx(model.predict(X[:1])[0])
 
 
@@ -145,10 +144,10 @@ def test_constant_feature_column_is_dropped_not_fatal() -> None:
     features = features.with_columns(
         pl.lit(0.25).alias("truncation_rate"), pl.lit(0.0).alias("ungradable_rate")
     )
-    preds, mets, coefs = fit.run_fit(features, gains)
+    preds, mets, coefs = ridge.run_fit(features, gains)
     assert np.all(np.isfinite(preds["pred_ridge"].to_numpy()))
-    ridge = coefs.filter(pl.col("predictor") == "ridge")
-    dropped = ridge.filter(pl.col("coef").is_nan())["feature"].to_list()
+    ridge_coefs = coefs.filter(pl.col("predictor") == "ridge")
+    dropped = ridge_coefs.filter(pl.col("coef").is_nan())["feature"].to_list()
     assert dropped == ["truncation_rate", "ungradable_rate"]
     assert mets.height == 2
 
@@ -157,10 +156,10 @@ def test_constant_only_in_training_fold_and_all_constant() -> None:
     # A column constant in every training fold but one: never crashes.
     X = np.column_stack([np.r_[np.zeros(5), 1.0], np.arange(6.0)])
     y = np.arange(6.0) * 0.1
-    pred = fit.loco_predict(X, y)
+    pred = ridge.loco_predict(X, y)
     assert np.all(np.isfinite(pred))
     # No usable column at all: predict the training mean, alpha NaN.
-    m = fit.fit_ridge(np.ones((4, 2)), np.array([0.0, 1.0, 2.0, 3.0]))
+    m = ridge.fit_ridge(np.ones((4, 2)), np.array([0.0, 1.0, 2.0, 3.0]))
     assert math.isnan(m.alpha)
     assert m.predict(np.array([[5.0, 7.0]]))[0] == pytest.approx(1.5)
 
@@ -169,9 +168,9 @@ def test_fit_ridge_standardised_scale_and_intercept() -> None:
     rng = np.random.default_rng(4)
     X = rng.normal(size=(30, 2)) * np.array([100.0, 0.01]) + np.array([5.0, -3.0])
     y = 2.0 * (X[:, 0] - X[:, 0].mean()) / X[:, 0].std() + 0.7
-    m = fit.fit_ridge(X, y)
+    m = ridge.fit_ridge(X, y)
     assert m.intercept == pytest.approx(0.7)
-    assert m.alpha in set(fit.DEFAULT_ALPHAS.tolist())
+    assert m.alpha in set(ridge.DEFAULT_ALPHAS.tolist())
     assert m.coef[0] == pytest.approx(2.0, rel=0.05)
     assert abs(m.coef[1]) < 0.1
     np.testing.assert_allclose(m.mean, X.mean(axis=0))
@@ -180,19 +179,19 @@ def test_fit_ridge_standardised_scale_and_intercept() -> None:
 
 def test_output_schemas_conform() -> None:
     features, gains = make_cells(6, seed=5)
-    preds, mets, coefs = fit.run_fit(features, gains)
+    preds, mets, coefs = ridge.run_fit(features, gains)
     for df, name in ((preds, "fit_predictions"), (mets, "fit_metrics"), (coefs, "fit_coefficients")):
         assert conform(df, name).equals(df)
     assert preds.height == 6
     assert mets["predictor"].to_list() == ["ridge", "baseline"]
-    assert coefs.height == len(fit.FEATURE_COLUMNS) + 1 + 2
+    assert coefs.height == len(table.FEATURE_COLUMNS) + 1 + 2
     assert coefs.filter(pl.col("predictor") == "baseline")["feature"].to_list() == ["pass1", "(intercept)"]
 
 
 def test_deterministic() -> None:
     features, gains = make_cells(7, seed=6)
-    a = fit.run_fit(features, gains)
-    b = fit.run_fit(features.reverse(), gains.reverse())
+    a = ridge.run_fit(features, gains)
+    b = ridge.run_fit(features.reverse(), gains.reverse())
     for x, y in zip(a, b, strict=True):
         assert x.equals(y)
 
@@ -208,16 +207,16 @@ def test_metrics_against_scipy_on_hand_made_table() -> None:
             "pred_baseline": [0.2, 0.2, 0.2, 0.2, 0.2],
         }
     )
-    mets = fit.metrics(conform(preds, "fit_predictions"))
+    mets = ridge.metrics(conform(preds, "fit_predictions"))
     assert conform(mets, "fit_metrics").equals(mets)
-    ridge = mets.filter(pl.col("predictor") == "ridge").row(0, named=True)
+    ridge_row = mets.filter(pl.col("predictor") == "ridge").row(0, named=True)
     g = np.array(preds["gain"])
     p = np.array(preds["pred_ridge"])
-    assert ridge["n_cells"] == 5
-    assert ridge["spearman"] == pytest.approx(stats.spearmanr(p, g).statistic)
-    assert ridge["kendall"] == pytest.approx(stats.kendalltau(p, g, variant="b").statistic)
-    assert ridge["mae"] == pytest.approx(np.mean(np.abs(p - g)))
-    assert ridge["mae"] == pytest.approx((0.02 + 0.05 + 0.05 + 0.05 + 0.10) / 5)
+    assert ridge_row["n_cells"] == 5
+    assert ridge_row["spearman"] == pytest.approx(stats.spearmanr(p, g).statistic)
+    assert ridge_row["kendall"] == pytest.approx(stats.kendalltau(p, g, variant="b").statistic)
+    assert ridge_row["mae"] == pytest.approx(np.mean(np.abs(p - g)))
+    assert ridge_row["mae"] == pytest.approx((0.02 + 0.05 + 0.05 + 0.05 + 0.10) / 5)
     base = mets.filter(pl.col("predictor") == "baseline").row(0, named=True)
     assert math.isnan(base["spearman"]) and math.isnan(base["kendall"])  # constant predictions
     assert base["mae"] == pytest.approx(np.mean(np.abs(0.2 - g)))
@@ -226,20 +225,20 @@ def test_metrics_against_scipy_on_hand_made_table() -> None:
 def test_too_few_cells_raises() -> None:
     features, gains = make_cells(2)
     with pytest.raises(ValueError, match="at least 3 cells"):
-        fit.run_fit(features, gains)
+        ridge.run_fit(features, gains)
 
 
 def test_cell_without_gains_raises() -> None:
     features, gains = make_cells(4)
     with pytest.raises(ValueError, match="no gains"):
-        fit.run_fit(features, gains.filter(pl.col("model") != "m01"))
+        ridge.run_fit(features, gains.filter(pl.col("model") != "m01"))
 
 
 def test_target_taken_from_k_equals_n() -> None:
     features, gains = make_cells(4, seed=7)
-    table = fit.cell_table(features, gains)
+    cells = table.cell_table(features, gains)
     expected = gains.filter(pl.col("k") == N_SAMPLES).sort("model")["gain"].to_list()
-    assert table["gain"].to_list() == expected
+    assert cells["gain"].to_list() == expected
 
 
 def test_gain_must_be_constant_within_a_cell() -> None:
@@ -251,7 +250,7 @@ def test_gain_must_be_constant_within_a_cell() -> None:
         .alias("gain")
     )
     with pytest.raises(ValueError, match="differs"):
-        fit.run_fit(features, bad)
+        ridge.run_fit(features, bad)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,7 +268,7 @@ def make_grid_cells(
     rng = np.random.default_rng(seed)
     keys = [(m, f"me{i}", f"t{j}") for m in models for i in range(n_methods) for j in range(n_tasks)]
     n = len(keys)
-    cols = {c: rng.uniform(0.0, 1.0, n) for c in fit.FEATURE_COLUMNS}
+    cols = {c: rng.uniform(0.0, 1.0, n) for c in table.FEATURE_COLUMNS}
     gain = 0.3 * cols["coverage"] - 0.2 * cols["agreement_mean"] + rng.normal(0.0, noise, n)
     base = {
         "model": [k[0] for k in keys],
@@ -300,29 +299,29 @@ def make_grid_cells(
     return features, complete(pl.DataFrame(rows), "gains")
 
 
-@pytest.mark.parametrize("scheme", list(fit.SCHEMES))
+@pytest.mark.parametrize("scheme", list(compare.SCHEMES))
 def test_scheme_folds_partition_and_never_leak(scheme: str) -> None:
     features, gains = make_grid_cells(models=("a", "b"))
-    table = fit.cell_table(features, gains)
-    folds = fit.scheme_folds(table, scheme)
+    cells = table.cell_table(features, gains)
+    folds = compare.scheme_folds(cells, scheme)
     assert folds is not None
     held = np.concatenate([idx for _, idx in folds])
-    assert sorted(held.tolist()) == list(range(table.height))  # a partition of the cells
-    key = fit.SCHEMES[scheme]
+    assert sorted(held.tolist()) == list(range(cells.height))  # a partition of the cells
+    key = compare.SCHEMES[scheme]
     for label, idx in folds:
-        train = np.setdiff1d(np.arange(table.height), idx)
+        train = np.setdiff1d(np.arange(cells.height), idx)
         if key is None:
             assert idx.size == 1
         else:
-            assert set(table[key].gather(idx).to_list()) == {label}
-            assert label not in set(table[key].gather(train).to_list())
+            assert set(cells[key].gather(idx).to_list()) == {label}
+            assert label not in set(cells[key].gather(train).to_list())
 
 
 def test_leave_one_model_out_needs_two_models() -> None:
     features, gains = make_grid_cells()
-    table = fit.cell_table(features, gains)
-    assert fit.scheme_folds(table, "leave_one_model_out") is None
-    comp, _ = fit.compare_predictors(features, gains, ["coverage", "agreement_mean"])
+    cells = table.cell_table(features, gains)
+    assert compare.scheme_folds(cells, "leave_one_model_out") is None
+    comp, _ = compare.compare_predictors(features, gains, ["coverage", "agreement_mean"])
     assert "leave_one_model_out" not in set(comp["scheme"].to_list())
     assert set(comp["scheme"].to_list()) == {
         "leave_one_cell_out",
@@ -333,22 +332,22 @@ def test_leave_one_model_out_needs_two_models() -> None:
 
 def test_nested_cv_alpha_and_prediction_ignore_the_held_out_group() -> None:
     features, gains = make_grid_cells(seed=11)
-    table = fit.cell_table(features, gains)
-    X = table.select(fit.FEATURE_COLUMNS).to_numpy()
-    y = table["gain"].to_numpy()
+    cells = table.cell_table(features, gains)
+    X = cells.select(table.FEATURE_COLUMNS).to_numpy()
+    y = cells["gain"].to_numpy()
     for scheme in ("leave_one_cell_out", "leave_one_task_out"):
-        folds = fit.scheme_folds(table, scheme)
+        folds = compare.scheme_folds(cells, scheme)
         assert folds is not None
-        pred, alpha = fit.grouped_predict(X, y, folds)
+        pred, alpha = compare.grouped_predict(X, y, folds)
         _, idx = folds[1]
         y2 = y.copy()
         y2[idx] = y2[idx] * -50.0 + 3.0  # wild change of the held-out group's targets
-        pred2, alpha2 = fit.grouped_predict(X, y2, folds)
+        pred2, alpha2 = compare.grouped_predict(X, y2, folds)
         np.testing.assert_array_equal(pred2[idx], pred[idx])
         np.testing.assert_array_equal(alpha2[idx], alpha[idx])
         # the penalty of that fold is what inner LOO CV picks on the training cells alone
         train = np.setdiff1d(np.arange(y.size), idx)
-        assert alpha[idx[0]] == fit.fit_ridge(X[train], y[train]).alpha
+        assert alpha[idx[0]] == ridge.fit_ridge(X[train], y[train]).alpha
         others = np.setdiff1d(np.arange(y.size), idx)
         assert not np.allclose(pred2[others], pred[others])
 
@@ -357,25 +356,25 @@ def test_batch_metrics_match_scipy_with_ties() -> None:
     rng = np.random.default_rng(12)
     pred = np.round(rng.normal(size=9), 1)
     actual = np.round(pred + rng.normal(0, 0.5, 9), 1)
-    idx = fit.bootstrap_indices(9, 40, seed=3)
-    rho, tau, mae = fit.batch_metrics(pred[idx], actual[idx])
+    idx = compare.bootstrap_indices(9, 40, seed=3)
+    rho, tau, mae = compare.batch_metrics(pred[idx], actual[idx])
     for b in range(40):
-        r, t, m = fit.rank_metrics(pred[idx[b]], actual[idx[b]])
+        r, t, m = ridge.rank_metrics(pred[idx[b]], actual[idx[b]])
         for got, want in ((rho[b], r), (tau[b], t), (mae[b], m)):
             if math.isnan(want):
                 assert math.isnan(got)
             else:
                 assert got == pytest.approx(want, abs=1e-12)
     # constant resample -> NaN correlations
-    rho, tau, _ = fit.batch_metrics(np.ones((1, 5)), np.arange(5.0)[None, :])
+    rho, tau, _ = compare.batch_metrics(np.ones((1, 5)), np.arange(5.0)[None, :])
     assert math.isnan(rho[0]) and math.isnan(tau[0])
 
 
 def test_compare_predictors_table_cis_and_determinism() -> None:
     features, gains = make_grid_cells(seed=13)
-    settings = fit.ComparisonSettings(n_boot=300, ci_level=0.9, seed=5)
+    settings = compare.ComparisonSettings(n_boot=300, ci_level=0.9, seed=5)
     cols = ["coverage", "agreement_mean", "pass1"]
-    comp, held = fit.compare_predictors(features, gains, cols, settings=settings)
+    comp, held = compare.compare_predictors(features, gains, cols, settings=settings)
     assert conform(comp, "fit_comparison").equals(comp)
     assert conform(held, "fit_heldout").equals(held)
     assert comp.height == 3 * 5
@@ -397,10 +396,10 @@ def test_compare_predictors_table_cis_and_determinism() -> None:
     assert loco["ridge"]["spearman"] > 0.9 and loco["ridge"]["spearman_lo"] > 0.5
     assert loco["ridge"]["mae"] < loco["baseline"]["mae"]
     # LOCO rows of the comparison agree with leave_one_cell_out()
-    preds = fit.leave_one_cell_out(features, gains, cols)
+    preds = ridge.leave_one_cell_out(features, gains, cols)
     h = held.filter((pl.col("scheme") == "leave_one_cell_out") & (pl.col("predictor") == "ridge"))
     np.testing.assert_allclose(h["pred"].to_numpy(), preds["pred_ridge"].to_numpy())
-    again = fit.compare_predictors(features.reverse(), gains.reverse(), cols, settings=settings)
+    again = compare.compare_predictors(features.reverse(), gains.reverse(), cols, settings=settings)
     assert again[0].equals(comp) and again[1].equals(held)
 
 
@@ -439,8 +438,8 @@ def test_predict_curves_held_out_coverage_and_isolation() -> None:
     assert conform(res.coverage, "fit_curve_coverage").equals(res.coverage)
     assert res.coverage["scope"].to_list() == ["k"] * N_SAMPLES + ["pooled_k_ge_2"]
     last = res.curve.filter(pl.col("k") == N_SAMPLES)["pred"].to_numpy()
-    scalar = fit.leave_one_cell_out(features, gains, ["coverage", "agreement_mean"])["pred_ridge"].to_numpy()
-    np.testing.assert_allclose(last, scalar, rtol=1e-6, atol=1e-9)
+    scalar = ridge.leave_one_cell_out(features, gains, ["coverage", "agreement_mean"])["pred_ridge"]
+    np.testing.assert_allclose(last, scalar.to_numpy(), rtol=1e-6, atol=1e-9)
     target = ("m", "me1", "t2")
     bumped = gains.with_columns(
         pl.when((pl.col("method") == target[1]) & (pl.col("task") == target[2]))
@@ -467,20 +466,20 @@ def test_screened_cells_ranked_with_intervals_and_cost() -> None:
     res = curve.predict_curves(features, gains, cols, screened=scr, level=0.8)
     s = res.curve.filter(pl.col("status") == "screened")
     assert s.height == 3 * N_SAMPLES and s["gain_k"].null_count() == s.height
-    table = screening.screening_table(
+    screen = screening.screening_table(
         scr,
         res.screened_pred[:, -1],
         res.screened_lo[:, -1],
         res.screened_hi[:, -1],
         0.8,
-        fit.cell_table(features, gains)["gain"].to_numpy(),
+        table.cell_table(features, gains)["gain"].to_numpy(),
         {"test": 16, "verifier_train": 8, "validation": 50, "exemplars": 4},
     )
-    assert conform(table, "fit_screen").equals(table)
-    assert table["task"].to_list() == ["s0", "s2", "s1"]  # gain rises with coverage, falls with agreement
-    assert table["rank"].to_list() == [1, 2, 3]
-    assert (table["pred_lo"] <= table["pred"]).all() and (table["pred"] <= table["pred_hi"]).all()
-    row = table.filter(pl.col("task") == "s0").row(0, named=True)
+    assert conform(screen, "fit_screen").equals(screen)
+    assert screen["task"].to_list() == ["s0", "s2", "s1"]  # gain rises with coverage, falls with agreement
+    assert screen["rank"].to_list() == [1, 2, 3]
+    assert (screen["pred_lo"] <= screen["pred"]).all() and (screen["pred"] <= screen["pred_hi"]).all()
+    row = screen.filter(pl.col("task") == "s0").row(0, named=True)
     assert row["avoided_prompts"] == 24
     assert row["avoided_verifier_calls"] == 24 * N_SAMPLES
     assert row["avoided_tokens"] == pytest.approx(10.0 * 24 * N_SAMPLES)

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bongain.cellstats import estimators as est
+from bongain.cellstats import passk, votes
 from bongain.cellstats.gains import GAINS_COLUMNS, compute_gains
 from bongain.io import conform
 from bongain.schemas import CELL_COLUMNS, GAINS
@@ -83,11 +83,11 @@ def test_matches_estimators_on_random_cell(seed: int) -> None:
     s = scores.sort("prompt_id", "sample_idx")
     correct = g["correct"].to_numpy().reshape(-1, 8)
     rewards = s["reward"].to_numpy().reshape(-1, 8)
-    np.testing.assert_allclose(out["bon_at_k"], est.bon_curve(rewards, correct), atol=TOL)
-    np.testing.assert_allclose(out["pass_at_k"], est.pass_at_k_curve(correct.sum(1), 8), atol=TOL)
+    np.testing.assert_allclose(out["bon_at_k"], passk.bon_curve(rewards, correct), atol=TOL)
+    np.testing.assert_allclose(out["pass_at_k"], passk.pass_at_k_curve(correct.sum(1), 8), atol=TOL)
     answers = g["answer"].to_list()
-    codes, cc = est.encode_answer_matrix([answers[i : i + 8] for i in range(0, len(answers), 8)], correct)
-    maj, _ = est.maj_curve(codes, cc, np.random.default_rng(0))
+    codes, cc = votes.encode_answer_matrix([answers[i : i + 8] for i in range(0, len(answers), 8)], correct)
+    maj, _ = votes.maj_curve(codes, cc, np.random.default_rng(0))
     np.testing.assert_allclose(out["maj_at_k"], maj, atol=TOL)
     assert out["gain"][0] == pytest.approx(out["bon_at_k"][-1] - out["pass_at_k"][0], abs=TOL)
 
@@ -179,10 +179,10 @@ def test_ci_matches_resampled_prompts() -> None:
     rewards = s["reward"].to_numpy().reshape(-1, 5)
     boot_rng = np.random.default_rng(np.random.SeedSequence(3).spawn(3)[2])
     draws = boot_rng.integers(0, 7, size=(200, 7), dtype=np.int32)
-    reps = np.array([est.bon_curve(rewards[d], correct[d]) for d in draws])
+    reps = np.array([passk.bon_curve(rewards[d], correct[d]) for d in draws])
     np.testing.assert_allclose(out["bon_at_k_lo"], np.quantile(reps, 0.025, axis=0), atol=1e-12)
     np.testing.assert_allclose(out["bon_at_k_hi"], np.quantile(reps, 0.975, axis=0), atol=1e-12)
-    gains = np.array([est.bon_curve(rewards[d], correct[d])[-1] - correct[d].mean() for d in draws])
+    gains = np.array([passk.bon_curve(rewards[d], correct[d])[-1] - correct[d].mean() for d in draws])
     assert out["gain_lo"][0] == pytest.approx(np.quantile(gains, 0.025), abs=1e-12)
 
 

@@ -6,15 +6,8 @@ import time
 import polars as pl
 import pytest
 
-from bongain.grading.grade import (
-    GradingTimeout,
-    call_with_timeout,
-    extract_answer,
-    grade_frame,
-    grade_one,
-    is_correct,
-    normalize_number,
-)
+from bongain.grading.answers import extract_answer, normalize_number
+from bongain.grading.compare import GradingTimeout, call_with_timeout, grade_frame, grade_one, is_correct
 from bongain.io import conform
 
 # ---------------------------------------------------------------- normalisation

@@ -9,7 +9,20 @@ import pytest
 
 from bongain.constants import GRADE_STATUSES
 from bongain.io import conform
-from bongain.report import build as report
+from bongain.report.build import STATS_TABLES, render_report
+from bongain.report.cells import FEATURE_TABLE_COLUMNS, grading_counts, grading_section
+from bongain.report.figures import (
+    FIG_BON_CURVES,
+    FIG_CONCENTRATION,
+    FIG_GAIN_CURVES,
+    FIG_PRED_VS_ACTUAL,
+    FIG_STABILITY,
+    gain_intervals,
+    plot_bon_curves,
+    plot_predicted_vs_actual,
+)
+from bongain.report.format import fmt, markdown_table
+from bongain.schemas import ALL
 from test_fit import complete
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -22,7 +35,7 @@ def _features() -> pl.DataFrame:
     rows = []
     for i, (m, me, t) in enumerate(CELLS):
         row: dict[str, object] = {"model": m, "method": me, "task": t, "n_prompts": 40, "n_samples": N}
-        for j, c in enumerate(report.FEATURE_TABLE_COLUMNS):
+        for j, c in enumerate(FEATURE_TABLE_COLUMNS):
             if c not in ("n_prompts", "n_samples"):
                 row[c] = 0.1 * i + 0.01 * j
         rows.append(row)
@@ -98,7 +111,7 @@ def _coefficients() -> pl.DataFrame:
 
 
 def _render(out: Path) -> Path:
-    return report.render_report(
+    return render_report(
         _features(),
         _gains(),
         _predictions(),
@@ -129,7 +142,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_files_exist_and_pngs_valid(rendered: tuple[Path, str]) -> None:
     path, md = rendered
     assert path.name == "report.md"
-    for name in (report.FIG_PRED_VS_ACTUAL, report.FIG_BON_CURVES):
+    for name in (FIG_PRED_VS_ACTUAL, FIG_BON_CURVES):
         png = path.parent / name
         assert png.read_bytes()[:8] == PNG_MAGIC
         assert f"]({name})" in md
@@ -172,7 +185,7 @@ def test_features_table(rendered: tuple[Path, str]) -> None:
     assert len(lines) == 1
     cols = [c.strip() for c in lines[0].strip("|").split(" | ")]
     assert cols[-1] == "source"
-    assert cols[1:-1] == [c for c in report.FEATURE_TABLE_COLUMNS if c not in ("n_prompts", "n_samples")]
+    assert cols[1:-1] == [c for c in FEATURE_TABLE_COLUMNS if c not in ("n_prompts", "n_samples")]
     idx = md.index(lines[0])
     feat_rows = [ln for ln in md[idx:].splitlines()[2:5]]
     qwen_dpo = [c.strip() for c in feat_rows[2].strip().strip("|").split(" | ")]
@@ -211,26 +224,26 @@ def test_provenance(rendered: tuple[Path, str]) -> None:
 def test_two_renders_byte_identical(tmp_path: Path) -> None:
     a = _render(tmp_path / "a")
     b = _render(tmp_path / "b")
-    for name in ("report.md", report.FIG_PRED_VS_ACTUAL, report.FIG_BON_CURVES):
+    for name in ("report.md", FIG_PRED_VS_ACTUAL, FIG_BON_CURVES):
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes(), name
 
 
 def test_markdown_table_and_fmt() -> None:
-    lines = report.markdown_table(["a", "b"], [["x|y", 1.23456], ["z", -0.0001]])
+    lines = markdown_table(["a", "b"], [["x|y", 1.23456], ["z", -0.0001]])
     assert lines == ["| a | b |", "|---|---:|", "| x\\|y | 1.235 |", "| z | 0.000 |"]
-    assert report.fmt(float("nan")) == "n/a"
-    assert report.fmt(None) == "n/a"
-    assert report.fmt(7) == "7"
+    assert fmt(float("nan")) == "n/a"
+    assert fmt(None) == "n/a"
+    assert fmt(7) == "7"
     with pytest.raises(ValueError):
-        report.markdown_table(["a"], [[1, 2]])
+        markdown_table(["a"], [[1, 2]])
 
 
 def test_single_cell_and_many_cells_figures(tmp_path: Path) -> None:
     g = _gains()
     one = g.filter(pl.col("model") == "qwen", pl.col("method") == "dpo")
-    assert report.plot_bon_curves(one, tmp_path / "one.png").read_bytes()[:8] == PNG_MAGIC
+    assert plot_bon_curves(one, tmp_path / "one.png").read_bytes()[:8] == PNG_MAGIC
     many = pl.concat([g.with_columns(pl.lit(f"m{i}").alias("model")) for i in range(3)])
-    assert report.plot_bon_curves(many, tmp_path / "many.png").read_bytes()[:8] == PNG_MAGIC
+    assert plot_bon_curves(many, tmp_path / "many.png").read_bytes()[:8] == PNG_MAGIC
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,29 +252,30 @@ def test_single_cell_and_many_cells_figures(tmp_path: Path) -> None:
 
 @functools.cache
 def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
-    from bongain.fit import concentration, curve, screening, stability
-    from bongain.fit import ridge as fit
+    from bongain.fit import compare, concentration, curve, screening, stability, table
     from test_fit import make_grid_cells
 
     features, gains = make_grid_cells(n_methods=2, n_tasks=3, seed=5)
     cols = ["coverage", "agreement_mean"]
-    comp, _ = fit.compare_predictors(features, gains, cols, settings=fit.ComparisonSettings(n_boot=50))
+    comp, _ = compare.compare_predictors(
+        features, gains, cols, settings=compare.ComparisonSettings(n_boot=50)
+    )
     scr = features.head(1).with_columns(pl.lit("screened-task").alias("task"))
     cr = curve.predict_curves(features, gains, cols, screened=scr, level=0.8)
-    table = fit.cell_table(features, gains)
+    cells = table.cell_table(features, gains)
     screen = screening.screening_table(
         scr,
         cr.screened_pred[:, -1],
         cr.screened_lo[:, -1],
         cr.screened_hi[:, -1],
         0.8,
-        table["gain"].to_numpy(),
+        cells["gain"].to_numpy(),
         {"test": 10, "verifier_train": 6},
     )
     st = stability.stability_selection(features, gains, settings=stability.StabilitySettings(n_boot=20))
     ols, _ = stability.fit_ols(features, gains, st.compact, st.basis)
     c, terms, size = concentration.concentration_tables(
-        features, table.select(["model", "method", "task", "gain"]), ols, {"me0": 8, "me1": 8}, screened=scr
+        features, cells.select(["model", "method", "task", "gain"]), ols, {"me0": 8, "me1": 8}, screened=scr
     )
     stats = {
         "fit_comparison": comp,
@@ -275,16 +289,16 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
         "fit_concentration_terms": terms,
         "fit_sample_size": size,
     }
-    assert set(stats) == set(report.STATS_TABLES)
+    assert set(stats) == set(STATS_TABLES)
     return features, gains, stats
 
 
 def _render_stats(out: Path) -> Path:
-    from bongain.fit import ridge as fit
+    from bongain.fit import ridge
 
     features, gains, stats = _stats_inputs()
-    preds, mets, coefs = fit.run_fit(features, gains, ["coverage", "agreement_mean"])
-    return report.render_report(
+    preds, mets, coefs = ridge.run_fit(features, gains, ["coverage", "agreement_mean"])
+    return render_report(
         features, gains, preds, mets, coefs, out, title="stats", config_summary={}, stats=stats
     )
 
@@ -295,7 +309,7 @@ def rendered_stats(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
     return path, path.read_text(encoding="utf-8")
 
 
-STATS_FIGURES = (report.FIG_STABILITY, report.FIG_CONCENTRATION, report.FIG_GAIN_CURVES)
+STATS_FIGURES = (FIG_STABILITY, FIG_CONCENTRATION, FIG_GAIN_CURVES)
 
 
 def test_stats_sections_and_figures(rendered_stats: tuple[Path, str]) -> None:
@@ -314,9 +328,9 @@ def test_stats_sections_and_figures(rendered_stats: tuple[Path, str]) -> None:
         assert png.read_bytes()[:8] == PNG_MAGIC and f"]({name})" in md
         assert b"Software" not in png.read_bytes()
     # every statistics table names its source file
-    for name in report.STATS_TABLES:
+    for name in STATS_TABLES:
         if name != "fit_heldout":
-            assert f"`{report.ALL[name].path}`" in md, name
+            assert f"`{ALL[name].path}`" in md, name
     assert "`results/fit/heldout.parquet`" in md
     for section in md.split("\n## ")[1:]:
         if "|---" in section:
@@ -342,22 +356,22 @@ def test_stats_table_values(rendered_stats: tuple[Path, str]) -> None:
     assert len(rows) == 1 and row[0] == "leave-one-task-out"
     cells = [c.strip() for c in rows[0].strip("|").split(" | ")]
     assert cells[2:4] == [str(comp["n_cells"]), str(comp["n_folds"])]
-    sp = [report.fmt(comp[k]) for k in ("spearman", "spearman_lo", "spearman_hi")]
+    sp = [fmt(comp[k]) for k in ("spearman", "spearman_lo", "spearman_hi")]
     assert cells[4] == f"{sp[0]} [{sp[1]}, {sp[2]}]"
-    assert cells[6].startswith(report.fmt(comp["mae"]))
+    assert cells[6].startswith(fmt(comp["mae"]))
     pooled = stats["fit_curve_coverage"].filter(pl.col("scope") == "pooled_k_ge_2").row(0, named=True)
-    assert _row(md, "pooled k >= 2")[3] == report.fmt(pooled["coverage"])
+    assert _row(md, "pooled k >= 2")[3] == fmt(pooled["coverage"])
     scr = stats["fit_screen"].row(0, named=True)
     row = _row(_section(md, "## Screened cells"), "1")
-    assert row[1] == "m/me0/screened-task" and row[2] == report.fmt(scr["pred"])
+    assert row[1] == "m/me0/screened-task" and row[2] == fmt(scr["pred"])
     assert row[7] == str(scr["avoided_verifier_calls"])
     ols = stats["fit_ols"].row(0, named=True)
     assert ols["feature"] == "(intercept)"
     row = _row(_section(md, "## Compact model"), "(intercept)")
-    assert row[1:3] == [report.fmt(ols["coef"]), report.fmt(ols["se"])]
+    assert row[1:3] == [fmt(ols["coef"]), fmt(ols["se"])]
     conc = stats["fit_concentration"].sort(["status", "model", "method", "task"]).row(0, named=True)
     row = _row(_section(md, "## Concentration"), f"{conc['model']}/{conc['method']}/{conc['task']}")
-    assert row[4] == report.fmt(conc["bound"])
+    assert row[4] == fmt(conc["bound"])
 
 
 def test_stats_render_byte_identical_and_gain_ci_columns(
@@ -365,32 +379,32 @@ def test_stats_render_byte_identical_and_gain_ci_columns(
 ) -> None:
     a = rendered_stats[0]
     b = _render_stats(tmp_path / "b")
-    for name in ("report.md", report.FIG_PRED_VS_ACTUAL, *STATS_FIGURES):
+    for name in ("report.md", FIG_PRED_VS_ACTUAL, *STATS_FIGURES):
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes(), name
     # with gain_lo / gain_hi present the figure gains horizontal error bars (a different image)
-    from bongain.fit import ridge as fit
+    from bongain.fit import ridge
 
     features, gains, stats = _stats_inputs()
-    preds = fit.leave_one_cell_out(features, gains, ["coverage", "agreement_mean"])
+    preds = ridge.leave_one_cell_out(features, gains, ["coverage", "agreement_mean"])
     wide = gains.with_columns(
         (pl.col("gain") - 0.02).alias("gain_lo"), (pl.col("gain") + 0.03).alias("gain_hi")
     )
-    report.plot_predicted_vs_actual(preds, tmp_path / "c.png", stats["fit_curve"], wide)
-    assert (tmp_path / "c.png").read_bytes() != (a.parent / report.FIG_PRED_VS_ACTUAL).read_bytes()
+    plot_predicted_vs_actual(preds, tmp_path / "c.png", stats["fit_curve"], wide)
+    assert (tmp_path / "c.png").read_bytes() != (a.parent / FIG_PRED_VS_ACTUAL).read_bytes()
 
 
 def test_gain_intervals_helper() -> None:
     g = _gains().drop("gain_lo", "gain_hi")
     p = _predictions()
-    assert report.gain_intervals(g, p) is None
+    assert gain_intervals(g, p) is None
     g2 = g.with_columns((pl.col("gain") - 0.1).alias("gain_lo"), (pl.col("gain") + 0.1).alias("gain_hi"))
-    lo, hi = report.gain_intervals(g2, p)
+    lo, hi = gain_intervals(g2, p)
     np.testing.assert_allclose(hi - lo, 0.2)
 
 
 def test_unknown_stats_table_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown statistics"):
-        report.render_report(
+        render_report(
             _features(),
             _gains(),
             _predictions(),
@@ -413,11 +427,11 @@ def test_grading_counts_and_section(tmp_path):
             "status": ["ok", "timeout", "no_answer", "ok", "error"],
         }
     )
-    counts = report.grading_counts(grades)
+    counts = grading_counts(grades)
     assert counts.filter(pl.col("split") == "test").select(GRADE_STATUSES).row(0) == (1, 1, 1, 0)
     assert counts.filter(pl.col("split") == "validation").select(GRADE_STATUSES).row(0) == (1, 0, 0, 1)
-    text = "\n".join(report._grading_section(grades))
+    text = "\n".join(grading_section(grades))
     assert "5 samples, 3 ungradable (1 no answer, 1 timeout, 1 error)" in text
     assert "| m/x/t | test | 1 | 1 | 1 | 0 |" in text
     with pytest.raises(ValueError, match="unknown status"):
-        report.grading_counts(grades.with_columns(status=pl.lit("maybe")))
+        grading_counts(grades.with_columns(status=pl.lit("maybe")))

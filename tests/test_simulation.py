@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from bongain.cellstats import estimators as est
+from bongain.cellstats import bootstrap, passk, votes
 
 A, B = 1.2, 1.8
 MU0, MU1 = 0.0, 1.0
@@ -61,7 +61,7 @@ def true_bon(ks: np.ndarray) -> np.ndarray:
 
 def _vote(counts: np.ndarray) -> np.ndarray:
     """Vote value of count vectors [..., classes] (class 0 correct, last column = abstain)."""
-    return est.vote_value(counts[..., :-1], np.array([True, False, False, False]))
+    return votes.vote_value(counts[..., :-1], np.array([True, False, False, False]))
 
 
 def true_maj(ks: np.ndarray) -> np.ndarray:
@@ -111,10 +111,10 @@ def simulate(
 
 def prompt_values(rng: np.random.Generator, n_prompts: int, **policy: int) -> dict[str, np.ndarray]:
     correct, rewards, codes, class_correct = simulate(rng, n_prompts)
-    maj, _ = est.vote_prompt_values(codes, class_correct, KS, rng, **policy)
+    maj, _ = votes.vote_prompt_values(codes, class_correct, KS, rng, **policy)
     out = {
-        "pass_at_k": est.pass_prompt_values(correct.sum(axis=1), N),
-        "bon_at_k": est.bon_prompt_values(rewards, correct),
+        "pass_at_k": passk.pass_prompt_values(correct.sum(axis=1), N),
+        "bon_at_k": passk.bon_prompt_values(rewards, correct),
         "maj_at_k": maj,
     }
     out["gain"] = (out["bon_at_k"][:, -1] - out["pass_at_k"][:, 0])[:, None]
@@ -159,7 +159,7 @@ def test_bootstrap_ci_coverage() -> None:
     boot_rng = np.random.default_rng(8)
     covered = np.zeros(len(cols))
     for r in range(reps):
-        lo, hi = est.bootstrap_ci(stacked[r], boot_rng, 1000, 0.95)
+        lo, hi = bootstrap.bootstrap_ci(stacked[r], boot_rng, 1000, 0.95)
         covered += (lo <= target) & (target <= hi)
     coverage = covered / reps
     for (name, k), c in zip(cols, coverage, strict=True):

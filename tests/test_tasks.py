@@ -9,20 +9,16 @@ import pytest
 
 from bongain.constants import BLOCKS, SPLITS
 from bongain.io import conform
-from bongain.tasks.build import (
-    GENERATORS,
+from bongain.tasks.generators import GENERATORS, generate
+from bongain.tasks.sources import (
     HFDataset,
     TaskSpec,
-    build_split,
-    build_splits,
-    fewshot_exemplars,
-    generate,
     load_hf_records,
     load_jsonl,
     parse_gold,
     records_from_rows,
-    seeded_order,
 )
+from bongain.tasks.splits import build_split, build_splits, fewshot_exemplars, seeded_order
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared/data/gsm8k"
 needs_gsm8k = pytest.mark.skipif(

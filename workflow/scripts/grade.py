@@ -1,6 +1,6 @@
 """Snakemake adapter: extract and grade the answer of every sample."""
 
-from bongain.grading.grade import grade_frame
+from bongain.grading.compare import grade_frame
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.smk import setup_logging
 

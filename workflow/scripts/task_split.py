@@ -2,7 +2,8 @@
 
 from bongain.io import write_parquet_atomic
 from bongain.smk import setup_logging
-from bongain.tasks.build import TaskSpec, build_split
+from bongain.tasks.sources import TaskSpec
+from bongain.tasks.splits import build_split
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "tasks")

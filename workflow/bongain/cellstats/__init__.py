@@ -1,0 +1,1 @@
+"""Per-cell statistics for rules features.smk and gains.smk: estimators, validation features, gain curves."""

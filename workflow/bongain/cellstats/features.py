@@ -12,14 +12,8 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from bongain.cellstats.estimators import (
-    DEFAULT_CI_LEVEL,
-    DEFAULT_N_BOOT,
-    bootstrap_ci,
-    class_counts,
-    maj_at_n_exact,
-    vote_value,
-)
+from bongain.cellstats.bootstrap import DEFAULT_CI_LEVEL, DEFAULT_N_BOOT, bootstrap_ci
+from bongain.cellstats.votes import class_counts, maj_at_n_exact, vote_value
 from bongain.schemas import FEATURE_STATISTICS
 
 KEY = ("prompt_id", "sample_idx")

@@ -5,19 +5,16 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from bongain.cellstats.estimators import (
-    DEFAULT_CI_LEVEL,
+from bongain.cellstats.bootstrap import DEFAULT_CI_LEVEL, DEFAULT_N_BOOT, bootstrap_ci
+from bongain.cellstats.features import answer_codes, join_per_sample, prompt_matrix
+from bongain.cellstats.passk import bon_prompt_values, pass_prompt_values
+from bongain.cellstats.votes import (
     DEFAULT_MAX_EXACT_SUBSETS,
-    DEFAULT_N_BOOT,
     DEFAULT_N_MC,
     DEFAULT_WEIGHT,
-    bon_prompt_values,
-    bootstrap_ci,
-    pass_prompt_values,
     vote_prompt_values,
     vote_weights,
 )
-from bongain.cellstats.features import answer_codes, join_per_sample, prompt_matrix
 
 #: the curves that get a bootstrap interval, in column order
 CURVES = ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k")
@@ -59,7 +56,7 @@ def compute_gains(
     Every statistic is a mean over prompts of a per-prompt value, so one resample of the prompts is one
     weighted mean of the per-prompt values (the Monte-Carlo estimates for maj/wmaj at the k where they
     are not exact, so the interval includes the Monte-Carlo noise). ``weight`` / ``temperature`` choose
-    the vote weight (:func:`bongain.cellstats.estimators.vote_weights`); ``max_exact_subsets`` / ``n_mc`` the
+    the vote weight (:func:`bongain.cellstats.votes.vote_weights`); ``max_exact_subsets`` / ``n_mc`` the
     exact/Monte-Carlo policy shared by both votes (``None``: chosen from the cell size).
 
     Grades and scores are joined on (prompt_id, sample_idx); a sample lacking either, or prompts with

@@ -28,7 +28,9 @@ import numpy as np
 import polars as pl
 from sklearn.linear_model import RidgeCV
 
-from bongain.fit.ridge import CELL_KEYS, DEFAULT_ALPHAS, _matrix, cell_table, usable_columns
+from bongain.constants import CELL_KEYS
+from bongain.fit.ridge import DEFAULT_ALPHAS
+from bongain.fit.table import cell_table, design_matrix, usable_columns
 from bongain.io import conform
 from bongain.schemas import FIT_CURVE, FIT_CURVE_COVERAGE
 
@@ -148,7 +150,7 @@ def predict_curves(
     if not 0.0 < level < 1.0:
         raise ValueError(f"interval level must be in (0, 1), got {level}")
     table, Y = curve_targets(features, gains)
-    X = _matrix(table, feature_cols)
+    X = design_matrix(table, feature_cols)
     n, K = Y.shape
     ks = np.arange(1, K + 1)
     # LOCO and leave-two-out fits on evaluated cells.
@@ -201,7 +203,7 @@ def predict_curves(
     if n_s:
         assert screened is not None
         scr = screened.sort(CELL_KEYS)
-        Xs = _matrix(scr, feature_cols)
+        Xs = design_matrix(scr, feature_cols)
         full = fit_multi(X, Y, alphas)
         s_pred = full.predict(Xs)
         resid_loo = np.abs(Y - loco_pred)  # (n, K)

@@ -1,0 +1,1 @@
+"""Answer extraction and correctness of rule file grade.smk."""

@@ -1,0 +1,1 @@
+"""The Markdown report and figures of rule file report.smk."""

@@ -1,0 +1,87 @@
+"""The cell table and design matrix of the cross-cell fit.
+
+One row of ``features`` (schema ``features``) per cell is the predictor input; the target is the cell's
+``gain`` from ``gains`` (schema ``gains``; the same value in each of the cell's k rows).
+:func:`cell_table` joins the two, one row per cell sorted by (model, method, task) so that every fit
+processes cells in the same order; :func:`design_matrix` turns chosen feature columns of it into a float
+matrix; :func:`usable_columns` marks the columns a fit can use (finite everywhere and not constant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from bongain.cellstats import features
+from bongain.constants import CELL_KEYS
+
+#: Default predictor features: every Float64 column of the ``features`` schema (n_prompts / n_samples
+#: are bookkeeping, not statistics), in schema order.
+FEATURE_COLUMNS: list[str] = [c for c in features.FEATURE_COLUMNS if c not in ("n_prompts", "n_samples")]
+
+BASELINE_COLUMNS: list[str] = ["pass1"]
+
+#: A training column whose standard deviation is at most this (relative to max(1, |mean|)) is constant.
+_CONSTANT_RTOL = 1e-12
+
+MIN_CELLS = 3
+
+
+def usable_columns(X: np.ndarray) -> np.ndarray:
+    """Mask of columns that are finite everywhere and not constant."""
+    X = np.asarray(X, dtype=np.float64)
+    finite = np.all(np.isfinite(X), axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(finite, X.mean(axis=0), 0.0)
+        std = np.where(finite, X.std(axis=0), 0.0)
+    return finite & (std > _CONSTANT_RTOL * np.maximum(1.0, np.abs(mean)))
+
+
+def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
+    """Join each cell's feature row with its target gain, sorted by (model, method, task).
+
+    The target is taken from the cell's row with the largest k (k = N). Raises ValueError on duplicated
+    feature rows, on cells without gains, or on too few cells.
+    """
+    dup = features.group_by(CELL_KEYS).len().filter(pl.col("len") > 1)
+    if dup.height:
+        raise ValueError(f"features: duplicated cell rows: {dup.select(CELL_KEYS).rows()}")
+    target = (
+        gains.sort([*CELL_KEYS, "k"])
+        .group_by(CELL_KEYS, maintain_order=True)
+        .agg(pl.col("gain").last(), (pl.col("gain").max() - pl.col("gain").min()).alias("_range"))
+    )
+    uneven = target.filter(pl.col("_range") > 1e-12)
+    if uneven.height:
+        raise ValueError(
+            f"gains: `gain` differs between the k rows of cell(s) {uneven.select(CELL_KEYS).rows()}"
+        )
+    target = target.drop("_range")
+    missing = features.join(target, on=CELL_KEYS, how="anti")
+    if missing.height:
+        raise ValueError(f"no gains for cell(s) {missing.select(CELL_KEYS).rows()}")
+    table = features.join(target, on=CELL_KEYS, how="inner").sort(CELL_KEYS)
+    if table.height < MIN_CELLS:
+        raise ValueError(
+            f"the cross-cell fit needs at least {MIN_CELLS} cells (with features and gains), "
+            f"got {table.height}"
+        )
+    if table["gain"].is_null().any() or not np.all(np.isfinite(table["gain"].to_numpy())):
+        bad = table.filter(pl.col("gain").is_null() | pl.col("gain").is_nan()).select(CELL_KEYS).rows()
+        raise ValueError(f"non-finite gain for cell(s) {bad}")
+    return table
+
+
+def design_matrix(table: pl.DataFrame, feature_cols: Sequence[str]) -> np.ndarray:
+    """The ``feature_cols`` of ``table`` as a float64 matrix (one row per cell, columns in that order).
+
+    Raises ValueError on an unknown or empty column list.
+    """
+    missing = [c for c in feature_cols if c not in table.columns]
+    if missing:
+        raise ValueError(f"unknown feature column(s) {missing}")
+    if not feature_cols:
+        raise ValueError("feature_cols is empty")
+    return table.select([pl.col(c).cast(pl.Float64) for c in feature_cols]).to_numpy().astype(np.float64)

@@ -1,0 +1,238 @@
+"""Report sections of the cross-cell gain predictor (ridge fit and statistics stages).
+
+Leave-one-cell-out metrics, held-out predictions and coefficients, the comparison across evaluation
+schemes, the predicted gain curves and the screened cells.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from bongain.report.figures import FIG_GAIN_CURVES, FIG_PRED_VS_ACTUAL
+from bongain.report.format import (
+    CELL_KEYS,
+    MISSING,
+    PREDICTOR_LABELS,
+    SCHEME_LABELS,
+    cell_label,
+    fmt,
+    fmt_ci,
+    fmt_interval,
+    label_order,
+    markdown_table,
+)
+from bongain.schemas import ALL, FIT_COEFFICIENTS, FIT_METRICS, FIT_PREDICTIONS, GAINS
+
+
+def metrics_section(metrics: pl.DataFrame) -> list[str]:
+    order = {name: i for i, name in enumerate(PREDICTOR_LABELS)}
+    m = metrics.with_columns(
+        pl.col("predictor").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o")
+    ).sort(["_o", "predictor"])
+    rows = [
+        [
+            PREDICTOR_LABELS.get(r["predictor"], r["predictor"]),
+            r["n_cells"],
+            r["spearman"],
+            r["kendall"],
+            r["mae"],
+        ]
+        for r in m.iter_rows(named=True)
+    ]
+    return [
+        "## Cross-cell fit: leave-one-cell-out metrics",
+        "",
+        f"Source: `{FIT_METRICS.path}`. Each cell's gain is predicted by a ridge fitted on all other cells "
+        "(standardised features, penalty by inner leave-one-out CV). Kendall is tau-b; "
+        f"{MISSING} = undefined (constant predictions).",
+        "",
+        *markdown_table(["predictor", "cells", "Spearman", "Kendall", "MAE"], rows),
+        "",
+        LOO_NOTE,
+        "",
+        f"![LOCO prediction vs real gain]({FIG_PRED_VS_ACTUAL})",
+        "",
+        f"Figure source: `{FIT_PREDICTIONS.path}`; vertical bars (when drawn): the ridge prediction's "
+        f"jackknife+ interval, `{ALL['fit_curve'].path}` at k = N; horizontal bars (when the gains table "
+        f"has `gain_lo`/`gain_hi`): the real gain's CI from `{GAINS.path}`.",
+        "",
+    ]
+
+
+def predictions_section(predictions: pl.DataFrame) -> list[str]:
+    p = predictions.sort(["gain", *CELL_KEYS], descending=[True, False, False, False], nulls_last=True)
+    rows = [
+        [cell_label(r["model"], r["method"], r["task"]), r["gain"], r["pred_ridge"], r["pred_baseline"]]
+        for r in p.iter_rows(named=True)
+    ]
+    return [
+        "### Held-out predictions",
+        "",
+        f"Source: `{FIT_PREDICTIONS.path}`. Sorted by real gain, largest first.",
+        "",
+        *markdown_table(["cell", "gain", "ridge", "baseline"], rows),
+        "",
+    ]
+
+
+def coefficients_section(coefficients: pl.DataFrame) -> list[str]:
+    features: list[str] = []
+    for f in coefficients["feature"].to_list():
+        if f not in features and f != "(intercept)":
+            features.append(f)
+    features.append("(intercept)")
+    lookup = {(r["predictor"], r["feature"]): r for r in coefficients.iter_rows(named=True)}
+    preds = [p for p in PREDICTOR_LABELS if p in set(coefficients["predictor"].to_list())]
+    preds += sorted(set(coefficients["predictor"].to_list()) - set(preds))
+
+    def coef(p: str, f: str) -> float | None:
+        r = lookup.get((p, f))
+        return None if r is None else r["coef"]
+
+    def alpha(p: str) -> float | None:
+        vals = coefficients.filter(pl.col("predictor") == p)["alpha"].to_list()
+        return vals[0] if vals else None
+
+    rows: list[list[object]] = [[f, *[coef(p, f) for p in preds]] for f in features]
+    rows.append(["alpha (ridge penalty)", *[alpha(p) for p in preds]])
+    return [
+        "## Predictor coefficients (refitted on all cells)",
+        "",
+        f"Source: `{FIT_COEFFICIENTS.path}`. Coefficients are in gain units per standard deviation of the "
+        f"feature; {MISSING} = feature not used (not in the predictor, or constant / non-finite across "
+        "cells).",
+        "",
+        *markdown_table(["feature", *[PREDICTOR_LABELS.get(p, p) for p in preds]], rows),
+        "",
+    ]
+
+
+def comparison_section(comp: pl.DataFrame) -> list[str]:
+    c = label_order(label_order(comp, "scheme", SCHEME_LABELS), "predictor", PREDICTOR_LABELS)
+    c = c.sort(["_o_scheme", "scheme", "_o_predictor", "predictor"])
+    rows = [
+        [
+            SCHEME_LABELS.get(r["scheme"], r["scheme"]),
+            PREDICTOR_LABELS.get(r["predictor"], r["predictor"]),
+            r["n_cells"],
+            r["n_folds"],
+            fmt_ci(r["spearman"], r["spearman_lo"], r["spearman_hi"]),
+            fmt_ci(r["kendall"], r["kendall_lo"], r["kendall_hi"]),
+            fmt_ci(r["mae"], r["mae_lo"], r["mae_hi"]),
+            r["alpha_median"],
+        ]
+        for r in c.iter_rows(named=True)
+    ]
+    level = fmt(float(comp["ci_level"][0])) if comp.height else MISSING
+    n_boot = comp["n_boot"][0] if comp.height else MISSING
+    feats = {r["predictor"]: r["features"] for r in comp.iter_rows(named=True)}
+    return [
+        "## Predictor comparison across evaluation schemes",
+        "",
+        f"Source: `{ALL['fit_comparison'].path}` (per-cell held-out predictions: "
+        f"`{ALL['fit_heldout'].path}`). Each group of cells (one cell, task, method or model) is predicted "
+        "by a ridge fitted on the other cells only; its penalty is chosen by LOO CV inside those cells "
+        f"(nested CV). Brackets: {level} percentile bootstrap CI over {n_boot} resamples of the cells "
+        "(seeded). Schemes with fewer than 2 groups are omitted.",
+        "",
+        *markdown_table(
+            ["scheme", "predictor", "cells", "folds", "Spearman", "Kendall", "MAE", "median alpha"], rows
+        ),
+        "",
+        "Feature sets: " + "; ".join(f"{PREDICTOR_LABELS.get(k, k)} = {v}" for k, v in feats.items()) + ".",
+        "",
+        LOO_NOTE,
+        "",
+    ]
+
+
+LOO_NOTE = (
+    "Reading the ranks: when the inner CV picks a very large penalty, a held-out prediction is close to the "
+    "mean gain of the *other* cells, which is lower exactly when the held-out gain is higher; such a "
+    "predictor gets a strongly *negative* Spearman/Kendall by construction (the leave-one-out "
+    "anti-correlation artifact), not because its feature predicts the gain backwards. Compare such rows "
+    "by MAE, and see the median alpha column."
+)
+
+
+def curve_section(curve: pl.DataFrame, coverage: pl.DataFrame) -> list[str]:
+    cov = coverage.with_columns(pl.col("k").fill_null(10**9).alias("_k")).sort(["_k"])
+    rows = [
+        [
+            "pooled k >= 2" if r["scope"] != "k" else str(r["k"]),
+            r["n_cells"],
+            r["level"],
+            r["coverage"],
+            "unbounded" if r["mean_width"] == math.inf else fmt(r["mean_width"]),
+        ]
+        for r in cov.iter_rows(named=True)
+    ]
+    return [
+        "## Predicted gain curves with prediction intervals",
+        "",
+        f"Source: `{ALL['fit_curve'].path}` (per cell and k) and `{ALL['fit_curve_coverage'].path}`. "
+        "gain@k = bon@k - pass@1, one ridge per k on the fit.features, with jackknife+ intervals over "
+        "cells. Evaluated cells: leave-one-cell-out prediction, interval built from the other cells only "
+        "(leave-two-out), so the coverage below is measured on held-out cells. Screened cells: fit on all "
+        "evaluated cells. gain@1 is 0 by definition. `unbounded`: too few cells for the nominal level "
+        "(jackknife+ needs ceil(level x (n + 1)) <= n), so the intervals are infinite and cover trivially.",
+        "",
+        *markdown_table(["k", "held-out cells", "nominal", "empirical coverage", "mean width"], rows),
+        "",
+        f"![predicted gain curves]({FIG_GAIN_CURVES})",
+        "",
+        f"Figure source: `{ALL['fit_curve'].path}`.",
+        "",
+    ]
+
+
+def screen_section(screen: pl.DataFrame) -> list[str]:
+    src = ALL["fit_screen"].path
+    if screen.is_empty():
+        return [
+            "## Screened cells",
+            "",
+            f"Source: `{src}`. No screened cells in this configuration (config key `screen`).",
+            "",
+        ]
+    s = screen.sort(["rank", *CELL_KEYS])
+    rows = [
+        [
+            r["rank"],
+            cell_label(r["model"], r["method"], r["task"]),
+            r["pred"],
+            fmt_interval(r["pred_lo"], r["pred_hi"]),
+            r["frac_evaluated_below"],
+            r["tokens_per_sample"],
+            r["avoided_tokens"],
+            r["avoided_verifier_calls"],
+        ]
+        for r in s.iter_rows(named=True)
+    ]
+    return [
+        "## Screened cells (validation pass only)",
+        "",
+        f"Source: `{src}`. Ranked by predicted gain (ridge on fit.features trained on the evaluated "
+        f"cells); interval: jackknife+ at level {fmt(float(s['level'][0]))}. Avoided cost = what the full "
+        "evaluation would have added: (test + verifier_train prompts) x N samples at the cell's "
+        "validation tokens per sample, and one verifier call per such sample. Totals: "
+        f"{fmt(float(s['avoided_tokens'].sum()))} tokens and {int(s['avoided_verifier_calls'].sum())} "
+        "verifier calls (column sums).",
+        "",
+        *markdown_table(
+            [
+                "rank",
+                "cell",
+                "predicted gain",
+                "interval",
+                "evaluated cells below",
+                "tokens/sample",
+                "avoided tokens",
+                "avoided verifier calls",
+            ],
+            rows,
+        ),
+        "",
+    ]
