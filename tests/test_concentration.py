@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from bongain.config import complete_block
 from bongain.fit import concentration as conc
-from bongain.fit import ridge as fit
-from bongain.fit import stability
+from bongain.fit import stability, table
 from bongain.io import conform
 from test_fit import make_grid_cells
 
@@ -98,22 +98,25 @@ def test_bound_monotone_and_min_prompts() -> None:
 
 def test_concentration_tables() -> None:
     features, gains = make_grid_cells(n_methods=2, n_tasks=4, seed=3)
-    table = fit.cell_table(features, gains)
+    cells = table.cell_table(features, gains)
     ols, _ = stability.fit_ols(features, gains, ["first_correct_pos", "length_var"], "strict_core")
     screened = features.head(1).with_columns(pl.lit("s").alias("task"), pl.lit(100).alias("n_prompts"))
     settings = conc.ConcentrationSettings.from_config(
-        {
-            "concentration": {
-                "delta": 0.1,
-                "targets": [0.05],
-                "n_prompts_grid": [10, 100],
-                "n_samples_grid": [4],
-            }
-        }
+        complete_block(
+            "fit",
+            {
+                "concentration": {
+                    "delta": 0.1,
+                    "targets": [0.05],
+                    "n_prompts_grid": [10, 100],
+                    "n_samples_grid": [4],
+                }
+            },
+        )
     )
     c, terms, size = conc.concentration_tables(
         features,
-        table.select(["model", "method", "task", "gain"]),
+        cells.select(["model", "method", "task", "gain"]),
         ols,
         {"me0": 8, "me1": 16},
         settings,
@@ -147,7 +150,7 @@ def test_concentration_tables() -> None:
         (pl.col("length_var") + 0.5).alias("length_var_hi"),
     )
     c2, _, _ = conc.concentration_tables(
-        wide, table.select(["model", "method", "task", "gain"]), ols, {"me0": 8, "me1": 16}, settings
+        wide, cells.select(["model", "method", "task", "gain"]), ols, {"me0": 8, "me1": 16}, settings
     )
     beta = dict(zip(ols["feature"], ols["coef"], strict=True))
     expected = abs(beta["first_correct_pos"]) * 0.1 + abs(beta["length_var"]) * 0.25

@@ -99,7 +99,8 @@ def test_bad_yaml_names_file(tmp_path):
 def test_shipped_configs_build_every_task_split(repo):
     """Every task of every shipped config builds all its splits with the config's sizes."""
     from bongain.config import split_sizes
-    from bongain.tasks.build import TaskSpec, build_splits
+    from bongain.tasks.sources import TaskSpec
+    from bongain.tasks.splits import build_splits
 
     for path in sorted((repo / "config").glob("*.yaml")):
         cfg = load_config(path)
@@ -137,3 +138,73 @@ def test_screened_cell_naming_unknown_method(cfg):
     cfg["screen"] = [{"model": "smollm2-135m", "method": "beam-search", "task": "add1"}]
     with pytest.raises(ConfigError, match=r"config key 'screen.0.method'"):
         split_cells(cfg)
+
+
+def test_defaults_are_filled_once_from_the_schema(repo):
+    cfg = load_config(repo / "config" / "test.yaml")
+    # every block and key with a schema default is present, so modules index without .get(key, default)
+    assert cfg["results_dir"] == "results/test" and cfg["cells"] == "grid" and cfg["screen"] == []
+    assert cfg["sampling"]["shard_prompts"] is None and cfg["grading"]["timeout_s"] == 5
+    assert cfg["methods"]["fewshot-t07"]["top_p"] == 1.0
+    assert cfg["methods"]["chat-t07"]["fewshot_k"] == 4
+    assert cfg["models"]["smollm2-135m"]["vllm"]["entropy"] == "topk_lower"
+    assert cfg["reward_model"]["kind"] == "offline_logistic"
+    assert cfg["reward_model"]["signals"] == ["mean_logprob", "mean_entropy", "agreement"]
+    assert cfg["fit"]["stability"]["cells_per_feature"] == 4
+    assert cfg["fit"]["concentration"]["n_samples_grid"] == [4, 8, 16, 32]
+    assert cfg["statistics"]["weight"] == "softmax"
+    # a given value is never replaced, and validating a completed config changes nothing
+    assert cfg["methods"]["fewshot-t07"]["fewshot_k"] == 3
+    again = validate_config(copy.deepcopy(cfg))
+    assert again == cfg
+
+
+def test_an_invalid_config_is_left_untouched(cfg):
+    cfg["sampling"]["n"] = 0
+    before = copy.deepcopy(cfg)
+    error_of(cfg)
+    assert cfg == before
+
+
+def test_old_verifier_block_names_its_replacement(cfg):
+    cfg["verifier"] = {"kind": "offline_logistic", "C": 2.0}
+    msg = error_of(cfg)
+    assert "config key 'verifier': replaced by 'reward_model'" in msg
+    assert "unknown key" not in msg
+
+
+def test_scorer_options_live_under_reward_model(cfg):
+    cfg["reward_model"] = {"kind": "offline_logistic", "signals": ["vibes"]}
+    assert "config key 'reward_model.signals.0'" in error_of(cfg)
+
+
+def test_complete_block_names_the_key():
+    from bongain.config import complete_block
+
+    assert complete_block("fit")["stability"]["n_boot"] == 200
+    with pytest.raises(ConfigError, match=r"config key 'fit.stability.threshold'"):
+        complete_block("fit", {"stability": {"threshold": 2}})
+
+
+def test_report_names_what_scored(repo):
+    from bongain.config import report_summary
+
+    cfg = load_config(repo / "config" / "paper.yaml")
+    assert report_summary(cfg)["scored by (reward_model)"] == (
+        "vllm_classify (Skywork/Skywork-Reward-V2-Llama-3.1-8B)"
+    )
+    cfg = load_config(repo / "config" / "test.yaml")
+    assert report_summary(cfg)["scored by (reward_model)"] == "offline_logistic"
+
+
+def test_constants_match_the_config_schema(repo):
+    from bongain import constants
+
+    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    props = schema["properties"]
+    task = props["tasks"]["additionalProperties"]["properties"]
+    assert task["answer_type"]["enum"] == list(constants.ANSWER_TYPES)
+    method = props["methods"]["additionalProperties"]["properties"]
+    assert method["prompt_format"]["enum"] == list(constants.PROMPT_FORMATS)
+    assert list(props["splits"]["required"]) == list(constants.SPLITS)
+    assert sorted(props["splits"]["properties"]) == sorted([*constants.BLOCKS, "seed"])

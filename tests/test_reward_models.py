@@ -12,17 +12,20 @@ import polars as pl
 import pytest
 import torch
 
-from bongain.scoring.offline import OfflineLogisticVerifier, make_verifier, train_offline_verifier
-from bongain.scoring.reward_models import (
+from bongain.config import ConfigError, complete_block
+from bongain.scoring.hf_rm import score_sequences
+from bongain.scoring.offline import OfflineLogisticVerifier, train_offline_verifier
+from bongain.scoring.registry import SCORERS, make_scorer, score_gpus, score_inputs
+from bongain.scoring.rm_inputs import (
+    PRM_SYSTEM_PROMPT,
     aggregate_steps,
     batches_by_length,
     encode_conversations,
     prm_conversation,
     rm_conversation,
-    score_sequences,
     split_steps,
-    step_probabilities,
 )
+from bongain.scoring.vllm_rm import step_probabilities
 from fakes import vllm_fake
 from fakes.tiny_tokenizer import build_tokenizer
 
@@ -98,6 +101,11 @@ def fake_vllm(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", vllm_fake)
     vllm_fake.LLM.instances.clear()
     return vllm_fake
+
+
+def make_verifier(cfg=None, **kw):
+    """The scorer of a partial ``reward_model`` block, completed by the config schema as the pipeline does."""
+    return make_scorer(complete_block("reward_model", cfg), **kw)
 
 
 def hf_cfg(path, **kw):
@@ -296,7 +304,7 @@ def test_make_verifier_offline_and_errors():
             ],
         }
     )
-    table = train_offline_verifier(s, g).to_table()
+    table = train_offline_verifier(s, g, signals=("mean_logprob", "mean_entropy", "agreement")).to_table()
     for cfg in (None, {}, {"kind": "offline_logistic"}):
         v = make_verifier(cfg, verifier_table=table)
         assert isinstance(v, OfflineLogisticVerifier) and v.name == "offline_logistic"
@@ -304,27 +312,43 @@ def test_make_verifier_offline_and_errors():
         make_verifier(None)
     with pytest.raises(ValueError, match="question texts"):
         make_verifier({"kind": "hf_prm", "model": "x"})
-    with pytest.raises(ValueError, match=r"reward_model\.model is required"):
+    with pytest.raises(ConfigError, match=r"config key 'reward_model.model'"):
         make_verifier({"kind": "vllm_classify"}, questions=QUESTIONS)
-    rm_missing = {"kind": "hf_sequence_classification", "model": "x"}
-    with pytest.raises(ValueError, match="kind must be one of"):
-        make_verifier({**rm_missing, "kind": "bogus"}, questions=QUESTIONS)
+    with pytest.raises(ConfigError, match=r"config key 'reward_model.kind'"):
+        make_verifier({"kind": "bogus", "model": "x"}, questions=QUESTIONS)
+    # the registry refuses what the schema would, even for a hand-built block
+    bad = {**complete_block("reward_model", {"kind": "hf_prm", "model": "x"}), "kind": "bogus"}
+    with pytest.raises(ValueError, match=r"'reward_model.kind': unknown kind 'bogus'"):
+        make_scorer(bad, questions=QUESTIONS)
+    no_model = {**complete_block("reward_model", {"kind": "hf_prm", "model": "x"}), "model": None}
+    with pytest.raises(ValueError, match=r"'reward_model.model': required"):
+        make_scorer(no_model, questions=QUESTIONS)
+
+
+def test_registry_covers_the_schema_kinds_and_prm_default(repo):
+    import yaml
+
+    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    rm = schema["properties"]["reward_model"]["properties"]
+    assert sorted(SCORERS) == sorted(rm["kind"]["enum"])
+    assert rm["prm_system_prompt"]["default"] == PRM_SYSTEM_PROMPT
 
 
 def test_score_rule_glue():
     from types import SimpleNamespace
 
-    from bongain.scoring.offline import score_gpus, score_inputs
+    def rm(**kw):
+        return complete_block("reward_model", kw)
 
     w = SimpleNamespace(model="m", method="x", task="t", split="test")
-    offline = score_inputs(None, "res")(w)
+    offline = score_inputs(rm(), "res")(w)
     assert offline == {
         "samples": "res/cells/m/x/t/test/samples.parquet",
         "grades": "res/cells/m/x/t/test/grades.parquet",
         "verifier": "res/cells/m/x/t/verifier.parquet",
     }
-    rm = score_inputs({"kind": "hf_prm", "model": "p"}, "res")(w)
-    assert "verifier" not in rm and rm["tasks"] == "res/tasks/t/test.parquet"
-    assert score_gpus(None) == score_gpus({"kind": "hf_prm", "device": "cpu"}) == 0
-    assert score_gpus({"kind": "hf_sequence_classification"}) == 1
-    assert score_gpus({"kind": "vllm_classify", "tensor_parallel_size": 2}) == 2
+    prm = score_inputs(rm(kind="hf_prm", model="p"), "res")(w)
+    assert "verifier" not in prm and prm["tasks"] == "res/tasks/t/test.parquet"
+    assert score_gpus(rm()) == score_gpus(rm(kind="hf_prm", model="p", device="cpu")) == 0
+    assert score_gpus(rm(kind="hf_sequence_classification", model="p")) == 1
+    assert score_gpus(rm(kind="vllm_classify", model="p", tensor_parallel_size=2)) == 2

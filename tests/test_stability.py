@@ -4,8 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bongain.fit import ridge as fit
-from bongain.fit import stability
+from bongain.config import complete_block
+from bongain.fit import compare, stability, table
 from bongain.io import conform, write_text_atomic
 from test_fit import complete, gains_for
 
@@ -16,7 +16,7 @@ def make_cells(
     n_cells: int, seed: int, coefs: dict[str, float], noise: float = 0.01
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     rng = np.random.default_rng(seed)
-    cols = {c: rng.uniform(0.0, 1.0, n_cells) for c in fit.FEATURE_COLUMNS}
+    cols = {c: rng.uniform(0.0, 1.0, n_cells) for c in table.FEATURE_COLUMNS}
     gain = sum(b * cols[c] for c, b in coefs.items()) + rng.normal(0.0, noise, n_cells)
     models = [f"m{i:02d}" for i in range(n_cells)]
     features = complete(
@@ -41,7 +41,7 @@ TRUTH = {"coverage": 0.3, "agreement_spread": -0.25}
 def test_stability_selection_finds_the_true_features() -> None:
     features, gains = make_cells(40, seed=2, coefs=TRUTH, noise=0.02)
     settings = stability.StabilitySettings(n_boot=100, seed=3)
-    res = stability.stability_selection(features, gains, fit.FEATURE_COLUMNS, settings)
+    res = stability.stability_selection(features, gains, table.FEATURE_COLUMNS, settings)
     assert conform(res.stability, "fit_stability").equals(res.stability)
     assert conform(res.path, "fit_stability_path").equals(res.path)
     freq = dict(zip(res.stability["feature"], res.stability["max_freq"], strict=True))
@@ -51,7 +51,7 @@ def test_stability_selection_finds_the_true_features() -> None:
     assert np.mean(noise) < 0.3 and max(noise) < settings.threshold
     assert sorted(res.stability.filter(pl.col("stable"))["feature"].to_list()) == sorted(TRUTH)
     assert res.basis == "stable_set" and sorted(res.compact) == sorted(TRUTH)
-    assert res.path.height == len(fit.FEATURE_COLUMNS) * settings.n_lambdas
+    assert res.path.height == len(table.FEATURE_COLUMNS) * settings.n_lambdas
     assert res.path.filter(pl.col("admissible"))["mean_selected"].max() <= settings.max_selected
     # the frequency curve starts at (almost) nothing selected at lambda_max
     top = res.path.filter(pl.col("lambda_rel") == 1.0)
@@ -70,11 +70,11 @@ def test_stability_selection_finds_the_true_features() -> None:
 def test_deterministic_given_seed() -> None:
     features, gains = make_cells(20, seed=2, coefs=TRUTH)
     settings = stability.StabilitySettings(n_boot=30, seed=9)
-    a = stability.stability_selection(features, gains, fit.FEATURE_COLUMNS, settings)
-    b = stability.stability_selection(features.reverse(), gains.reverse(), fit.FEATURE_COLUMNS, settings)
+    a = stability.stability_selection(features, gains, table.FEATURE_COLUMNS, settings)
+    b = stability.stability_selection(features.reverse(), gains.reverse(), table.FEATURE_COLUMNS, settings)
     assert a.stability.equals(b.stability) and a.path.equals(b.path)
     c = stability.stability_selection(
-        features, gains, fit.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=30, seed=10)
+        features, gains, table.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=30, seed=10)
     )
     assert not c.path.equals(a.path)
 
@@ -82,19 +82,19 @@ def test_deterministic_given_seed() -> None:
 def test_pure_noise_falls_back_to_strict_core_and_small_n_truncates() -> None:
     features, gains = make_cells(15, seed=4, coefs={}, noise=0.1)
     res = stability.stability_selection(
-        features, gains, fit.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=50, threshold=0.95)
+        features, gains, table.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=50, threshold=0.95)
     )
     assert res.basis == "strict_core"
-    assert res.compact == fit.STRICT_CORE  # 15 cells: (15 - 1) // 4 = 3 features allowed
+    assert res.compact == compare.STRICT_CORE  # 15 cells: (15 - 1) // 4 = 3 features allowed
     assert res.stability.filter(pl.col("in_compact"))["feature"].to_list() == [
-        c for c in fit.FEATURE_COLUMNS if c in fit.STRICT_CORE
+        c for c in table.FEATURE_COLUMNS if c in compare.STRICT_CORE
     ]
     # 5 cells allow 1 feature: the most stable core member
     small_f, small_g = make_cells(5, seed=5, coefs={}, noise=0.1)
     res = stability.stability_selection(
-        small_f, small_g, fit.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=20, threshold=0.99)
+        small_f, small_g, table.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=20, threshold=0.99)
     )
-    assert res.basis == "strict_core" and len(res.compact) == 1 and res.compact[0] in fit.STRICT_CORE
+    assert res.basis == "strict_core" and len(res.compact) == 1 and res.compact[0] in compare.STRICT_CORE
     ols, _ = stability.fit_ols(small_f, small_g, res.compact, res.basis)
     assert ols.height == 2 and ols["df_resid"][0] == 3.0
 
@@ -103,15 +103,17 @@ def test_constant_feature_never_selected() -> None:
     features, gains = make_cells(20, seed=6, coefs=TRUTH)
     features = features.with_columns(pl.lit(0.5).alias("truncation_rate"))
     res = stability.stability_selection(
-        features, gains, fit.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=20)
+        features, gains, table.FEATURE_COLUMNS, stability.StabilitySettings(n_boot=20)
     )
     assert res.stability.filter(pl.col("feature") == "truncation_rate")["max_freq"][0] == 0.0
 
 
 def test_settings_from_config() -> None:
-    s = stability.StabilitySettings.from_config({"seed": 4, "stability": {"n_boot": 7, "threshold": 0.7}})
+    cfg = complete_block("fit", {"seed": 4, "stability": {"n_boot": 7, "threshold": 0.7}})
+    s = stability.StabilitySettings.from_config(cfg)
     assert (s.n_boot, s.threshold, s.seed) == (7, 0.7, 4)
-    assert stability.StabilitySettings.from_config(None) == stability.StabilitySettings()
+    # the dataclass defaults (for library callers) are the config schema's defaults
+    assert stability.StabilitySettings.from_config(complete_block("fit")) == stability.StabilitySettings()
     with pytest.raises(ValueError, match="threshold"):
         features, gains = make_cells(6, seed=1, coefs=TRUTH)
         stability.stability_selection(features, gains, settings=stability.StabilitySettings(threshold=0.0))

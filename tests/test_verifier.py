@@ -9,6 +9,8 @@ import pytest
 from bongain.io import conform
 from bongain.scoring.offline import OfflineLogisticVerifier, signal_frame, train_offline_verifier
 
+SIGNALS = ("mean_logprob", "mean_entropy", "agreement")  # the reward_model.signals default
+
 
 def tables(answers, correct, logprobs):
     """answers/correct/logprobs: lists of per-prompt lists."""
@@ -44,7 +46,7 @@ def test_learns_that_confident_agreeing_samples_are_right():
         correct.append(c.tolist())
         lps.append(np.where(c, -0.2, -1.5) + rng.normal(0, 0.3, 6))
     s, g = tables(answers, correct, lps)
-    v = train_offline_verifier(s, g)
+    v = train_offline_verifier(s, g, SIGNALS)
     assert v.coef[v.signals.index("mean_logprob")] > 0
     r = v.score(s, g)
     y = g["correct"].to_numpy()
@@ -56,7 +58,7 @@ def test_learns_that_confident_agreeing_samples_are_right():
 
 def test_single_class_gives_constant_rewards():
     s, g = tables([["1", "2", "3"]], [[False, False, False]], [[-1.0, -2.0, -3.0]])
-    v = train_offline_verifier(s, g)
+    v = train_offline_verifier(s, g, SIGNALS)
     assert np.all(v.coef == 0)
     r = v.score(s, g)
     assert np.ptp(r) == 0

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 import torch
 
+from bongain.config import ConfigError, complete_block
 from bongain.io import conform
 from bongain.sampling.loop import SamplingParams, completions_frame, sample_batch, sample_seed
 from bongain.sampling.prompts import format_prompt, tokenize_prompt
@@ -25,7 +26,6 @@ from bongain.sampling.vllm import (
     sum_logprob,
     tokens_prompts,
     topk_entropy_bounds,
-    vllm_options,
 )
 from fakes import vllm_fake
 from fakes.tiny_tokenizer import build_tokenizer
@@ -33,6 +33,11 @@ from fakes.tiny_tokenizer import build_tokenizer
 RECORDED = json.loads(vllm_fake.RECORDING.read_text())
 CHAT = {"prompt_format": "chat", "system_prompt": "answer with a number", "temperature": 0.7}
 QUESTIONS = ["what is 3 + 4 ?", "what is 2 * 5 ?", "what is 9 - 1 ?"]
+
+
+def vllm_model(vllm_opts):
+    """A vllm model config whose ``vllm`` block the config schema completed, as the pipeline does."""
+    return {"backend": "vllm", "vllm": complete_block("models.*.vllm", vllm_opts)}
 
 
 @pytest.fixture
@@ -101,23 +106,23 @@ def test_request_seeds_give_disjoint_child_blocks(n):
 
 def test_make_engine_arguments(fake_vllm):
     manifest = {"path": "/models/x", "dtype": "bfloat16", "trust_remote_code": False}
-    cfg = {"backend": "vllm", "vllm": {"tensor_parallel_size": 2, "max_model_len": 4096, "logprobs": 5}}
+    cfg = vllm_model({"tensor_parallel_size": 2, "max_model_len": 4096, "logprobs": 5})
     llm = make_engine(manifest, cfg, seed=3)
     assert isinstance(llm, vllm_fake.LLM)  # the fake rejects removed 0.33 args (task, swap_space, best_of)
     assert llm.runner == "generate" and llm.tensor_parallel_size == 2 and llm.seed == 3
     assert llm.dtype == "bfloat16" and llm.trust_remote_code is False
     assert llm.extra["enable_prefix_caching"] is True and llm.extra["max_model_len"] == 4096
     assert llm.extra["max_logprobs"] >= 5
-    assert "max_model_len" not in engine_kwargs(manifest, vllm_options({}))
+    assert "max_model_len" not in engine_kwargs(manifest, vllm_model({})["vllm"])
 
 
 def test_vllm_options_validation():
-    assert vllm_options({})["entropy"] == "topk_lower"
-    with pytest.raises(ValueError, match="logprobs >= 1"):
-        vllm_options({"vllm": {"entropy": "topk_mid", "logprobs": 0}})
-    assert vllm_options({"vllm": {"entropy": "hf_rescore", "logprobs": 0}})["logprobs"] == 0
-    with pytest.raises(ValueError, match="entropy"):
-        vllm_options({"vllm": {"entropy": "exact"}})
+    assert vllm_model({})["vllm"]["entropy"] == "topk_lower"
+    with pytest.raises(ConfigError, match=r"'models\.\*\.vllm\.logprobs'"):
+        vllm_model({"entropy": "topk_mid", "logprobs": 0})
+    assert vllm_model({"entropy": "hf_rescore", "logprobs": 0})["vllm"]["logprobs"] == 0
+    with pytest.raises(ConfigError, match=r"'models\.\*\.vllm\.entropy'"):
+        vllm_model({"entropy": "exact"})
 
 
 # ------------------------------------------------------------------------------------------ the contract
@@ -128,7 +133,7 @@ def test_sample_vllm_contract(fake_vllm, checkpoint):
     prompts, token_ids = chat_prompts(tok)
     pids = [f"add1-{i:05d}" for i in range(3)]
     p = params()
-    cfg = {"backend": "vllm", "vllm": {"logprobs": 4, "prompts_per_call": 2}}
+    cfg = vllm_model({"logprobs": 4, "prompts_per_call": 2})
     comps = sample_vllm(checkpoint, cfg, token_ids, pids, p)
 
     (llm,) = fake_vllm.LLM.instances
@@ -273,7 +278,7 @@ def test_sample_vllm_with_hf_rescore(fake_vllm, checkpoint):
 
     tok = build_tokenizer()
     _, token_ids = chat_prompts(tok)
-    cfg = {"backend": "vllm", "vllm": {"entropy": "hf_rescore", "logprobs": 0, "rescore_batch_size": 3}}
+    cfg = vllm_model({"entropy": "hf_rescore", "logprobs": 0, "rescore_batch_size": 3})
     comps = sample_vllm(checkpoint, cfg, token_ids[:2], ["a", "b"], params(n=3))
     assert all(sp.logprobs == 0 for _, c in vllm_fake.LLM.instances[0].calls for sp in c["sampling_params"])
     model, _ = load_causal_lm(checkpoint)

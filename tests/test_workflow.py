@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from bongain.config import cells, load_config
@@ -121,11 +122,14 @@ def test_end_to_end_artifacts(repo, e2e):
 
 @pytest.mark.slow
 def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
-    """Remove one cell's folder and ask for its gains file: only that cell's jobs run, and the samples
-    come back byte for byte (same config, same seeds, CPU)."""
+    """Remove one cell's folder and ask for its gains and features: only that cell's jobs run, every
+    stage's table comes back equal (``DataFrame.equals``) and the samples byte for byte (same config,
+    same seeds, CPU); then the cross-cell stages, forced to rerun, give equal tables too."""
     cfg = load_config(repo / "config" / "test.yaml")
     target_cell, *others = cells(cfg)
     d = e2e / "cells" / target_cell.model / target_cell.method / target_cell.task
+    tables_before = {p.relative_to(d): pl.read_parquet(p) for p in sorted(d.rglob("*.parquet"))}
+    assert len(tables_before) == 3 * 3 + 3  # samples + grades per split, verifier, scores, features, gains
     before = {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("samples.parquet"))}
     other_files = [
         p for o in others for p in (e2e / "cells" / o.model / o.method / o.task).rglob("*.parquet")
@@ -133,11 +137,31 @@ def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
     mtimes = [p.stat().st_mtime_ns for p in other_files]
     shutil.rmtree(d)
     work = e2e.parents[1]
-    target = str((d / "gains.parquet").relative_to(work))
-    res = smk(repo, target, "--cores", "2", "--configfile", str(repo / "config" / "test.yaml"), workdir=work)
+    targets = [str((d / name).relative_to(work)) for name in ("gains.parquet", "features.parquet")]
+    config = ["--configfile", str(repo / "config" / "test.yaml")]
+    res = smk(repo, *targets, "--cores", "2", *config, workdir=work)
     counts = job_counts(res.stdout + res.stderr)
-    assert counts == {"sample": 2, "grade": 2, "train_verifier": 1, "score": 1, "gains": 1}, counts
+    assert counts == {
+        "sample": 3,
+        "grade": 3,
+        "train_verifier": 1,
+        "score": 1,
+        "gains": 1,
+        "features": 1,
+    }, counts
     after = {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("samples.parquet"))}
-    assert set(after) <= set(before) and len(after) == 2
+    assert set(after) == set(before) and len(after) == 3
     assert all(after[k] == before[k] for k in after)
+    tables_after = {p.relative_to(d): pl.read_parquet(p) for p in sorted(d.rglob("*.parquet"))}
+    assert set(tables_after) == set(tables_before)
+    for name, df in tables_after.items():
+        assert df.equals(tables_before[name]), name
     assert [p.stat().st_mtime_ns for p in other_files] == mtimes
+
+    fit_dir = e2e / "fit"
+    fit_before = {p.name: pl.read_parquet(p) for p in sorted(fit_dir.glob("*.parquet"))}
+    assert len(fit_before) >= 10
+    res = smk(repo, *config, "--cores", "2", "--forcerun", "fit", "stability", "concentration", workdir=work)
+    assert {"fit", "stability", "concentration"} <= set(job_counts(res.stdout + res.stderr))
+    for name, df in fit_before.items():
+        assert pl.read_parquet(fit_dir / name).equals(df), name

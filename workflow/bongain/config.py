@@ -1,13 +1,18 @@
-"""Configuration: load, validate against the JSON schema, cross-check, enumerate cells.
+"""Configuration: load, validate against the JSON schema, fill in defaults, cross-check, enumerate cells.
 
 Every error is a :class:`ConfigError` whose message starts with the offending key in dotted form,
 e.g. ``config key 'methods.chat-t07.temperature': -1 is less than or equal to the minimum of 0``.
+
+Defaults live in one place, the schema (``default:`` of each key): :func:`validate_config` fills every
+missing key that has one, in place, so that every other module reads a complete config with plain
+indexing (``config["sampling"]["seed"]``), never ``.get(key, default)``.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.resources
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from bongain.constants import SPLITS
+from bongain.constants import BLOCKS, SPLITS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -45,9 +50,61 @@ def _key(path: Any) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
+#: Top-level blocks that were replaced, with what replaces them.
+REPLACED_KEYS: dict[str, str] = {
+    "verifier": (
+        "replaced by 'reward_model', the one block that names the scorer: write reward_model: "
+        "{kind: offline_logistic, signals: [...], C: ...}"
+    ),
+}
+
+
+def _fill_properties(
+    validator: Any, properties: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+) -> Iterator[Any]:
+    """The ``properties`` keyword, extended: a missing property that has a ``default`` gets a copy of it
+    before its subschema is applied (so nested defaults of a defaulted block are filled too)."""
+    if isinstance(instance, MutableMapping):
+        for name, sub in properties.items():
+            if name not in instance and isinstance(sub, Mapping) and "default" in sub:
+                instance[name] = copy.deepcopy(sub["default"])
+    check = jsonschema.Draft202012Validator.VALIDATORS["properties"]
+    yield from check(validator, properties, instance, schema)
+
+
+_FillingValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"properties": _fill_properties}
+)
+
+
+def fill_defaults(config: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Fill every missing key that has a schema default, in place (the config must be valid)."""
+    _FillingValidator(load_schema()).validate(config)
+    return config
+
+
+def complete_block(block: str, value: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of one config block with its schema defaults filled in (for library callers and tests).
+
+    ``block`` is a dotted path in the schema, ``*`` standing for any slug: ``"fit"``, ``"reward_model"``,
+    ``"models.*.vllm"``. The block is validated; an error names the key.
+    """
+    schema = load_schema()
+    sub: Mapping[str, Any] = schema
+    for part in block.split("."):
+        sub = sub["additionalProperties"] if part == "*" else sub["properties"][part]
+    out = copy.deepcopy(dict(value or {}))
+    try:
+        _FillingValidator({**sub, "$defs": schema.get("$defs", {})}).validate(out)
+    except jsonschema.ValidationError as err:
+        key = ".".join([block, *map(str, err.absolute_path)])
+        raise ConfigError(f"config key '{key}': {err.message}") from err
+    return out
+
+
 def _schema_errors(config: Mapping[str, Any]) -> list[str]:
     validator = jsonschema.Draft202012Validator(load_schema())
-    messages = []
+    messages = [f"config key '{key}': {why}" for key, why in REPLACED_KEYS.items() if key in config]
     for err in sorted(
         validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message)
     ):
@@ -55,6 +112,8 @@ def _schema_errors(config: Mapping[str, Any]) -> list[str]:
         if err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             for name in extra:
+                if not err.absolute_path and name in REPLACED_KEYS:
+                    continue  # named above, with its replacement
                 full = f"{key}.{name}" if err.absolute_path else name
                 messages.append(
                     f"config key '{full}': unknown key (allowed here: {sorted(err.schema['properties'])})"
@@ -71,7 +130,7 @@ def _schema_errors(config: Mapping[str, Any]) -> list[str]:
 
 def _reference_errors(config: Mapping[str, Any]) -> list[str]:
     errors = []
-    cells = config.get("cells", "grid")
+    cells = config["cells"]
     if isinstance(cells, list):
         for i, cell in enumerate(cells):
             for kind in ("model", "method", "task"):
@@ -81,8 +140,8 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
                         f"config key 'cells.{i}.{kind}': {name!r} is not defined under '{kind}s' "
                         f"(defined: {sorted(config.get(f'{kind}s', {}))})"
                     )
-    sampling = config.get("sampling", {})
-    shard, batch = sampling.get("shard_prompts"), sampling.get("batch_prompts", 8)
+    sampling = config["sampling"]
+    shard, batch = sampling["shard_prompts"], sampling["batch_prompts"]
     if shard is not None and shard % batch:
         errors.append(
             f"config key 'sampling.shard_prompts': {shard} is not a multiple of sampling.batch_prompts "
@@ -101,13 +160,21 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def validate_config(config: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` listing every problem, each naming its key."""
+def validate_config(config: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Check ``config`` and fill in its defaults, in place; return it.
+
+    Raises :class:`ConfigError` listing every problem, each naming its key; nothing is filled in then.
+    Validating a completed config again changes nothing.
+    """
     errors = _schema_errors(config)
-    if not errors:
-        errors = _reference_errors(config)
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    complete = fill_defaults(copy.deepcopy(dict(config)))
+    errors = _reference_errors(complete)
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    config.update(complete)
+    return config
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -130,9 +197,9 @@ def cells(config: Mapping[str, Any]) -> list[Cell]:
     ``cells: grid`` is every model x method x task combination except those listed under ``screen:``
     (screened cells get only the validation pass); an explicit list is taken as it is.
     """
-    spec = config.get("cells", "grid")
+    spec = config["cells"]
     if spec == "grid":  # every combination, less the cells that are only screened (``screen:``)
-        screened = {(c.get("model"), c.get("method"), c.get("task")) for c in config.get("screen") or []}
+        screened = {(c["model"], c["method"], c["task"]) for c in config["screen"]}
         return [
             Cell(m, me, t)
             for m in config["models"]
@@ -148,24 +215,8 @@ def cells(config: Mapping[str, Any]) -> list[Cell]:
 
 
 def split_sizes(config: Mapping[str, Any]) -> dict[str, int]:
-    s = config["splits"]
-    return {"exemplars": s.get("exemplars", 8), **{name: s[name] for name in SPLITS}}
-
-
-def method(config: Mapping[str, Any], slug: str) -> dict[str, Any]:
-    m = dict(config["methods"][slug])
-    m.setdefault("fewshot_k", 4)
-    m.setdefault("system_prompt", None)
-    m.setdefault("top_p", 1.0)
-    return m
-
-
-def model(config: Mapping[str, Any], slug: str) -> dict[str, Any]:
-    m = dict(config["models"][slug])
-    m.setdefault("backend", "transformers")
-    m.setdefault("dtype", "bfloat16")
-    m.setdefault("trust_remote_code", False)
-    return m
+    """Prompts per task block (``exemplars`` and the sampled splits) of a validated config."""
+    return {name: config["splits"][name] for name in BLOCKS}
 
 
 def package_default_config() -> Path:
@@ -183,6 +234,12 @@ def report_summary(config: Mapping[str, Any]) -> dict[str, Any]:
         "methods": {k: v.get("description", v["prompt_format"]) for k, v in config["methods"].items()},
         "N (samples per prompt)": config["sampling"]["n"],
         "prompts per split": {k: config["splits"][k] for k in SPLITS},
-        "verifier": config.get("verifier", {}).get("kind", "offline_logistic"),
-        "sampling seed": config["sampling"].get("seed", 0),
+        "scored by (reward_model)": scorer_label(config["reward_model"]),
+        "sampling seed": config["sampling"]["seed"],
     }
+
+
+def scorer_label(reward_model: Mapping[str, Any]) -> str:
+    """What scores the samples, as the report prints it: the kind, and the model of a pretrained RM."""
+    kind = reward_model["kind"]
+    return kind if reward_model["model"] is None else f"{kind} ({reward_model['model']})"

@@ -3,15 +3,20 @@ import re
 from bongain import config as bconf
 from bongain.constants import SPLITS
 
-# Fails before any job runs, naming the bad key.
+# Fails before any job runs, naming the bad key; fills in every default (from the config schema) so that
+# the rules below read a complete config.
 bconf.validate_config(config)
 
 from bongain.fit import screening as bscreen
+from bongain.scoring import registry as bscoring
 
 # Evaluated cells (`cells:`, every stage) and screened cells (`screen:`, validation pass + features only).
 CELLS, SCREEN_CELLS = bscreen.split_cells(config)
-RESULTS = config.get("results_dir", "results")
-CELL_DIR = f"{RESULTS}/cells/{{model}}/{{method}}/{{task}}"
+RESULTS = config["results_dir"]
+# Wildcard patterns of one cell and of one split of a cell, and the cell's results folder.
+CELL = "{model}/{method}/{task}"
+SPLIT = f"{CELL}/{{split}}"
+CELL_DIR = f"{RESULTS}/cells/{CELL}"
 # Bump a stage's version when its code changes in a way that changes its output:
 # Snakemake reruns the stage (params trigger) without watching imported modules.
 VERSION = {
@@ -26,8 +31,23 @@ VERSION = {
     "fit": 2,
     "stability": 1,
     "concentration": 1,
-    "report": 4,
+    "report": 5,
 }
+
+
+def log_path(stage, pattern=None):
+    """The log file of a rule: results/logs/<stage>/<pattern>.log, or results/logs/<stage>.log."""
+    return (
+        f"{RESULTS}/logs/{stage}/{pattern}.log"
+        if pattern
+        else f"{RESULTS}/logs/{stage}.log"
+    )
+
+
+def benchmark_path(stage, pattern=None):
+    """The benchmark file of a rule (benchmarks/stage_memory.py reads the <stage> folder name)."""
+    base = f"{RESULTS}/benchmarks/{stage}"
+    return f"{base}/{pattern}.tsv" if pattern else f"{base}.tsv"
 
 
 def _alternatives(names):
@@ -42,11 +62,11 @@ wildcard_constraints:
 
 
 def model_cfg(wildcards):
-    return bconf.model(config, wildcards.model)
+    return config["models"][wildcards.model]
 
 
 def method_cfg(wildcards):
-    return bconf.method(config, wildcards.method)
+    return config["methods"][wildcards.method]
 
 
 def task_cfg(wildcards):
@@ -67,13 +87,10 @@ def cell_files(name, cells=None):
 
 def grade_files():
     """Every grades.parquet the config samples: validation and test of evaluated cells, plus
-    verifier_train when the offline verifier is trained on it; the validation split of screened cells.
+    verifier_train when the scorer is trained per cell on it; the validation split of screened cells.
     """
-    from bongain.scoring.offline import is_offline
-
-    splits = (
-        SPLITS if is_offline(config.get("reward_model")) else ("validation", "test")
-    )
+    trained = bscoring.is_trained(config["reward_model"])
+    splits = SPLITS if trained else ("validation", "test")
     evaluated = [f"{split}/grades.parquet" for split in splits]
     return [f for name in evaluated for f in cell_files(name)] + screen_files(
         "validation/grades.parquet"
@@ -88,7 +105,7 @@ def screen_files(name):
 from bongain.sampling import shards as bshards
 
 # Prompts per sampling shard (None: one sample job per split); shard counts come from the config sizes.
-SHARD_PROMPTS = config["sampling"].get("shard_prompts")
+SHARD_PROMPTS = config["sampling"]["shard_prompts"]
 
 
 wildcard_constraints:

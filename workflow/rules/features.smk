@@ -5,15 +5,15 @@ rule features:
     output:
         f"{CELL_DIR}/features.parquet",
     log:
-        f"{RESULTS}/logs/features/{{model}}/{{method}}/{{task}}.log",
+        log_path("features", CELL),
     benchmark:
-        f"{RESULTS}/benchmarks/features/{{model}}/{{method}}/{{task}}.tsv"
+        benchmark_path("features", CELL)
     conda:
         "../../envs/analysis.yaml"
     params:
-        seed=config["sampling"].get("seed", 0),
-        n_boot=config.get("statistics", {}).get("n_boot", 1000),
-        ci_level=config.get("statistics", {}).get("ci_level", 0.95),
+        seed=config["sampling"]["seed"],
+        n_boot=config["statistics"]["n_boot"],
+        ci_level=config["statistics"]["ci_level"],
         version=VERSION["features"],
     script:
         "../scripts/features.py"

@@ -1,6 +1,6 @@
 # Cross-cell statistics (docs/statistics.md). Train on evaluated cells; screened cells contribute
 # only their validation features and get ranked predictions.
-FIT_CFG = config.get("fit", {})
+FIT_CFG = config["fit"]
 FIT_DIR = f"{RESULTS}/fit"
 
 
@@ -19,13 +19,12 @@ rule fit:
         curve_coverage=f"{FIT_DIR}/curve_coverage.parquet",
         screen=f"{FIT_DIR}/screen.parquet",
     log:
-        f"{RESULTS}/logs/fit.log",
+        log_path("fit"),
     benchmark:
-        f"{RESULTS}/benchmarks/fit.tsv"
+        benchmark_path("fit")
     conda:
         "../../envs/analysis.yaml"
     params:
-        features=FIT_CFG.get("features"),
         fit=FIT_CFG,
         sizes=bconf.split_sizes(config),
         version=VERSION["fit"],
@@ -43,9 +42,9 @@ rule stability:
         ols=f"{FIT_DIR}/ols.parquet",
         ols_summary=f"{FIT_DIR}/ols_summary.txt",
     log:
-        f"{RESULTS}/logs/stability.log",
+        log_path("stability"),
     benchmark:
-        f"{RESULTS}/benchmarks/stability.tsv"
+        benchmark_path("stability")
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -66,9 +65,9 @@ rule concentration:
         terms=f"{FIT_DIR}/concentration_terms.parquet",
         sample_size=f"{FIT_DIR}/sample_size.parquet",
     log:
-        f"{RESULTS}/logs/concentration.log",
+        log_path("concentration"),
     benchmark:
-        f"{RESULTS}/benchmarks/concentration.tsv"
+        benchmark_path("concentration")
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -1,11 +1,5 @@
-# Statistics settings: the optional `statistics:` config block (see the config schema) overrides these.
-STATISTICS = {
-    "n_boot": 1000,
-    "ci_level": 0.95,
-    "weight": "softmax",
-    "temperature": 1.0,
-    **config.get("statistics", {}),
-}
+# Per-cell estimators on the test split; settings from the `statistics:` config block.
+STATISTICS = config["statistics"]
 
 
 rule gains:
@@ -15,13 +9,13 @@ rule gains:
     output:
         f"{CELL_DIR}/gains.parquet",
     log:
-        f"{RESULTS}/logs/gains/{{model}}/{{method}}/{{task}}.log",
+        log_path("gains", CELL),
     benchmark:
-        f"{RESULTS}/benchmarks/gains/{{model}}/{{method}}/{{task}}.tsv"
+        benchmark_path("gains", CELL)
     conda:
         "../../envs/analysis.yaml"
     params:
-        seed=config["sampling"].get("seed", 0),
+        seed=config["sampling"]["seed"],
         weight=STATISTICS["weight"],
         temperature=STATISTICS["temperature"],
         n_boot=STATISTICS["n_boot"],

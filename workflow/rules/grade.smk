@@ -5,14 +5,14 @@ rule grade:
     output:
         f"{CELL_DIR}/{{split}}/grades.parquet",
     log:
-        f"{RESULTS}/logs/grade/{{model}}/{{method}}/{{task}}/{{split}}.log",
+        log_path("grade", SPLIT),
     benchmark:
-        f"{RESULTS}/benchmarks/grade/{{model}}/{{method}}/{{task}}/{{split}}.tsv"
+        benchmark_path("grade", SPLIT)
     conda:
         "../../envs/analysis.yaml"
     params:
         method=method_cfg,
-        timeout_s=config.get("grading", {}).get("timeout_s", 5),
+        timeout_s=config["grading"]["timeout_s"],
         version=VERSION["grade"],
     script:
         "../scripts/grade.py"

@@ -2,9 +2,9 @@ rule prepare_model:
     output:
         f"{RESULTS}/models/{{model}}/manifest.json",
     log:
-        f"{RESULTS}/logs/prepare_model/{{model}}.log",
+        log_path("prepare_model", "{model}"),
     benchmark:
-        f"{RESULTS}/benchmarks/prepare_model/{{model}}.tsv"
+        benchmark_path("prepare_model", "{model}")
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -24,13 +24,13 @@ rule report:
         concentration_fig=f"{RESULTS}/report/concentration.png",
         gain_curve_fig=f"{RESULTS}/report/gain_curves.png",
     log:
-        f"{RESULTS}/logs/report.log",
+        log_path("report"),
     benchmark:
-        f"{RESULTS}/benchmarks/report.tsv"
+        benchmark_path("report")
     conda:
         "../../envs/analysis.yaml"
     params:
-        title=config.get("title", "bongain report"),
+        title=config["title"],
         summary=bconf.report_summary(config),
         version=VERSION["report"],
     script:

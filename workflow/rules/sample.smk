@@ -9,17 +9,7 @@ SAMPLE_OUTPUT = (
     if SHARD_PROMPTS
     else f"{CELL_DIR}/{{split}}/samples.parquet"
 )
-SAMPLE_LOG = (
-    f"{RESULTS}/logs/sample/{{model}}/{{method}}/{{task}}/{{split}}.shard{{shard}}.log"
-    if SHARD_PROMPTS
-    else f"{RESULTS}/logs/sample/{{model}}/{{method}}/{{task}}/{{split}}.log"
-)
-
-SAMPLE_BENCHMARK = (
-    f"{RESULTS}/benchmarks/sample/{{model}}/{{method}}/{{task}}/{{split}}.shard{{shard}}.tsv"
-    if SHARD_PROMPTS
-    else f"{RESULTS}/benchmarks/sample/{{model}}/{{method}}/{{task}}/{{split}}.tsv"
-)
+SAMPLE_JOB = f"{SPLIT}.shard{{shard}}" if SHARD_PROMPTS else SPLIT
 
 
 rule sample:
@@ -29,12 +19,12 @@ rule sample:
     output:
         SAMPLE_OUTPUT,
     log:
-        SAMPLE_LOG,
+        log_path("sample", SAMPLE_JOB),
     benchmark:
-        SAMPLE_BENCHMARK
+        benchmark_path("sample", SAMPLE_JOB)
     conda:
         "../../envs/analysis.yaml"
-    threads: config["sampling"].get("threads", 1)
+    threads: config["sampling"]["threads"]
     resources:
         mem_mb=4000,
     params:
@@ -43,7 +33,7 @@ rule sample:
         method=method_cfg,
         sampling=config["sampling"],
         sizes=bconf.split_sizes(config),
-        split_seed=config["splits"].get("seed", 0),
+        split_seed=config["splits"]["seed"],
         version=VERSION["sample"],
     script:
         "../scripts/sample.py"
@@ -58,9 +48,9 @@ if SHARD_PROMPTS:
         output:
             f"{CELL_DIR}/{{split}}/samples.parquet",
         log:
-            f"{RESULTS}/logs/merge_samples/{{model}}/{{method}}/{{task}}/{{split}}.log",
+            log_path("merge_samples", SPLIT),
         benchmark:
-            f"{RESULTS}/benchmarks/merge_samples/{{model}}/{{method}}/{{task}}/{{split}}.tsv"
+            benchmark_path("merge_samples", SPLIT)
         conda:
             "../../envs/analysis.yaml"
         resources:

@@ -1,9 +1,7 @@
-# The verifier: reward_model.kind selects it (default offline_logistic). Only the offline logistic
-# verifier is trained per cell (train_verifier); pretrained reward models read the question texts from
-# the tasks table instead.
-from bongain.scoring import offline as bverifier
-
-REWARD_MODEL = config.get("reward_model", {})
+# The scorer: the `reward_model` block names it (bongain.scoring.registry). A per-cell trained scorer
+# (offline_logistic) is trained by train_verifier on verifier_train; pretrained reward models read the
+# question texts from the tasks table instead.
+REWARD_MODEL = config["reward_model"]
 
 
 rule train_verifier:
@@ -13,13 +11,13 @@ rule train_verifier:
     output:
         f"{CELL_DIR}/verifier.parquet",
     log:
-        f"{RESULTS}/logs/train_verifier/{{model}}/{{method}}/{{task}}.log",
+        log_path("train_verifier", CELL),
     benchmark:
-        f"{RESULTS}/benchmarks/train_verifier/{{model}}/{{method}}/{{task}}.tsv"
+        benchmark_path("train_verifier", CELL)
     conda:
         "../../envs/analysis.yaml"
     params:
-        verifier=config.get("verifier", {}),
+        reward_model=REWARD_MODEL,
         version=VERSION["verifier"],
     script:
         "../scripts/train_verifier.py"
@@ -27,17 +25,17 @@ rule train_verifier:
 
 rule score:
     input:
-        unpack(bverifier.score_inputs(REWARD_MODEL, RESULTS)),
+        unpack(bscoring.score_inputs(REWARD_MODEL, RESULTS)),
     output:
         f"{CELL_DIR}/{{split}}/scores.parquet",
     log:
-        f"{RESULTS}/logs/score/{{model}}/{{method}}/{{task}}/{{split}}.log",
+        log_path("score", SPLIT),
     benchmark:
-        f"{RESULTS}/benchmarks/score/{{model}}/{{method}}/{{task}}/{{split}}.tsv"
+        benchmark_path("score", SPLIT)
     conda:
         "../../envs/analysis.yaml"
     resources:
-        gpu=bverifier.score_gpus(REWARD_MODEL),
+        gpu=bscoring.score_gpus(REWARD_MODEL),
     params:
         reward_model=REWARD_MODEL,
         version=VERSION["score"],

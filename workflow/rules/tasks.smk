@@ -2,15 +2,15 @@ rule task_split:
     output:
         f"{RESULTS}/tasks/{{task}}/{{split}}.parquet",
     log:
-        f"{RESULTS}/logs/tasks/{{task}}/{{split}}.log",
+        log_path("tasks", "{task}/{split}"),
     benchmark:
-        f"{RESULTS}/benchmarks/tasks/{{task}}/{{split}}.tsv"
+        benchmark_path("tasks", "{task}/{split}")
     conda:
         "../../envs/analysis.yaml"
     params:
         task=task_cfg,
         sizes=bconf.split_sizes(config),
-        seed=config["splits"].get("seed", 0),
+        seed=config["splits"]["seed"],
         version=VERSION["tasks"],
     script:
         "../scripts/task_split.py"

@@ -3,7 +3,7 @@
 import polars as pl
 
 from bongain.fit.concentration import ConcentrationSettings, concentration_tables
-from bongain.fit.ridge import cell_table
+from bongain.fit.table import cell_table
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.smk import setup_logging
 

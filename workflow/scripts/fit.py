@@ -2,27 +2,25 @@
 
 import polars as pl
 
-from bongain.fit.curve import DEFAULT_INTERVAL_LEVEL, predict_curves
-from bongain.fit.ridge import FEATURE_COLUMNS, ComparisonSettings, cell_table, compare_predictors, run_fit
+from bongain.fit.compare import ComparisonSettings, compare_predictors
+from bongain.fit.curve import predict_curves
+from bongain.fit.ridge import run_fit
 from bongain.fit.screening import screening_table
+from bongain.fit.table import FEATURE_COLUMNS, cell_table
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.smk import setup_logging
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "fit")
-cfg = sm.params.fit or {}
+cfg = sm.params.fit
 features = pl.concat([read_parquet(p, "features") for p in sm.input.features])
 gains = pl.concat([read_parquet(p, "gains") for p in sm.input.gains])
 screened = [read_parquet(p, "features") for p in sm.input.screen_features]
-cols = list(sm.params.features or FEATURE_COLUMNS)
-level = float(cfg.get("interval_level", DEFAULT_INTERVAL_LEVEL))
+cols = list(cfg["features"] or FEATURE_COLUMNS)
+level = cfg["interval_level"]
 
 predictions, metrics, coefficients = run_fit(features, gains, feature_cols=cols)
-settings = ComparisonSettings(
-    n_boot=int(cfg.get("n_boot", ComparisonSettings.n_boot)),
-    ci_level=float(cfg.get("ci_level", ComparisonSettings.ci_level)),
-    seed=int(cfg.get("seed", ComparisonSettings.seed)),
-)
+settings = ComparisonSettings(n_boot=cfg["n_boot"], ci_level=cfg["ci_level"], seed=cfg["seed"])
 comparison, heldout = compare_predictors(features, gains, cols, settings=settings)
 screen_df = pl.concat(screened) if screened else None
 curves = predict_curves(features, gains, cols, screened=screen_df, level=level)

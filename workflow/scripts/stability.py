@@ -2,8 +2,8 @@
 
 import polars as pl
 
-from bongain.fit.ridge import FEATURE_COLUMNS
 from bongain.fit.stability import StabilitySettings, fit_ols, stability_selection
+from bongain.fit.table import FEATURE_COLUMNS
 from bongain.io import read_parquet, write_parquet_atomic, write_text_atomic
 from bongain.smk import setup_logging
 

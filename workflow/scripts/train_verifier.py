@@ -3,17 +3,17 @@
 import polars as pl
 
 from bongain.io import read_parquet, write_parquet_atomic
-from bongain.scoring.offline import DEFAULT_SIGNALS, train_offline_verifier
+from bongain.scoring.offline import train_offline_verifier
 from bongain.smk import setup_logging
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "train_verifier")
-cfg, w = sm.params.verifier, sm.wildcards
+cfg, w = sm.params.reward_model, sm.wildcards
 v = train_offline_verifier(
     read_parquet(sm.input.samples, "samples"),
     read_parquet(sm.input.grades, "grades"),
-    signals=tuple(cfg.get("signals", DEFAULT_SIGNALS)),
-    C=cfg.get("C", 1.0),
+    signals=tuple(cfg["signals"]),
+    C=cfg["C"],
 )
 table = v.to_table().with_columns(model=pl.lit(w.model), method=pl.lit(w.method), task=pl.lit(w.task))
 write_parquet_atomic(table, sm.output[0], "verifier")

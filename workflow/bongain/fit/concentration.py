@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from bongain.fit.ridge import CELL_KEYS
+from bongain.constants import CELL_KEYS
 from bongain.fit.stability import ols_predict
 from bongain.io import conform
 from bongain.schemas import FIT_CONCENTRATION, FIT_CONCENTRATION_TERMS, FIT_SAMPLE_SIZE
@@ -51,20 +51,16 @@ class ConcentrationSettings:
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, fit_cfg: Mapping[str, Any] | None) -> ConcentrationSettings:
-        sub = dict((fit_cfg or {}).get("concentration") or {})
-        names = {f.name for f in fields(cls)}
-        kw: dict[str, Any] = {}
-        for k, v in sub.items():
-            if k not in names:
-                continue
-            if k == "ranges":
-                kw[k] = {f: (float(r[0]), float(r[1])) for f, r in (v or {}).items()}
-            elif k in ("targets", "n_prompts_grid", "n_samples_grid"):
-                kw[k] = tuple(v)
-            else:
-                kw[k] = v
-        return cls(**kw)
+    def from_config(cls, fit_cfg: Mapping[str, Any]) -> ConcentrationSettings:
+        """From the complete ``fit`` config block (its ``concentration`` sub-block)."""
+        c = fit_cfg["concentration"]
+        return cls(
+            delta=c["delta"],
+            targets=tuple(c["targets"]),
+            n_prompts_grid=tuple(c["n_prompts_grid"]),
+            n_samples_grid=tuple(c["n_samples_grid"]),
+            ranges={f: (float(r[0]), float(r[1])) for f, r in c["ranges"].items()},
+        )
 
 
 def feature_range(

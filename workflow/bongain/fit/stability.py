@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,8 @@ import statsmodels.api as sm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import lasso_path
 
-from bongain.fit.ridge import FEATURE_COLUMNS, STRICT_CORE, _matrix, cell_table, usable_columns
+from bongain.fit.compare import STRICT_CORE
+from bongain.fit.table import FEATURE_COLUMNS, cell_table, design_matrix, usable_columns
 from bongain.io import conform
 from bongain.schemas import FIT_OLS, FIT_STABILITY, FIT_STABILITY_PATH
 
@@ -53,13 +54,9 @@ class StabilitySettings:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, fit_cfg: Mapping[str, Any] | None) -> StabilitySettings:
-        fit_cfg = fit_cfg or {}
-        sub = dict(fit_cfg.get("stability") or {})
-        if "seed" in fit_cfg and "seed" not in sub:
-            sub["seed"] = fit_cfg["seed"]
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in sub.items() if k in names})
+    def from_config(cls, fit_cfg: Mapping[str, Any]) -> StabilitySettings:
+        """From the complete ``fit`` config block: its ``stability`` sub-block and the fit ``seed``."""
+        return cls(**fit_cfg["stability"], seed=fit_cfg["seed"])
 
 
 @dataclass(frozen=True)
@@ -123,7 +120,7 @@ def stability_selection(
         raise ValueError(f"stability threshold must be in (0, 1], got {settings.threshold}")
     table = cell_table(features, gains)
     cols = list(feature_cols)
-    X = _matrix(table, cols)
+    X = design_matrix(table, cols)
     y = table["gain"].to_numpy().astype(np.float64)
     lambdas, freq, mean_sel = selection_frequencies(X, y, settings)
     admissible = mean_sel <= settings.max_selected + 1e-12
@@ -210,7 +207,7 @@ def fit_ols(
     table = cell_table(features, gains)
     cols = list(compact)
     y = table["gain"].to_numpy().astype(np.float64)
-    X = _matrix(table, cols) if cols else np.empty((table.height, 0))
+    X = design_matrix(table, cols) if cols else np.empty((table.height, 0))
     design = np.column_stack([np.ones(table.height), X])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,0 +1,1 @@
+"""Rule files model.smk and sample.smk: model preparation, prompts, sampling backends, shards."""

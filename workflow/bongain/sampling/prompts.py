@@ -33,12 +33,12 @@ def format_prompt(
     """The prompt string for one question under a method's prompt format."""
     fmt = method["prompt_format"]
     if fmt == "fewshot":
-        return fewshot_prompt(question, exemplars[: method.get("fewshot_k", 4)])
+        return fewshot_prompt(question, exemplars[: method["fewshot_k"]])
     if fmt == "chat":
         if tokenizer is None or getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("prompt_format 'chat' needs a tokenizer with a chat template")
         return tokenizer.apply_chat_template(
-            chat_messages(question, method.get("system_prompt")), tokenize=False, add_generation_prompt=True
+            chat_messages(question, method["system_prompt"]), tokenize=False, add_generation_prompt=True
         )
     raise ValueError(f"unknown prompt_format {fmt!r}")
 

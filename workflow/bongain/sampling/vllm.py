@@ -46,31 +46,6 @@ from bongain.sampling.loop import Completion, SamplingParams, sample_seed
 
 ENTROPY_MODES: tuple[str, ...] = ("topk_lower", "topk_mid", "hf_rescore")
 
-#: defaults of ``models.<slug>.vllm`` (mirrored in the config schema)
-VLLM_DEFAULTS: dict[str, Any] = {
-    "tensor_parallel_size": 1,
-    "gpu_memory_utilization": 0.85,
-    "max_model_len": None,
-    "enforce_eager": False,
-    "logprobs": 5,
-    "entropy": "topk_lower",
-    "prompts_per_call": 64,
-    "rescore_batch_size": 4,
-}
-
-
-def vllm_options(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The model's ``vllm`` options merged over :data:`VLLM_DEFAULTS`, checked."""
-    opts = {**VLLM_DEFAULTS, **(model_cfg.get("vllm") or {})}
-    if opts["entropy"] not in ENTROPY_MODES:
-        raise ValueError(f"vllm.entropy must be one of {ENTROPY_MODES}, got {opts['entropy']!r}")
-    if opts["logprobs"] < 0:
-        raise ValueError(f"vllm.logprobs must be >= 0, got {opts['logprobs']}")
-    if opts["entropy"] != "hf_rescore" and opts["logprobs"] < 1:
-        raise ValueError(f"vllm.entropy {opts['entropy']!r} needs vllm.logprobs >= 1")
-    return opts
-
-
 # --------------------------------------------------------------------------------------------- the seam
 
 
@@ -88,7 +63,7 @@ def engine_kwargs(manifest: Mapping[str, Any], opts: Mapping[str, Any], seed: in
         "enforce_eager": bool(opts["enforce_eager"]),
         "max_logprobs": max(20, int(opts["logprobs"])),
     }
-    if opts.get("max_model_len"):
+    if opts["max_model_len"]:
         kw["max_model_len"] = int(opts["max_model_len"])
     return kw
 
@@ -97,7 +72,7 @@ def make_engine(manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed:
     """Construct ``vllm.LLM`` for the model (the only call into vLLM's constructor)."""
     import vllm
 
-    return vllm.LLM(**engine_kwargs(manifest, vllm_options(model_cfg), seed))
+    return vllm.LLM(**engine_kwargs(manifest, model_cfg["vllm"], seed))
 
 
 def load_tokenizer(manifest: Mapping[str, Any]) -> Any:
@@ -293,7 +268,7 @@ def rescore_entropy(
     """
     import torch
 
-    from bongain.scoring.reward_models import batches_by_length
+    from bongain.scoring.rm_inputs import batches_by_length
 
     device = next(model.parameters()).device
     result: list[np.ndarray] = [np.zeros(0)] * len(sequences)
@@ -350,7 +325,7 @@ def sample_vllm(
     """
     if len(prompt_token_ids) != len(prompt_ids):
         raise ValueError("prompt_token_ids and prompt_ids must have the same length")
-    opts = vllm_options(model_cfg)
+    opts = model_cfg["vllm"]  # complete: the config schema fills its defaults
     own_engine = engine is None
     if engine is None:
         engine = make_engine(manifest, model_cfg, seed=params.seed)

@@ -6,21 +6,19 @@ reward model could see: the sample's own log-probabilities, entropies, length an
 (agreement with the prompt's other samples), never the label.
 
 A real reward model plugs in by implementing :class:`Verifier` (``name`` and ``score``); the ones in
-:mod:`bongain.scoring.reward_models` do. :func:`make_verifier` picks one from the ``reward_model``
-config block.
+:mod:`bongain.scoring.hf_rm` and :mod:`bongain.scoring.vllm_rm` do. :mod:`bongain.scoring.registry` picks
+one from the ``reward_model`` config block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import polars as pl
 
 SIGNALS: tuple[str, ...] = ("mean_logprob", "mean_entropy", "agreement", "n_tokens", "has_answer")
-DEFAULT_SIGNALS: tuple[str, ...] = ("mean_logprob", "mean_entropy", "agreement")
 KEYS = ["prompt_id", "sample_idx"]
 
 
@@ -103,7 +101,7 @@ class OfflineLogisticVerifier:
 def train_offline_verifier(
     samples: pl.DataFrame,
     grades: pl.DataFrame,
-    signals: tuple[str, ...] = DEFAULT_SIGNALS,
+    signals: tuple[str, ...],
     C: float = 1.0,
 ) -> OfflineLogisticVerifier:
     """Fit the logistic verifier on labelled samples (``grades.correct``).
@@ -147,66 +145,3 @@ def train_offline_verifier(
         n_train=int(y.size),
         train_positive_rate=rate,
     )
-
-
-def make_verifier(
-    cfg: Mapping[str, Any] | None,
-    *,
-    verifier_table: pl.DataFrame | None = None,
-    questions: Mapping[str, str] | None = None,
-    engine: Any | None = None,
-) -> Verifier:
-    """The verifier selected by the ``reward_model`` config block (absent: ``offline_logistic``).
-
-    ``offline_logistic`` needs the trained ``verifier_table``; every reward-model kind needs
-    ``questions`` (prompt_id -> question text); ``engine`` lets a vLLM kind reuse an existing ``LLM``.
-    """
-    kind = (cfg or {}).get("kind", "offline_logistic")
-    if kind == "offline_logistic":
-        if verifier_table is None:
-            raise ValueError("reward_model kind 'offline_logistic' needs the trained verifier table")
-        return OfflineLogisticVerifier.from_table(verifier_table)
-    if questions is None:
-        raise ValueError(f"reward_model kind {kind!r} needs the question texts (tasks table)")
-    from bongain.scoring.reward_models import make_reward_model
-
-    return make_reward_model(cfg or {}, questions, engine=engine)
-
-
-# --------------------------------------------------------------------------- Snakemake glue (score.smk)
-
-
-def is_offline(cfg: Mapping[str, Any] | None) -> bool:
-    """Whether the configured verifier is the per-cell trained offline logistic one."""
-    return (cfg or {}).get("kind", "offline_logistic") == "offline_logistic"
-
-
-def score_inputs(cfg: Mapping[str, Any] | None, results: str) -> Callable[[Any], dict[str, str]]:
-    """Input function of the ``score`` rule: samples and grades, plus the trained verifier
-    (offline_logistic) or the split's tasks table (reward models need the question texts)."""
-    offline = is_offline(cfg)
-
-    def inputs(wildcards: Any) -> dict[str, str]:
-        cell = f"{results}/cells/{wildcards.model}/{wildcards.method}/{wildcards.task}"
-        files = {
-            "samples": f"{cell}/{wildcards.split}/samples.parquet",
-            "grades": f"{cell}/{wildcards.split}/grades.parquet",
-        }
-        if offline:
-            files["verifier"] = f"{cell}/verifier.parquet"
-        else:
-            files["tasks"] = f"{results}/tasks/{wildcards.task}/{wildcards.split}.parquet"
-        return files
-
-    return inputs
-
-
-def score_gpus(cfg: Mapping[str, Any] | None) -> int:
-    """GPUs a score job asks for: vLLM kinds their tensor-parallel size, HF kinds one unless on CPU."""
-    c = cfg or {}
-    kind = c.get("kind", "offline_logistic")
-    if kind.startswith("vllm_"):
-        return int(c.get("tensor_parallel_size", 1))
-    if kind.startswith("hf_") and c.get("device", "auto") != "cpu":
-        return 1
-    return 0

@@ -1,0 +1,105 @@
+"""Sampling backends behind one interface, chosen by ``models.<slug>.backend`` (``docs/backends.md``).
+
+* ``transformers`` (default, CPU or any torch device): :func:`bongain.sampling.loop.sample_prompts`;
+* ``vllm`` (GPU): :func:`bongain.sampling.vllm.sample_vllm`. Only the tokenizer loads up front (it formats
+  the prompts); the engine starts on the first batch and serves every later batch of the job.
+
+Both return :class:`~bongain.sampling.loop.Completion` objects that become the same samples table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from bongain.sampling.loop import Completion, SamplingParams
+
+
+class Backend(Protocol):
+    """A loaded model that samples completions for a batch of prompts."""
+
+    tokenizer: Any
+
+    def sample(
+        self,
+        prompts: Sequence[str],
+        prompt_token_ids: Sequence[Sequence[int]],
+        prompt_ids: Sequence[str],
+        params: SamplingParams,
+        *,
+        batch_prompts: int,
+    ) -> list[Completion]: ...
+
+
+class TransformersBackend:
+    """HF transformers model sampled by bongain's own loop (shared prompt prefill, exact entropy)."""
+
+    def __init__(self, manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> None:
+        from bongain.sampling.models import load_causal_lm
+
+        self.model, self.tokenizer = load_causal_lm(dict(manifest))
+
+    def sample(
+        self,
+        prompts: Sequence[str],
+        prompt_token_ids: Sequence[Sequence[int]],
+        prompt_ids: Sequence[str],
+        params: SamplingParams,
+        *,
+        batch_prompts: int,
+    ) -> list[Completion]:
+        from bongain.sampling.loop import sample_prompts
+
+        return sample_prompts(
+            self.model,
+            self.tokenizer,
+            prompts,
+            prompt_token_ids,
+            prompt_ids,
+            params,
+            batch_prompts=batch_prompts,
+        )
+
+
+class VllmBackend:
+    """vLLM engine, started on the first batch and reused for the job's later batches."""
+
+    def __init__(self, manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> None:
+        from bongain.sampling.vllm import load_tokenizer
+
+        self.manifest, self.model_cfg, self.seed = manifest, model_cfg, seed
+        self.tokenizer = load_tokenizer(manifest)
+        self.engine: Any | None = None
+
+    def sample(
+        self,
+        prompts: Sequence[str],
+        prompt_token_ids: Sequence[Sequence[int]],
+        prompt_ids: Sequence[str],
+        params: SamplingParams,
+        *,
+        batch_prompts: int,
+    ) -> list[Completion]:
+        from bongain.sampling.vllm import make_engine, sample_vllm
+
+        if self.engine is None:
+            self.engine = make_engine(self.manifest, self.model_cfg, seed=self.seed)
+        return sample_vllm(
+            self.manifest, self.model_cfg, prompt_token_ids, prompt_ids, params, engine=self.engine
+        )
+
+
+BACKENDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], int], Backend]] = {
+    "transformers": TransformersBackend,
+    "vllm": VllmBackend,
+}
+
+
+def load_backend(manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> Backend:
+    """The backend that ``model_cfg["backend"]`` names, loaded for the prepared model ``manifest``."""
+    name = model_cfg["backend"]
+    if name not in BACKENDS:
+        raise ValueError(
+            f"config key 'models.*.backend': unknown backend {name!r}; known: {sorted(BACKENDS)}"
+        )
+    return BACKENDS[name](manifest, model_cfg, seed)

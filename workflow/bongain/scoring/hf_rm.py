@@ -1,0 +1,247 @@
+"""HF transformers reward models behind the :class:`bongain.scoring.offline.Verifier` protocol.
+
+* ``hf_sequence_classification``: an HF ``AutoModelForSequenceClassification`` outcome RM (Skywork-Reward-V2
+  style). The reward is the raw logit ``logits[:, 0]`` of the conversation
+  [user: question, assistant: completion].
+* ``hf_prm``: an HF process RM (Qwen2.5-Math-PRM style, or any ``*ForTokenClassification`` model with two
+  labels): steps joined by the step tag, step score = softmax(logits)[..., 1] at the tag positions,
+  aggregated per sample by :func:`bongain.scoring.rm_inputs.aggregate_steps` (min | last | prod).
+
+Batches are sorted by length (less padding); scores come back in row order. Inputs are built by
+:mod:`bongain.scoring.rm_inputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bongain.scoring.rm_inputs import (
+    PRM_SYSTEM_PROMPT,
+    aggregate_steps,
+    batches_by_length,
+    check_pad_id,
+    encode_conversations,
+    prm_sequences,
+    questions_for,
+    resolve_pad_id,
+    rm_conversation,
+    step_tag_id,
+)
+
+
+def _pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        sl = slice(width - len(s), width) if side == "left" else slice(0, len(s))
+        ids[r, sl] = torch.tensor(list(s), dtype=torch.long)
+        mask[r, sl] = 1
+    return ids, mask
+
+
+# ----------------------------------------------------------------------------------------- HF forwards
+
+
+def score_sequences(
+    model: Any,
+    sequences: Sequence[Sequence[int]],
+    *,
+    pad_id: int | None,
+    batch_size: int = 8,
+    padding_side: str = "right",
+) -> np.ndarray:
+    """Raw logit ``logits[:, 0]`` of a sequence-classification RM for each token sequence (input order).
+
+    Batches are formed by length; left padding gets explicit position ids so each row sees the positions
+    it would see alone. ``model.config.pad_token_id`` must equal ``pad_id`` (HF pools at the rightmost
+    token that is not the pad).
+    """
+    import torch
+
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be left or right, got {padding_side!r}")
+    check_pad_id(pad_id, sequences)
+    device = next(model.parameters()).device
+    out = np.empty(len(sequences), dtype=np.float64)
+    for batch in batches_by_length([len(s) for s in sequences], batch_size):
+        ids, mask = _pad_batch(
+            [sequences[i] for i in batch], pad_id if pad_id is not None else 0, padding_side
+        )
+        kw: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        if padding_side == "left":
+            kw["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+        with torch.inference_mode():
+            logits = model(**kw).logits[:, 0].float().cpu().numpy()
+        out[batch] = logits
+    return out
+
+
+def prm_step_scores(
+    model: Any,
+    sequences: Sequence[Sequence[int]],
+    tag_id: int,
+    *,
+    pad_id: int = 0,
+    batch_size: int = 8,
+) -> list[list[float]]:
+    """Per-step P(correct) = softmax(logits)[..., 1] at the step-tag positions (right padding)."""
+    import torch
+
+    device = next(model.parameters()).device
+    out: list[list[float]] = [[] for _ in sequences]
+    for batch in batches_by_length([len(s) for s in sequences], batch_size):
+        ids, mask = _pad_batch([sequences[i] for i in batch], pad_id, "right")
+        with torch.inference_mode():
+            res = model(input_ids=ids.to(device), attention_mask=mask.to(device))
+            logits = res.logits if hasattr(res, "logits") else res[0]
+            probs = torch.softmax(logits.float(), dim=-1)[..., 1].cpu()
+        for r, i in enumerate(batch):
+            n = len(sequences[i])
+            at = ids[r, :n] == tag_id
+            out[i] = probs[r, :n][at].tolist()
+    return out
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load_kwargs(opts: Mapping[str, Any]) -> dict[str, Any]:
+    import torch
+
+    kw: dict[str, Any] = {
+        "revision": opts["revision"],
+        "dtype": getattr(torch, opts["dtype"]),
+        "trust_remote_code": bool(opts["trust_remote_code"]),  # only when the config says so
+    }
+    if opts["attn_implementation"]:
+        kw["attn_implementation"] = opts["attn_implementation"]
+    return kw
+
+
+# ------------------------------------------------------------------------------------------- verifiers
+
+
+@dataclass
+class HFSequenceClassifierRM:
+    """Outcome RM run with HF transformers; reward = raw logit of the [question, completion] chat."""
+
+    model: Any
+    tokenizer: Any
+    questions: Mapping[str, str]
+    batch_size: int = 8
+    pad_token: str | None = None
+    system_prompt: str | None = None
+    padding_side: str = "right"
+    name: str = "hf_sequence_classification"
+
+    @classmethod
+    def load(cls, cfg: Mapping[str, Any], questions: Mapping[str, str]) -> HFSequenceClassifierRM:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        opts = cfg
+        kw = _load_kwargs(opts)
+        tok = AutoTokenizer.from_pretrained(
+            opts["model"], revision=opts["revision"], trust_remote_code=kw["trust_remote_code"]
+        )
+        model = AutoModelForSequenceClassification.from_pretrained(opts["model"], **kw)
+        model.to(_device(opts["device"])).eval()
+        return cls(
+            model=model,
+            tokenizer=tok,
+            questions=questions,
+            batch_size=int(opts["batch_size"]),
+            pad_token=opts["pad_token"],
+            system_prompt=opts["system_prompt"],
+            name=f"hf_sequence_classification:{opts['model']}",
+        )
+
+    def encode(self, samples: pl.DataFrame) -> list[list[int]]:
+        convs = [
+            rm_conversation(q, c, self.system_prompt)
+            for q, c in zip(questions_for(samples, self.questions), samples["completion"], strict=True)
+        ]
+        return encode_conversations(self.tokenizer, convs)
+
+    def score(self, samples: pl.DataFrame, grades: pl.DataFrame) -> np.ndarray:
+        seqs = self.encode(samples)
+        pad_id = resolve_pad_id(self.tokenizer, self.model.config, self.pad_token)
+        if pad_id is not None:
+            self.model.config.get_text_config().pad_token_id = pad_id
+        return score_sequences(
+            self.model, seqs, pad_id=pad_id, batch_size=self.batch_size, padding_side=self.padding_side
+        )
+
+
+@dataclass
+class HFProcessRM:
+    """Process RM run with HF transformers; reward = aggregated per-step P(correct)."""
+
+    model: Any
+    tokenizer: Any
+    questions: Mapping[str, str]
+    aggregation: str = "last"
+    batch_size: int = 8
+    system_prompt: str | None = PRM_SYSTEM_PROMPT
+    step_tag: str = "<extra_0>"
+    step_separator: str = "\n\n"
+    name: str = "hf_prm"
+
+    @classmethod
+    def load(cls, cfg: Mapping[str, Any], questions: Mapping[str, str]) -> HFProcessRM:
+        from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer
+
+        opts = cfg
+        kw = _load_kwargs(opts)
+        tok = AutoTokenizer.from_pretrained(
+            opts["model"], revision=opts["revision"], trust_remote_code=kw["trust_remote_code"]
+        )
+        config = AutoConfig.from_pretrained(
+            opts["model"], revision=opts["revision"], trust_remote_code=kw["trust_remote_code"]
+        )
+        archs = getattr(config, "architectures", None) or []
+        # in-library token classifiers load by class; Qwen2.5-Math-PRM ships remote code for AutoModel
+        auto = (
+            AutoModelForTokenClassification
+            if any(a.endswith("ForTokenClassification") for a in archs)
+            else AutoModel
+        )
+        model = auto.from_pretrained(opts["model"], **kw)
+        model.to(_device(opts["device"])).eval()
+        return cls(
+            model=model,
+            tokenizer=tok,
+            questions=questions,
+            aggregation=opts["aggregation"],
+            batch_size=int(opts["batch_size"]),
+            system_prompt=opts["prm_system_prompt"],
+            step_tag=opts["step_tag"],
+            step_separator=opts["step_separator"],
+            name=f"hf_prm:{opts['model']}:{opts['aggregation']}",
+        )
+
+    def step_scores(self, samples: pl.DataFrame) -> list[list[float]]:
+        seqs = prm_sequences(self, samples)
+        pad = resolve_pad_id(self.tokenizer, self.model.config)
+        return prm_step_scores(
+            self.model,
+            seqs,
+            step_tag_id(self.tokenizer, self.step_tag),
+            pad_id=pad if pad is not None else 0,
+            batch_size=self.batch_size,
+        )
+
+    def score(self, samples: pl.DataFrame, grades: pl.DataFrame) -> np.ndarray:
+        return np.array([aggregate_steps(s, self.aggregation) for s in self.step_scores(samples)])

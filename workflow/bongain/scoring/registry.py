@@ -1,0 +1,153 @@
+"""Which scorer gives each sample its reward: one registry over every ``reward_model.kind``.
+
+The config's single ``reward_model`` block names the scorer (``docs/backends.md``):
+
+* ``offline_logistic`` (the default) is trained per cell by rule ``train_verifier`` on the labelled
+  ``verifier_train`` split (:mod:`bongain.scoring.offline`); the score job reads the trained table;
+* ``hf_sequence_classification`` and ``hf_prm`` run a pretrained reward model with HF transformers
+  (:mod:`bongain.scoring.hf_rm`); ``vllm_classify`` and ``vllm_prm`` serve it with vLLM
+  (:mod:`bongain.scoring.vllm_rm`); these read the split's tasks table for the question texts.
+
+Each kind says what its score job needs, how many GPUs it asks for and how it is built; the rule file
+``score.smk`` and the script ``score.py`` only look things up here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from bongain.scoring.offline import OfflineLogisticVerifier, Verifier
+
+
+@dataclass(frozen=True)
+class ScorerKind:
+    """A ``reward_model.kind``: what its score job reads, its GPUs, and how to build it."""
+
+    trained: bool  # True: the cell's trained verifier table; False: the split's question texts
+    gpus: Callable[[Mapping[str, Any]], int]
+    build: Callable[..., Verifier]
+
+
+def _offline(cfg: Mapping[str, Any], *, verifier_table: pl.DataFrame | None, **_: Any) -> Verifier:
+    if verifier_table is None:
+        raise ValueError("reward_model kind 'offline_logistic' needs the trained verifier table")
+    return OfflineLogisticVerifier.from_table(verifier_table)
+
+
+def _hf(class_name: str) -> Callable[..., Verifier]:
+    def build(cfg: Mapping[str, Any], *, questions: Mapping[str, str], **_: Any) -> Verifier:
+        from bongain.scoring import hf_rm
+
+        return getattr(hf_rm, class_name).load(cfg, questions)
+
+    return build
+
+
+def _vllm(class_name: str) -> Callable[..., Verifier]:
+    def build(
+        cfg: Mapping[str, Any], *, questions: Mapping[str, str], engine: Any | None = None, **_: Any
+    ) -> Verifier:
+        from bongain.scoring import vllm_rm
+
+        llm = engine if engine is not None else vllm_rm.make_pooling_engine(cfg)
+        return getattr(vllm_rm, class_name).from_config(cfg, questions, llm)
+
+    return build
+
+
+def _hf_gpus(cfg: Mapping[str, Any]) -> int:
+    return 0 if cfg["device"] == "cpu" else 1
+
+
+def _vllm_gpus(cfg: Mapping[str, Any]) -> int:
+    return int(cfg["tensor_parallel_size"])
+
+
+SCORERS: dict[str, ScorerKind] = {
+    "offline_logistic": ScorerKind(trained=True, gpus=lambda cfg: 0, build=_offline),
+    "hf_sequence_classification": ScorerKind(False, _hf_gpus, _hf("HFSequenceClassifierRM")),
+    "hf_prm": ScorerKind(False, _hf_gpus, _hf("HFProcessRM")),
+    "vllm_classify": ScorerKind(False, _vllm_gpus, _vllm("VllmClassifyRM")),
+    "vllm_prm": ScorerKind(False, _vllm_gpus, _vllm("VllmProcessRM")),
+}
+
+
+def scorer_kind(cfg: Mapping[str, Any]) -> ScorerKind:
+    """The registry entry of a (complete) ``reward_model`` block; an unknown kind names the key."""
+    kind = cfg["kind"]
+    if kind not in SCORERS:
+        raise ValueError(f"config key 'reward_model.kind': unknown kind {kind!r}; known: {sorted(SCORERS)}")
+    if not SCORERS[kind].trained and not cfg["model"]:
+        raise ValueError(f"config key 'reward_model.model': required for kind {kind!r}")
+    return SCORERS[kind]
+
+
+def make_scorer(
+    cfg: Mapping[str, Any],
+    *,
+    verifier_table: pl.DataFrame | None = None,
+    questions: Mapping[str, str] | None = None,
+    engine: Any | None = None,
+) -> Verifier:
+    """The scorer named by a complete ``reward_model`` block.
+
+    ``offline_logistic`` needs the trained ``verifier_table``; every pretrained kind needs ``questions``
+    (prompt_id -> question text); ``engine`` lets a vLLM kind reuse an existing ``LLM``.
+    """
+    entry = scorer_kind(cfg)
+    if not entry.trained and questions is None:
+        raise ValueError(f"reward_model kind {cfg['kind']!r} needs the question texts (tasks table)")
+    return entry.build(cfg, verifier_table=verifier_table, questions=questions, engine=engine)
+
+
+def is_trained(cfg: Mapping[str, Any]) -> bool:
+    """Whether the scorer is trained per cell (rule ``train_verifier`` on the ``verifier_train`` split)."""
+    return scorer_kind(cfg).trained
+
+
+def score_gpus(cfg: Mapping[str, Any]) -> int:
+    """GPUs a score job asks for: vLLM kinds their tensor-parallel size, HF kinds one unless on CPU."""
+    return scorer_kind(cfg).gpus(cfg)
+
+
+def score_inputs(cfg: Mapping[str, Any], results: str) -> Callable[[Any], dict[str, str]]:
+    """Input function of the ``score`` rule: samples and grades, plus the trained verifier table or the
+    split's tasks table (pretrained reward models need the question texts)."""
+    trained = is_trained(cfg)
+
+    def inputs(wildcards: Any) -> dict[str, str]:
+        cell = f"{results}/cells/{wildcards.model}/{wildcards.method}/{wildcards.task}"
+        files = {
+            "samples": f"{cell}/{wildcards.split}/samples.parquet",
+            "grades": f"{cell}/{wildcards.split}/grades.parquet",
+        }
+        if trained:
+            files["verifier"] = f"{cell}/verifier.parquet"
+        else:
+            files["tasks"] = f"{results}/tasks/{wildcards.task}/{wildcards.split}.parquet"
+        return files
+
+    return inputs
+
+
+def score_split(
+    cfg: Mapping[str, Any],
+    samples: pl.DataFrame,
+    grades: pl.DataFrame,
+    *,
+    verifier_table: pl.DataFrame | None = None,
+    tasks: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The scores table of one split: a reward per sample from the configured scorer (row order kept)."""
+    questions = None
+    if tasks is not None:
+        questions = dict(zip(tasks["prompt_id"].to_list(), tasks["question"].to_list(), strict=True))
+    scorer = make_scorer(cfg, verifier_table=verifier_table, questions=questions)
+    rewards = scorer.score(samples, grades)
+    return samples.select("model", "method", "task", "split", "prompt_id", "sample_idx").with_columns(
+        reward=pl.Series(rewards, dtype=pl.Float64), verifier=pl.lit(scorer.name)
+    )
