@@ -196,9 +196,21 @@ GAINS = TableSchema(
             "reward-weighted majority vote over k-subsets (class score = sum of softmax-of-reward weights)",
         ),
         "wmaj_at_k_se": (pl.Float64, "Monte-Carlo standard error of wmaj_at_k (0 where computed exactly)"),
+        "bom_at_k": (
+            pl.Float64,
+            "Best-of-Majority over k-subsets: reward argmax among samples whose answer has at least "
+            "statistics.bom_threshold * k votes (best-of-k when none has); docs/features.md",
+        ),
+        "bom_at_k_se": (pl.Float64, "Monte-Carlo standard error of bom_at_k (0 where computed exactly)"),
+        "mob_at_k": (
+            pl.Float64,
+            "Majority-of-the-Bests over k-subsets: the modal answer of the exact best-of-m winner "
+            "distribution, m = round(statistics.mob_subsample_fraction * k); docs/features.md",
+        ),
+        "mob_at_k_se": (pl.Float64, "Monte-Carlo standard error of mob_at_k (0 where computed exactly)"),
         **{
             f"{stat}_{end}": (pl.Float64, f"{side} end of the bootstrap CI over prompts of {stat}")
-            for stat in ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "gain")
+            for stat in ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k", "gain")
             for end, side in (("lo", "lower"), ("hi", "upper"))
         },
         "n_boot": (pl.Int64, "resamples of the prompts behind the *_lo / *_hi percentile intervals"),

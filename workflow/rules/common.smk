@@ -27,7 +27,7 @@ VERSION = {
     "verifier": 1,
     "score": 1,
     "features": 2,
-    "gains": 2,
+    "gains": 3,
     "fit": 2,
     "stability": 1,
     "concentration": 1,
