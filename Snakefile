@@ -16,6 +16,7 @@ include: "workflow/rules/grade.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/gains.smk"
+include: "workflow/rules/scaling.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/report.smk"
 

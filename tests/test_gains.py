@@ -192,3 +192,24 @@ def test_single_prompt_ci_collapses() -> None:
     for c in ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "gain"):
         np.testing.assert_allclose(out[f"{c}_lo"], out[c], atol=TOL)
         np.testing.assert_allclose(out[f"{c}_hi"], out[c], atol=TOL)
+
+
+def test_every_strategy_equals_pass_at_1_at_k_1_and_the_new_strategies_match_their_kernels() -> None:
+    from bongain.cellstats.selection import bom_selector, mob_selector, selection_prompt_values
+
+    grades, scores = random_tables(11)
+    out = compute_gains(grades, scores, seed=3, bom_threshold=0.5, mob_subsample_fraction=0.5)
+    first = out.row(0, named=True)
+    for col in ("bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k"):
+        assert first[col] == pytest.approx(first["pass_at_k"], abs=TOL), col
+    # the columns are the prompt means of the selection kernels (exact here: N = 8, 6 prompts)
+    rewards = scores["reward"].to_numpy().reshape(6, 8)
+    answers = grades["answer"].to_list()
+    codes, cc = votes.encode_answer_matrix(
+        [answers[i : i + 8] for i in range(0, 48, 8)], grades["correct"].to_numpy().reshape(6, 8)
+    )
+    for col, select in (("bom_at_k", bom_selector(0.5)), ("mob_at_k", mob_selector(0.5))):
+        vals, var = selection_prompt_values(select, rewards, codes, cc, range(1, 9), np.random.default_rng(0))
+        np.testing.assert_allclose(out[col], vals.mean(axis=0), atol=TOL)
+        assert not var.any() and (out[f"{col}_se"] == 0).all()
+        assert (out[f"{col}_lo"] <= out[col] + TOL).all() and (out[col] <= out[f"{col}_hi"] + TOL).all()

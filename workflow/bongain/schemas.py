@@ -196,13 +196,54 @@ GAINS = TableSchema(
             "reward-weighted majority vote over k-subsets (class score = sum of softmax-of-reward weights)",
         ),
         "wmaj_at_k_se": (pl.Float64, "Monte-Carlo standard error of wmaj_at_k (0 where computed exactly)"),
+        "bom_at_k": (
+            pl.Float64,
+            "Best-of-Majority over k-subsets: reward argmax among samples whose answer has at least "
+            "statistics.bom_threshold * k votes (best-of-k when none has); docs/features.md",
+        ),
+        "bom_at_k_se": (pl.Float64, "Monte-Carlo standard error of bom_at_k (0 where computed exactly)"),
+        "mob_at_k": (
+            pl.Float64,
+            "Majority-of-the-Bests over k-subsets: the modal answer of the exact best-of-m winner "
+            "distribution, m = round(statistics.mob_subsample_fraction * k); docs/features.md",
+        ),
+        "mob_at_k_se": (pl.Float64, "Monte-Carlo standard error of mob_at_k (0 where computed exactly)"),
         **{
             f"{stat}_{end}": (pl.Float64, f"{side} end of the bootstrap CI over prompts of {stat}")
-            for stat in ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "gain")
+            for stat in ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k", "gain")
             for end, side in (("lo", "lower"), ("hi", "upper"))
         },
         "n_boot": (pl.Int64, "resamples of the prompts behind the *_lo / *_hi percentile intervals"),
         "ci_level": (pl.Float64, "coverage level of the *_lo / *_hi intervals (e.g. 0.95)"),
+    },
+)
+
+SCALING = TableSchema(
+    name="scaling",
+    path="results/cells/{model}/{method}/{task}/scaling.parquet",
+    description="Coverage scaling of the cell on the test split (docs/features.md): pass@k fitted by a "
+    "power law exp(a k^b) and by a beta-binomial over prompts, for k = 1..N and extrapolated k > N. One "
+    "row per (fit, k).",
+    columns={
+        **CELL_COLUMNS,
+        "fit": (pl.String, "power_law | beta_binomial"),
+        "param_1": (pl.Float64, "power_law: a; beta_binomial: alpha (NaN when the fit is undefined)"),
+        "param_2": (pl.Float64, "power_law: b; beta_binomial: beta (NaN when the fit is undefined)"),
+        "k": (pl.Int64, "samples per prompt"),
+        "observed": (pl.Float64, "unbiased pass@k of the N test samples (null for k > N)"),
+        "predicted": (pl.Float64, "coverage at k of the fit on all N samples"),
+        "predicted_lo": (pl.Float64, "lower end of the bootstrap interval (over prompts) of predicted"),
+        "predicted_hi": (pl.Float64, "upper end of the bootstrap interval (over prompts) of predicted"),
+        "heldout_predicted": (
+            pl.Float64,
+            "coverage at k of the same fit on the first N // 2 samples of every prompt only",
+        ),
+        "heldout_rmse": (
+            pl.Float64,
+            "RMSE of heldout_predicted against observed at k = N // 2 + 1 .. N (same in every row of a fit)",
+        ),
+        "n_boot": (pl.Int64, "bootstrap resamples of the prompts"),
+        "ci_level": (pl.Float64, "level of the predicted_lo / predicted_hi interval"),
     },
 )
 
@@ -487,6 +528,7 @@ ALL: dict[str, TableSchema] = {
         SCORES,
         FEATURES,
         GAINS,
+        SCALING,
         FIT_PREDICTIONS,
         FIT_METRICS,
         FIT_COEFFICIENTS,

@@ -27,11 +27,12 @@ VERSION = {
     "verifier": 1,
     "score": 1,
     "features": 2,
-    "gains": 2,
+    "gains": 3,
+    "scaling": 1,
     "fit": 2,
     "stability": 1,
     "concentration": 1,
-    "report": 5,
+    "report": 6,
 }
 
 

@@ -18,6 +18,8 @@ rule gains:
         seed=config["sampling"]["seed"],
         weight=STATISTICS["weight"],
         temperature=STATISTICS["temperature"],
+        bom_threshold=STATISTICS["bom_threshold"],
+        mob_subsample_fraction=STATISTICS["mob_subsample_fraction"],
         n_boot=STATISTICS["n_boot"],
         ci_level=STATISTICS["ci_level"],
         version=VERSION["gains"],

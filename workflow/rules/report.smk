@@ -2,6 +2,7 @@ rule report:
     input:
         features=cell_files("features.parquet"),
         gains=cell_files("gains.parquet"),
+        scaling=cell_files("scaling.parquet"),
         grades=grade_files(),
         predictions=f"{RESULTS}/fit/predictions.parquet",
         metrics=f"{RESULTS}/fit/metrics.parquet",

@@ -16,6 +16,8 @@ df = compute_gains(
     seed=p.seed,
     weight=p.weight,
     temperature=p.temperature,
+    bom_threshold=p.bom_threshold,
+    mob_subsample_fraction=p.mob_subsample_fraction,
     n_boot=p.n_boot,
     ci_level=p.ci_level,
 ).with_columns(model=pl.lit(w.model), method=pl.lit(w.method), task=pl.lit(w.task))

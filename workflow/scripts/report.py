@@ -22,5 +22,6 @@ path = render_report(
     config_summary=sm.params.summary,
     stats=stats,
     grades=pl.concat([read_parquet(p, "grades") for p in sm.input.grades]),
+    scaling=pl.concat([read_parquet(p, "scaling") for p in sm.input.scaling]),
 )
 log.info("report written to %s", path)

@@ -8,6 +8,13 @@ import polars as pl
 from bongain.cellstats.bootstrap import DEFAULT_CI_LEVEL, DEFAULT_N_BOOT, bootstrap_ci
 from bongain.cellstats.features import answer_codes, join_per_sample, prompt_matrix
 from bongain.cellstats.passk import bon_prompt_values, pass_prompt_values
+from bongain.cellstats.selection import (
+    DEFAULT_BOM_THRESHOLD,
+    DEFAULT_MOB_FRACTION,
+    bom_selector,
+    mob_selector,
+    selection_prompt_values,
+)
 from bongain.cellstats.votes import (
     DEFAULT_MAX_EXACT_SUBSETS,
     DEFAULT_N_MC,
@@ -17,7 +24,7 @@ from bongain.cellstats.votes import (
 )
 
 #: the curves that get a bootstrap interval, in column order
-CURVES = ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k")
+CURVES = ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k")
 GAINS_COLUMNS = (
     "n_prompts",
     "n_samples",
@@ -29,6 +36,10 @@ GAINS_COLUMNS = (
     "gain",
     "wmaj_at_k",
     "wmaj_at_k_se",
+    "bom_at_k",
+    "bom_at_k_se",
+    "mob_at_k",
+    "mob_at_k_se",
     *(f"{c}_{end}" for c in CURVES for end in ("lo", "hi")),
     "gain_lo",
     "gain_hi",
@@ -46,11 +57,14 @@ def compute_gains(
     n_mc: int | None = DEFAULT_N_MC,
     weight: str = DEFAULT_WEIGHT,
     temperature: float = 1.0,
+    bom_threshold: float = DEFAULT_BOM_THRESHOLD,
+    mob_subsample_fraction: float = DEFAULT_MOB_FRACTION,
     n_boot: int = DEFAULT_N_BOOT,
     ci_level: float = DEFAULT_CI_LEVEL,
 ) -> pl.DataFrame:
-    """One row per k = 1..N: pass@k, best-of-k under the reward, maj@k and reward-weighted maj@k with
-    their Monte-Carlo SEs, ``gain = bon_at_k(N) - pass_at_k(1)`` (the same in every row), and percentile
+    """One row per k = 1..N: pass@k, best-of-k under the reward, maj@k, reward-weighted maj@k,
+    Best-of-Majority and Majority-of-the-Bests (:mod:`bongain.cellstats.selection`) with their Monte-Carlo
+    SEs, ``gain = bon_at_k(N) - pass_at_k(1)`` (the same in every row), and percentile
     bootstrap intervals (over prompts) of all five. The caller adds model/method/task.
 
     Every statistic is a mean over prompts of a per-prompt value, so one resample of the prompts is one
@@ -61,15 +75,17 @@ def compute_gains(
 
     Grades and scores are joined on (prompt_id, sample_idx); a sample lacking either, or prompts with
     different N, raise ``ValueError`` naming the prompt_id. Prompts are processed in sorted prompt_id
-    order; the maj and wmaj Monte-Carlo draws and the bootstrap draws come from three independent streams
-    spawned from ``np.random.SeedSequence(seed)``, so the result depends only on the table contents and
+    order; the maj, wmaj, BoM and MoB Monte-Carlo draws and the bootstrap draws come from independent
+    streams spawned from ``np.random.SeedSequence(seed)`` (the first three as before, so adding strategies
+    left the existing columns unchanged), so the result depends only on the table contents and
     the arguments.
     """
     df, n = join_per_sample(grades, scores, ("grades", "scores"), (("answer", "correct"), ("reward",)))
     correct = prompt_matrix(df, "correct", n).astype(bool)
     rewards = prompt_matrix(df, "reward", n).astype(np.float64)
     codes, class_correct = answer_codes(df, n)
-    maj_rng, wmaj_rng, boot_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    streams = np.random.SeedSequence(seed).spawn(5)
+    maj_rng, wmaj_rng, boot_rng, bom_rng, mob_rng = (np.random.default_rng(s) for s in streams)
     ks = range(1, n + 1)
     policy = {"max_exact_subsets": max_exact_subsets, "n_mc": n_mc}
     per_prompt = {
@@ -79,6 +95,12 @@ def compute_gains(
     per_prompt["maj_at_k"], maj_var = vote_prompt_values(codes, class_correct, ks, maj_rng, **policy)
     per_prompt["wmaj_at_k"], wmaj_var = vote_prompt_values(
         codes, class_correct, ks, wmaj_rng, weights=vote_weights(rewards, weight, temperature), **policy
+    )
+    per_prompt["bom_at_k"], bom_var = selection_prompt_values(
+        bom_selector(bom_threshold), rewards, codes, class_correct, ks, bom_rng, **policy
+    )
+    per_prompt["mob_at_k"], mob_var = selection_prompt_values(
+        mob_selector(mob_subsample_fraction), rewards, codes, class_correct, ks, mob_rng, **policy
     )
     gain = per_prompt["bon_at_k"][:, -1] - per_prompt["pass_at_k"][:, 0]
     p = correct.shape[0]
@@ -97,6 +119,10 @@ def compute_gains(
         "gain": np.full(n, curve["bon_at_k"][-1] - curve["pass_at_k"][0]),
         "wmaj_at_k": curve["wmaj_at_k"],
         "wmaj_at_k_se": np.sqrt(wmaj_var.sum(axis=0)) / p,
+        "bom_at_k": curve["bom_at_k"],
+        "bom_at_k_se": np.sqrt(bom_var.sum(axis=0)) / p,
+        "mob_at_k": curve["mob_at_k"],
+        "mob_at_k_se": np.sqrt(mob_var.sum(axis=0)) / p,
     }
     for i, c in enumerate(CURVES):
         out[f"{c}_lo"], out[f"{c}_hi"] = lo[i * n : (i + 1) * n], hi[i * n : (i + 1) * n]

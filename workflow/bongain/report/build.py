@@ -39,6 +39,7 @@ from bongain.report.figures import (
     plot_stability,
 )
 from bongain.report.format import CELL_KEYS, MISSING, escape, fmt
+from bongain.report.strategies import scaling_section, strategies_section
 from bongain.schemas import GAINS
 
 #: Tables of the statistics stages that render_report accepts in ``stats`` (by schema name).
@@ -135,10 +136,12 @@ def render_report(
     config_summary: Mapping[str, object],
     stats: Mapping[str, pl.DataFrame] | None = None,
     grades: pl.DataFrame | None = None,
+    scaling: pl.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/report.md`` and its figures; return the path of the Markdown file.
 
-    ``grades`` (all cells' GRADES rows, any splits) adds the grading-status section when given.
+    ``grades`` (all cells' GRADES rows, any splits) adds the grading-status section when given, and
+    ``scaling`` (all cells' SCALING rows) the coverage-scaling section.
 
     ``stats`` maps schema names of the statistics stages (:data:`STATS_TABLES`) to their tables; each
     section (and figure) is rendered when its tables are present.
@@ -162,6 +165,8 @@ def render_report(
         "",
         f"Figure source: one `{GAINS.path}` per cell.",
         "",
+        *(strategies_section(gains) if "bom_at_k" in gains.columns else []),
+        *(scaling_section(scaling) if scaling is not None else []),
         *features_section(features),
         *(grading_section(grades) if grades is not None else []),
         *metrics_section(metrics),

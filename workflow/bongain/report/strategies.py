@@ -1,0 +1,98 @@
+"""Report sections on how to spend N samples: selection strategies compared per cell, coverage scaling."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from bongain.report.format import CELL_KEYS, cell_label, fmt, fmt_ci, markdown_table
+from bongain.schemas import GAINS, SCALING
+
+#: strategy -> its column in the gains table and its label
+STRATEGIES: dict[str, str] = {
+    "bon_at_k": "best-of-N",
+    "maj_at_k": "majority",
+    "wmaj_at_k": "weighted maj.",
+    "bom_at_k": "Best-of-Majority",
+    "mob_at_k": "Majority-of-Bests",
+}
+
+
+def strategy_summary(gains: pl.DataFrame) -> pl.DataFrame:
+    """Per cell: gain at k = N of every strategy present (``<strategy>@N - pass@1``) with its CI ends
+    shifted by pass@1 (the CI is of the accuracy; pass@1 is shared), and the best strategy."""
+    present = [c for c in STRATEGIES if c in gains.columns]
+    last = gains.sort([*CELL_KEYS, "k"]).group_by(CELL_KEYS, maintain_order=True)
+    first = last.agg(pl.col("pass_at_k").first().alias("pass_at_1"))
+    tail = last.agg(
+        pl.col("n_samples").last().alias("N"),
+        *[pl.col(f"{c}{end}").last() for c in present for end in ("", "_lo", "_hi")],
+    )
+    df = first.join(tail, on=CELL_KEYS).sort(CELL_KEYS)
+    best = pl.concat_list([pl.col(c) for c in present]).list.arg_max()
+    return df.with_columns(best=best.map_elements(lambda i: present[i], return_dtype=pl.String))
+
+
+def strategies_section(gains: pl.DataFrame) -> list[str]:
+    summary = strategy_summary(gains)
+    present = [c for c in STRATEGIES if c in summary.columns]
+    rows = []
+    for r in summary.iter_rows(named=True):
+        p1 = r["pass_at_1"]
+        cells = [fmt_ci(r[c] - p1, r[f"{c}_lo"] - p1, r[f"{c}_hi"] - p1) for c in present]
+        rows.append(
+            [cell_label(r["model"], r["method"], r["task"]), r["N"], p1, *cells, STRATEGIES[r["best"]]]
+        )
+    wins = summary["best"].value_counts().sort(["count", "best"], descending=[True, False])
+    win_text = ", ".join(f"{STRATEGIES[b]} {n}" for b, n in wins.iter_rows())
+    return [
+        "## Selection strategies",
+        "",
+        "Gain over one sample at k = N of each way to pick one of the N test samples (accuracy at N minus "
+        "pass@1; bracket: the bootstrap CI over test prompts of the accuracy, shifted by pass@1). "
+        "Definitions, sources and tie rules: `docs/features.md`. Source: columns `<strategy>_at_k` of "
+        f"`{GAINS.path}`.",
+        "",
+        *markdown_table(["cell", "N", "pass@1", *(STRATEGIES[c] for c in present), "best"], rows),
+        "",
+        f"Best strategy per cell (highest accuracy at N): {win_text}.",
+        "",
+    ]
+
+
+def scaling_section(scaling: pl.DataFrame) -> list[str]:
+    """Per cell and fit: parameters, held-out RMSE and the extrapolated coverage at the largest k."""
+    kmax = scaling.group_by(CELL_KEYS).agg(pl.col("k").max().alias("kmax"))
+    far = scaling.join(kmax, on=CELL_KEYS).filter(pl.col("k") == pl.col("kmax")).sort([*CELL_KEYS, "fit"])
+    rows = [
+        [
+            cell_label(r["model"], r["method"], r["task"]),
+            r["fit"],
+            r["param_1"],
+            r["param_2"],
+            r["heldout_rmse"],
+            r["k"],
+            fmt_ci(r["predicted"], r["predicted_lo"], r["predicted_hi"]),
+        ]
+        for r in far.iter_rows(named=True)
+    ]
+    per_cell = scaling.group_by([*CELL_KEYS, "fit"]).agg(pl.col("heldout_rmse").first().fill_nan(None))
+    mean_rmse = (
+        per_cell.group_by("fit").agg(pl.col("heldout_rmse").mean(), pl.col("heldout_rmse").count().alias("n"))
+    ).sort("fit")
+    rmse_text = "; ".join(
+        f"{fit} {fmt(rmse)} ({n} of {per_cell.filter(pl.col('fit') == fit).height} cells defined)"
+        for fit, rmse, n in mean_rmse.iter_rows()
+    )
+    return [
+        "## Coverage scaling",
+        "",
+        "pass@k fitted per cell by the power law `exp(a k^b)` (param 1 = a, param 2 = b) and by a "
+        "beta-binomial over prompts (alpha, beta), then extrapolated beyond N (bracket: bootstrap interval "
+        "over test prompts). Held-out RMSE: each fit on the first N/2 samples of every prompt, judged at "
+        f"k = N/2 + 1 .. N. Mean held-out RMSE over cells: {rmse_text}. Very large alpha and beta mean "
+        "no overdispersion (the binomial limit). Source: "
+        f"`{SCALING.path}`.",
+        "",
+        *markdown_table(["cell", "fit", "param 1", "param 2", "held-out RMSE", "k", "coverage at k"], rows),
+        "",
+    ]
