@@ -18,6 +18,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/gains.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/fit.smk"
+include: "workflow/rules/allocation.smk"
 include: "workflow/rules/report.smk"
 
 

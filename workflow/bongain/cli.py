@@ -46,7 +46,7 @@ def column_stats(df: pl.DataFrame) -> pl.DataFrame:
 
 def _cmd_cells(args: argparse.Namespace) -> int:
     cfg = bconf.load_config(args.configfile)
-    results = cfg.get("results_dir", "results")
+    results = cfg["results_dir"]
     for c in bconf.cells(cfg):
         target = f"{results}/cells/{c.slug}/gains.parquet" if args.paths else c.slug
         print(target)
@@ -67,6 +67,22 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_schemas(args: argparse.Namespace) -> int:
     print(schemas.markdown())
+    return 0
+
+
+def _cmd_allocate(args: argparse.Namespace) -> int:
+    from bongain.fit.allocation import plan_table
+
+    curve = Path(args.results) / "fit" / "curve.parquet"
+    try:
+        table = plan_table(read_parquet(curve, "fit_curve"), args.budget, args.cells)
+    except (ArtifactError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"plan for {args.budget} samples per prompt on average, {args.cells} cells of {curve}:")
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3):
+        print(table)
+    print(f"samples per prompt used: {table['n_planned'].mean():.3f} (budget {args.budget})")
     return 0
 
 
@@ -105,6 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=_cmd_inspect)
     p = sub.add_parser("schemas", help="print the documented artifact schemas as Markdown")
     p.set_defaults(func=_cmd_schemas)
+    p = sub.add_parser(
+        "allocate", help="plan samples per cell for a budget from the fit's predicted gain curves"
+    )
+    p.add_argument("--budget", type=float, required=True, help="average samples per prompt over the cells")
+    p.add_argument("--results", default="results", help="results folder of the run (default: results)")
+    p.add_argument("--cells", choices=["all", "evaluated", "screened"], default="all")
+    p.set_defaults(func=_cmd_allocate)
     p = sub.add_parser(
         "slurm-profile",
         help="write the SLURM cluster profile to ~/.config/snakemake/NAME/ (run: snakemake --profile NAME)",

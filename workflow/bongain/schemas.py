@@ -518,6 +518,45 @@ FIT_SAMPLE_SIZE = TableSchema(
     },
 )
 
+FIT_ALLOCATION = TableSchema(
+    name="fit_allocation",
+    path="results/fit/allocation.parquet",
+    description="Samples per prompt planned for each evaluated cell at each budget from the predicted gain "
+    "curves (bongain.fit.allocation; docs/statistics.md), with the measured best-of-k accuracy on the "
+    "test split at the planned and at the uniform N. One row per (budget, cell).",
+    columns={
+        **CELL_COLUMNS,
+        "budget": (pl.Int64, "average samples per prompt over all cells (the uniform N)"),
+        "n_prompts": (pl.Int64, "test prompts of the cell (its weight in the budget)"),
+        "n_planned": (pl.Int64, "planned N of the cell (from the predicted curve)"),
+        "pred_gain": (pl.Float64, "predicted gain@n_planned (leave-one-cell-out curve)"),
+        "bon_planned": (pl.Float64, "measured best-of-k accuracy at k = n_planned (test split)"),
+        "bon_uniform": (pl.Float64, "measured best-of-k accuracy at k = budget (test split)"),
+        "n_oracle": (pl.Int64, "N of the same optimisation on the measured curves (in-sample upper bound)"),
+    },
+)
+
+FIT_ALLOCATION_SUMMARY = TableSchema(
+    name="fit_allocation_summary",
+    path="results/fit/allocation_summary.parquet",
+    description="Per budget: test-split accuracy of the planned allocation, of uniform N = budget and of "
+    "the oracle plan, over all evaluated cells weighted by prompts; the planned - uniform difference with "
+    "a bootstrap interval over test prompts within cells.",
+    columns={
+        "budget": (pl.Int64, "average samples per prompt"),
+        "n_cells": (pl.Int64, "evaluated cells planned together"),
+        "acc_planned": (pl.Float64, "accuracy of the planned allocation"),
+        "acc_uniform": (pl.Float64, "accuracy of uniform N = budget"),
+        "acc_oracle": (pl.Float64, "accuracy of the plan made on the measured curves (in-sample bound)"),
+        "diff": (pl.Float64, "acc_planned - acc_uniform"),
+        "diff_lo": (pl.Float64, "lower end of the bootstrap interval of diff"),
+        "diff_hi": (pl.Float64, "upper end of the bootstrap interval of diff"),
+        "samples_planned": (pl.Float64, "samples per prompt the plan uses (<= budget)"),
+        "n_boot": (pl.Int64, "bootstrap resamples"),
+        "ci_level": (pl.Float64, "level of the interval"),
+    },
+)
+
 ALL: dict[str, TableSchema] = {
     s.name: s
     for s in (
@@ -543,6 +582,8 @@ ALL: dict[str, TableSchema] = {
         FIT_CONCENTRATION,
         FIT_CONCENTRATION_TERMS,
         FIT_SAMPLE_SIZE,
+        FIT_ALLOCATION,
+        FIT_ALLOCATION_SUMMARY,
     )
 }
 

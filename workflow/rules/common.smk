@@ -32,6 +32,7 @@ VERSION = {
     "fit": 2,
     "stability": 1,
     "concentration": 1,
+    "allocation": 1,
     "report": 6,
 }
 

@@ -17,6 +17,8 @@ rule report:
         concentration=f"{RESULTS}/fit/concentration.parquet",
         concentration_terms=f"{RESULTS}/fit/concentration_terms.parquet",
         sample_size=f"{RESULTS}/fit/sample_size.parquet",
+        allocation=f"{RESULTS}/fit/allocation.parquet",
+        allocation_summary=f"{RESULTS}/fit/allocation_summary.parquet",
     output:
         report=f"{RESULTS}/report/report.md",
         pred_fig=f"{RESULTS}/report/predicted_vs_actual.png",

@@ -39,7 +39,7 @@ from bongain.report.figures import (
     plot_stability,
 )
 from bongain.report.format import CELL_KEYS, MISSING, escape, fmt
-from bongain.report.strategies import scaling_section, strategies_section
+from bongain.report.strategies import allocation_section, scaling_section, strategies_section
 from bongain.schemas import GAINS
 
 #: Tables of the statistics stages that render_report accepts in ``stats`` (by schema name).
@@ -54,6 +54,8 @@ STATS_TABLES: tuple[str, ...] = (
     "fit_concentration",
     "fit_concentration_terms",
     "fit_sample_size",
+    "fit_allocation",
+    "fit_allocation_summary",
 )
 
 
@@ -121,6 +123,8 @@ def statistics_sections(stats: Mapping[str, pl.DataFrame], features: pl.DataFram
             stats["fit_sample_size"],
             stats["fit_ols"],
         )
+    if "fit_allocation" in stats and "fit_allocation_summary" in stats:
+        lines += allocation_section(stats["fit_allocation"], stats["fit_allocation_summary"])
     return lines
 
 

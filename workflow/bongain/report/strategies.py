@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from bongain.report.format import CELL_KEYS, cell_label, fmt, fmt_ci, markdown_table
-from bongain.schemas import GAINS, SCALING
+from bongain.schemas import FIT_ALLOCATION, FIT_ALLOCATION_SUMMARY, GAINS, SCALING
 
 #: strategy -> its column in the gains table and its label
 STRATEGIES: dict[str, str] = {
@@ -94,5 +94,59 @@ def scaling_section(scaling: pl.DataFrame) -> list[str]:
         f"`{SCALING.path}`.",
         "",
         *markdown_table(["cell", "fit", "param 1", "param 2", "held-out RMSE", "k", "coverage at k"], rows),
+        "",
+    ]
+
+
+def allocation_section(allocation: pl.DataFrame, summary: pl.DataFrame) -> list[str]:
+    """Per budget: planned vs uniform vs oracle accuracy on the test split; per cell: the planned N."""
+    rows = [
+        [
+            r["budget"],
+            r["n_cells"],
+            r["samples_planned"],
+            r["acc_uniform"],
+            r["acc_planned"],
+            fmt_ci(r["diff"], r["diff_lo"], r["diff_hi"]),
+            r["acc_oracle"],
+        ]
+        for r in summary.sort("budget").iter_rows(named=True)
+    ]
+    budgets = summary["budget"].sort().to_list()
+    wide = allocation.sort([*CELL_KEYS, "budget"]).group_by(CELL_KEYS, maintain_order=True)
+    plans = wide.agg(pl.col("n_planned"), pl.col("n_oracle"))
+    plan_rows = [
+        [
+            cell_label(r["model"], r["method"], r["task"]),
+            *(f"{n} (oracle {o})" for n, o in zip(r["n_planned"], r["n_oracle"], strict=True)),
+        ]
+        for r in plans.iter_rows(named=True)
+    ]
+    return [
+        "## Allocating samples across cells",
+        "",
+        "Given an average budget of B samples per prompt, the plan gives each evaluated cell the N that "
+        "maximises the total predicted gain (the leave-one-cell-out gain curves of the fit, so no cell's "
+        "own test gains enter its plan; an exact knapsack). It is then scored on the test split against "
+        "uniform N = B, with a bootstrap interval over test prompts of the difference; the oracle makes "
+        "the same optimisation on the measured curves (an in-sample upper bound, not a method). "
+        f"Sources: `{FIT_ALLOCATION_SUMMARY.path}`, `{FIT_ALLOCATION.path}`.",
+        "",
+        *markdown_table(
+            [
+                "budget B",
+                "cells",
+                "samples used",
+                "uniform acc.",
+                "planned acc.",
+                "planned - uniform",
+                "oracle acc.",
+            ],
+            rows,
+        ),
+        "",
+        "Planned N per cell:",
+        "",
+        *markdown_table(["cell", *(f"B = {b}" for b in budgets)], plan_rows),
         "",
     ]
