@@ -116,3 +116,62 @@ def test_allocate_command_prints_the_plan(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "samples per prompt used: 2.500" in out
     assert main(["allocate", "--budget", "2", "--results", str(tmp_path / "missing")]) == 1
+
+
+# ------------------------------------------------------------------------------ within a cell, by bins
+
+
+def test_prefix_bon_follows_each_order_and_averages_to_exact_best_of_k():
+    from bongain.cellstats.passk import bon_prompt_values
+    from bongain.fit.allocation import prefix_bon
+
+    rng = np.random.default_rng(0)
+    p, n, r = 5, 6, 4000
+    rewards = rng.integers(0, 3, size=(p, n)).astype(float)  # ties on purpose
+    correct = rng.random((p, n)) < 0.5
+    order = np.argsort(rng.random((p, r, n)), axis=-1)
+    acc, _ = prefix_bon(rewards, correct, order)
+    for i in range(p):
+        for j in range(3):
+            seq = order[i, j]
+            for m in range(1, n + 1):
+                first = seq[:m]
+                top = first[np.argmax(rewards[i, first])]  # first of the maxima along the order
+                assert acc[i, j, m - 1] == correct[i, top]
+    exact = bon_prompt_values(rewards, correct)
+    se = np.sqrt(exact * (1 - exact) / r) + 1e-9
+    assert np.all(np.abs(acc.mean(axis=1) - exact) < 5 * se + 1e-12)
+
+
+def test_binned_allocation_spends_samples_on_the_hard_prompts():
+    from bongain.fit.allocation import binned_allocation
+
+    rng = np.random.default_rng(1)
+    p, n = 200, 8
+    hard = np.arange(p) % 2 == 1
+    # easy prompts: every sample right and scored high; hard prompts: scored low, one in four right,
+    # and the right ones score a little higher, so more samples help
+    correct = np.where(hard[:, None], rng.random((p, n)) < 0.25, True)
+    rewards = np.where(
+        hard[:, None], 0.2 * correct + rng.normal(0, 0.1, (p, n)), 1.0 + rng.normal(0, 0.01, (p, n))
+    )
+    res = binned_allocation(rewards, correct, 3, pilot=1, n_bins=2, n_orders=16, rng=np.random.default_rng(2))
+    for plan_ in res["plans"]:
+        assert plan_.tolist()[0] > plan_.tolist()[1]  # bin 0 (low pilot reward) gets more samples
+        assert plan_[1] == 1  # the easy bin stops at its pilot
+    assert res["acc_planned"] > res["acc_uniform"] + 0.05
+    assert res["samples_used"] <= 3 + 0.1
+    with pytest.raises(ValueError, match=r"allocation\.pilot"):
+        binned_allocation(rewards, correct, 1, pilot=2, n_bins=2, n_orders=2, rng=np.random.default_rng(0))
+
+
+def test_binned_tables_rows_and_interval():
+    from bongain.fit.allocation import binned_tables
+
+    rng = np.random.default_rng(4)
+    inputs = {("m", "x", "t"): (rng.normal(size=(40, 6)), rng.random((40, 6)) < 0.4)}
+    out = binned_tables(inputs, [1, 2, 4, 9], pilot=2, n_bins=2, n_orders=8, n_boot=100, ci_level=0.9, seed=0)
+    assert out["budget"].to_list() == [2, 4]  # 1 is below the pilot, 9 above N
+    assert ((out["diff_lo"] <= out["diff"]) & (out["diff"] <= out["diff_hi"])).all()
+    again = binned_tables(inputs, [2, 4], pilot=2, n_bins=2, n_orders=8, n_boot=100, ci_level=0.9, seed=0)
+    assert again.equals(out)

@@ -277,7 +277,23 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
     c, terms, size = concentration.concentration_tables(
         features, cells.select(["model", "method", "task", "gain"]), ols, {"me0": 8, "me1": 8}, screened=scr
     )
+    # allocation: per-prompt test samples synthesised for each cell of the grid
+    from bongain.cellstats.passk import bon_prompt_values
+    from bongain.fit import allocation
+
+    rng = np.random.default_rng(7)
+    n_k = int(cr.curve.filter(pl.col("status") == "evaluated")["k"].max())
+    raw = {
+        cell: (rng.normal(size=(12, n_k)), rng.random((12, n_k)) < 0.4)
+        for cell in cells.select(["model", "method", "task"]).iter_rows()
+    }
+    bon = {cell: bon_prompt_values(r, c) for cell, (r, c) in raw.items()}
+    across, summary = allocation.allocation_tables(cr.curve, bon, [2], n_boot=50, ci_level=0.9, seed=0)
+    bins = allocation.binned_tables(raw, [2], pilot=1, n_bins=2, n_orders=4, n_boot=50, ci_level=0.9, seed=0)
     stats = {
+        "fit_allocation": across,
+        "fit_allocation_summary": summary,
+        "fit_allocation_bins": bins,
         "fit_comparison": comp,
         "fit_curve": cr.curve,
         "fit_curve_coverage": cr.coverage,

@@ -557,6 +557,30 @@ FIT_ALLOCATION_SUMMARY = TableSchema(
     },
 )
 
+FIT_ALLOCATION_BINS = TableSchema(
+    name="fit_allocation_bins",
+    path="results/fit/allocation_bins.parquet",
+    description="Within each evaluated cell: samples per difficulty bin of prompts from a pilot charged to "
+    "the budget, planned on one half of the test prompts and scored on the other (halves swapped), "
+    "against uniform N = budget. One row per (cell, budget); docs/statistics.md.",
+    columns={
+        **CELL_COLUMNS,
+        "budget": (pl.Int64, "average samples per prompt, pilot included (the uniform N)"),
+        "pilot": (pl.Int64, "pilot samples per prompt; their mean reward is the difficulty score"),
+        "n_bins": (pl.Int64, "difficulty bins (quantiles of the score on the planning half)"),
+        "n_prompts": (pl.Int64, "test prompts of the cell"),
+        "plan_half_a": (pl.String, "N per bin (lowest score first) planned on half a, applied to half b"),
+        "plan_half_b": (pl.String, "N per bin planned on half b, applied to half a"),
+        "acc_planned": (pl.Float64, "cross-fitted best-of-N accuracy of the binned plan"),
+        "acc_uniform": (pl.Float64, "best-of-N accuracy of uniform N = budget (same sample orders)"),
+        "diff": (pl.Float64, "acc_planned - acc_uniform"),
+        "diff_lo": (pl.Float64, "lower end of the bootstrap interval over prompts of diff"),
+        "diff_hi": (pl.Float64, "upper end of the bootstrap interval over prompts of diff"),
+        "samples_used": (pl.Float64, "samples per prompt the plan used on the scored halves"),
+        "n_orders": (pl.Int64, "random sample orders per prompt (Monte Carlo over pilots and draws)"),
+    },
+)
+
 ALL: dict[str, TableSchema] = {
     s.name: s
     for s in (
@@ -584,6 +608,7 @@ ALL: dict[str, TableSchema] = {
         FIT_SAMPLE_SIZE,
         FIT_ALLOCATION,
         FIT_ALLOCATION_SUMMARY,
+        FIT_ALLOCATION_BINS,
     )
 }
 

@@ -10,6 +10,7 @@ rule allocation:
     output:
         allocation=f"{RESULTS}/fit/allocation.parquet",
         summary=f"{RESULTS}/fit/allocation_summary.parquet",
+        bins=f"{RESULTS}/fit/allocation_bins.parquet",
     log:
         log_path("allocation"),
     benchmark:

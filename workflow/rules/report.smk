@@ -19,6 +19,7 @@ rule report:
         sample_size=f"{RESULTS}/fit/sample_size.parquet",
         allocation=f"{RESULTS}/fit/allocation.parquet",
         allocation_summary=f"{RESULTS}/fit/allocation_summary.parquet",
+        allocation_bins=f"{RESULTS}/fit/allocation_bins.parquet",
     output:
         report=f"{RESULTS}/report/report.md",
         pred_fig=f"{RESULTS}/report/predicted_vs_actual.png",

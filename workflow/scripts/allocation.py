@@ -7,15 +7,10 @@ from bongain.smk import setup_logging
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "allocation")
 cfg = sm.params.allocation
-allocation, summary = allocate_from_files(
-    sm.input.curve,
-    list(sm.input.grades),
-    list(sm.input.scores),
-    cfg["budgets"],
-    n_boot=cfg["n_boot"],
-    ci_level=cfg["ci_level"],
-    seed=sm.params.seed,
+allocation, summary, bins = allocate_from_files(
+    sm.input.curve, list(sm.input.grades), list(sm.input.scores), cfg, seed=sm.params.seed
 )
 write_parquet_atomic(allocation, sm.output.allocation, "fit_allocation")
 write_parquet_atomic(summary, sm.output.summary, "fit_allocation_summary")
-log.info("allocation:\n%s", summary)
+write_parquet_atomic(bins, sm.output.bins, "fit_allocation_bins")
+log.info("allocation:\n%s\nwithin cells by difficulty bins:\n%s", summary, bins)

@@ -172,22 +172,38 @@ def allocate_from_files(
     curve_path: str,
     grades_paths: Sequence[str],
     scores_paths: Sequence[str],
-    budgets: Sequence[int],
+    cfg: Mapping[str, object],
     *,
-    n_boot: int,
-    ci_level: float,
     seed: int,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """:func:`allocation_tables` from the artifact files (the rule script and ``bongain allocate``)."""
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The three allocation tables (across cells, its summary, within cells by bins) from the artifact
+    files and the complete ``allocation`` config block (the rule script)."""
+    from bongain.cellstats.features import join_per_sample, prompt_matrix
     from bongain.io import read_parquet
 
-    bon = {}
+    bon, raw = {}, {}
     for gp, sp in zip(grades_paths, scores_paths, strict=True):
-        grades = read_parquet(gp, "grades")
+        grades, scores = read_parquet(gp, "grades"), read_parquet(sp, "scores")
         cell = tuple(str(grades[key][0]) for key in CELL_KEYS)
-        bon[cell] = bon_prompt_matrix(grades, read_parquet(sp, "scores"))
+        bon[cell] = bon_prompt_matrix(grades, scores)
+        df, n = join_per_sample(grades, scores, ("grades", "scores"), (("correct",), ("reward",)))
+        raw[cell] = (prompt_matrix(df, "reward", n), prompt_matrix(df, "correct", n).astype(bool))
     curve = read_parquet(curve_path, "fit_curve")
-    return allocation_tables(curve, bon, budgets, n_boot=n_boot, ci_level=ci_level, seed=seed)
+    budgets = list(cfg["budgets"])
+    across, summary = allocation_tables(
+        curve, bon, budgets, n_boot=cfg["n_boot"], ci_level=cfg["ci_level"], seed=seed
+    )
+    bins = binned_tables(
+        raw,
+        budgets,
+        pilot=cfg["pilot"],
+        n_bins=cfg["n_bins"],
+        n_orders=cfg["n_orders"],
+        n_boot=cfg["n_boot"],
+        ci_level=cfg["ci_level"],
+        seed=seed,
+    )
+    return across, summary, bins
 
 
 def plan_table(curve: pl.DataFrame, budget: float, status: str = "all") -> pl.DataFrame:
@@ -205,3 +221,163 @@ def plan_table(curve: pl.DataFrame, budget: float, status: str = "all") -> pl.Da
     return at.join(rows, on=[*CELL_KEYS, "k"]).select(
         *CELL_KEYS, "status", pl.col("k").alias("n_planned"), "pred", "pred_lo", "pred_hi"
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# within a cell: samples per difficulty bin of prompts, from a pilot charged to the budget
+# --------------------------------------------------------------------------------------------------
+
+
+def prefix_bon(
+    rewards: NDArray[np.float64], correct: NDArray[np.bool_], order: NDArray[np.int64]
+) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+    """Best-of-n correctness along sample orders: ``[P, R, N]`` for ``order [P, R, N]``.
+
+    Entry (p, r, n-1) is whether the highest-reward sample among the first n of order r of prompt p is
+    correct (the first one drawn among equal rewards: along a uniformly random order that is a uniform
+    tie-break). Also returns the rewards in that order.
+    """
+    rows = np.arange(rewards.shape[0])[:, None, None]
+    r = rewards[rows, order]
+    c = correct[rows, order]
+    out = np.empty(r.shape, dtype=bool)
+    best = r[..., 0].copy()
+    hit = c[..., 0].copy()
+    out[..., 0] = hit
+    for n in range(1, r.shape[-1]):
+        better = r[..., n] > best
+        best = np.where(better, r[..., n], best)
+        hit = np.where(better, c[..., n], hit)
+        out[..., n] = hit
+    return out, r
+
+
+def binned_allocation(
+    rewards: NDArray[np.float64],
+    correct: NDArray[np.bool_],
+    budget: int,
+    *,
+    pilot: int,
+    n_bins: int,
+    n_orders: int,
+    rng: np.random.Generator,
+) -> dict[str, object]:
+    """Samples per difficulty bin of one cell's prompts, cross-fitted on two halves of the prompts.
+
+    For every prompt, ``n_orders`` uniformly random sample orders are drawn. The first ``pilot`` samples
+    of an order are the pilot: its mean reward is the prompt's difficulty score (label-free; the reward
+    model scores the pilot at deployment), and the pilot counts against the budget. On one half of the
+    prompts, bin edges are the quantiles of the score and each bin gets the total N (pilot included,
+    ``pilot..N``) that maximises its mean best-of-N accuracy under an average of ``budget`` samples per
+    prompt (exact knapsack over bins); the plan is then applied to the other half (bins from its own
+    pilots, the first half's edges) and scored, and the halves swap. Returns the planned N per bin of
+    each half, the cross-fitted accuracy of the plan and of uniform N = budget, and the per-prompt
+    differences (for an interval). The bins of the scored half need not have the first half's sizes,
+    so the samples actually used (``samples_used``) can differ a little from the budget.
+    """
+    p, n = rewards.shape
+    if not 1 <= pilot <= budget <= n:
+        raise ValueError(f"need 1 <= allocation.pilot ({pilot}) <= budget ({budget}) <= N ({n})")
+    order = np.argsort(rng.random((p, n_orders, n)), axis=-1)
+    acc, r = prefix_bon(rewards, correct.astype(bool), order)
+    score = r[..., :pilot].mean(axis=-1)  # [P, R]
+    half = rng.permutation(p) < p // 2
+    planned_acc = np.empty(p)
+    planned_n = np.empty(p)
+    plans = []
+    for fit_on in (half, ~half):
+        apply_to = ~fit_on
+        if fit_on.sum() == 0 or apply_to.sum() == 0:
+            raise ValueError("binned allocation needs at least 2 prompts")
+        edges = np.quantile(score[fit_on], np.linspace(0, 1, n_bins + 1)[1:-1])
+        bins_fit = np.searchsorted(edges, score[fit_on], side="right")  # [P_fit, R]
+        acc_fit = acc[fit_on]  # [P_fit, R, N]
+        curves = np.zeros((n_bins, n - pilot + 1))
+        counts = np.zeros(n_bins, dtype=np.int64)
+        for b in range(n_bins):
+            sel = bins_fit == b
+            counts[b] = sel.sum()
+            if counts[b]:
+                curves[b] = acc_fit[sel][:, pilot - 1 :].mean(axis=0)
+        used = counts > 0
+        choice = np.full(n_bins, budget)
+        choice[used] = plan(curves[used], counts[used], budget - pilot + 1) + pilot - 1
+        plans.append(choice)
+        bins_apply = np.searchsorted(edges, score[apply_to], side="right")
+        n_at = choice[bins_apply]  # [P_apply, R]
+        got = np.take_along_axis(acc[apply_to], (n_at - 1)[..., None], axis=-1)[..., 0]
+        planned_acc[apply_to] = got.mean(axis=1)
+        planned_n[apply_to] = n_at.mean(axis=1)
+    uniform_acc = acc[..., budget - 1].mean(axis=1)
+    return {
+        "plans": plans,
+        "acc_planned": float(planned_acc.mean()),
+        "acc_uniform": float(uniform_acc.mean()),
+        "samples_used": float(planned_n.mean()),
+        "prompt_diff": planned_acc - uniform_acc,
+    }
+
+
+def binned_tables(
+    bon_inputs: Mapping[Cell, tuple[NDArray[np.float64], NDArray[np.bool_]]],
+    budgets: Sequence[int],
+    *,
+    pilot: int,
+    n_bins: int,
+    n_orders: int,
+    n_boot: int,
+    ci_level: float,
+    seed: int,
+) -> pl.DataFrame:
+    """Per (cell, budget): the cross-fitted binned allocation vs uniform N (one row each)."""
+    rows = []
+    alpha = (1 - ci_level) / 2
+    for i, cell in enumerate(sorted(bon_inputs)):
+        rewards, correct = bon_inputs[cell]
+        for budget in budgets:
+            if not pilot <= budget <= rewards.shape[1]:
+                continue  # budget below the pilot or above the measured N: no plan
+            rng = np.random.default_rng([seed, i, budget])
+            res = binned_allocation(
+                rewards, correct, budget, pilot=pilot, n_bins=n_bins, n_orders=n_orders, rng=rng
+            )
+            d = res["prompt_diff"]
+            means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+            lo, hi = np.quantile(means, [alpha, 1 - alpha])
+            rows.append(
+                {
+                    **dict(zip(CELL_KEYS, cell, strict=True)),
+                    "budget": int(budget),
+                    "pilot": int(pilot),
+                    "n_bins": int(n_bins),
+                    "n_prompts": int(rewards.shape[0]),
+                    "plan_half_a": "/".join(map(str, res["plans"][0])),
+                    "plan_half_b": "/".join(map(str, res["plans"][1])),
+                    "acc_planned": res["acc_planned"],
+                    "acc_uniform": res["acc_uniform"],
+                    "diff": res["acc_planned"] - res["acc_uniform"],
+                    "diff_lo": float(lo),
+                    "diff_hi": float(hi),
+                    "samples_used": res["samples_used"],
+                    "n_orders": int(n_orders),
+                }
+            )
+    return pl.DataFrame(rows, schema=_BINNED_SCHEMA)
+
+
+_BINNED_SCHEMA = {
+    **dict.fromkeys(CELL_KEYS, pl.String),
+    "budget": pl.Int64,
+    "pilot": pl.Int64,
+    "n_bins": pl.Int64,
+    "n_prompts": pl.Int64,
+    "plan_half_a": pl.String,
+    "plan_half_b": pl.String,
+    "acc_planned": pl.Float64,
+    "acc_uniform": pl.Float64,
+    "diff": pl.Float64,
+    "diff_lo": pl.Float64,
+    "diff_hi": pl.Float64,
+    "samples_used": pl.Float64,
+    "n_orders": pl.Int64,
+}

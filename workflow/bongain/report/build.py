@@ -39,7 +39,12 @@ from bongain.report.figures import (
     plot_stability,
 )
 from bongain.report.format import CELL_KEYS, MISSING, escape, fmt
-from bongain.report.strategies import allocation_section, scaling_section, strategies_section
+from bongain.report.strategies import (
+    allocation_section,
+    binned_section,
+    scaling_section,
+    strategies_section,
+)
 from bongain.schemas import GAINS
 
 #: Tables of the statistics stages that render_report accepts in ``stats`` (by schema name).
@@ -56,6 +61,7 @@ STATS_TABLES: tuple[str, ...] = (
     "fit_sample_size",
     "fit_allocation",
     "fit_allocation_summary",
+    "fit_allocation_bins",
 )
 
 
@@ -125,6 +131,8 @@ def statistics_sections(stats: Mapping[str, pl.DataFrame], features: pl.DataFram
         )
     if "fit_allocation" in stats and "fit_allocation_summary" in stats:
         lines += allocation_section(stats["fit_allocation"], stats["fit_allocation_summary"])
+    if "fit_allocation_bins" in stats:
+        lines += binned_section(stats["fit_allocation_bins"])
     return lines
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from bongain.report.format import CELL_KEYS, cell_label, fmt, fmt_ci, markdown_table
-from bongain.schemas import FIT_ALLOCATION, FIT_ALLOCATION_SUMMARY, GAINS, SCALING
+from bongain.schemas import FIT_ALLOCATION, FIT_ALLOCATION_BINS, FIT_ALLOCATION_SUMMARY, GAINS, SCALING
 
 #: strategy -> its column in the gains table and its label
 STRATEGIES: dict[str, str] = {
@@ -130,7 +130,7 @@ def allocation_section(allocation: pl.DataFrame, summary: pl.DataFrame) -> list[
         "own test gains enter its plan; an exact knapsack). It is then scored on the test split against "
         "uniform N = B, with a bootstrap interval over test prompts of the difference; the oracle makes "
         "the same optimisation on the measured curves (an in-sample upper bound, not a method). "
-        f"Sources: `{FIT_ALLOCATION_SUMMARY.path}`, `{FIT_ALLOCATION.path}`.",
+        f"Source: `{FIT_ALLOCATION_SUMMARY.path}`, `{FIT_ALLOCATION.path}`.",
         "",
         *markdown_table(
             [
@@ -148,5 +148,52 @@ def allocation_section(allocation: pl.DataFrame, summary: pl.DataFrame) -> list[
         "Planned N per cell:",
         "",
         *markdown_table(["cell", *(f"B = {b}" for b in budgets)], plan_rows),
+        "",
+    ]
+
+
+def binned_section(bins: pl.DataFrame) -> list[str]:
+    """Within-cell allocation by difficulty bins: per cell and budget, plan vs uniform, cross-fitted."""
+    if bins.is_empty():
+        return []
+    rows = [
+        [
+            cell_label(r["model"], r["method"], r["task"]),
+            r["budget"],
+            f"{r['plan_half_a']} | {r['plan_half_b']}",
+            r["samples_used"],
+            r["acc_uniform"],
+            r["acc_planned"],
+            fmt_ci(r["diff"], r["diff_lo"], r["diff_hi"]),
+        ]
+        for r in bins.sort([*CELL_KEYS, "budget"]).iter_rows(named=True)
+    ]
+    weighted = bins.group_by("budget").agg(
+        ((pl.col("diff") * pl.col("n_prompts")).sum() / pl.col("n_prompts").sum()).alias("mean_diff"),
+        (pl.col("diff_lo") > 0).sum().alias("wins"),
+        (pl.col("diff_hi") < 0).sum().alias("losses"),
+        pl.len().alias("cells"),
+    )
+    overall = "; ".join(
+        f"B = {b}: mean difference {fmt(d)}, interval above 0 in {w} and below 0 in {lo} of {c} cells"
+        for b, d, w, lo, c in weighted.sort("budget").iter_rows()
+    )
+    first = bins.row(0, named=True)
+    return [
+        "## Allocating samples within a cell by difficulty",
+        "",
+        f"A pilot of {first['pilot']} samples per prompt (charged to the budget) is scored by the reward "
+        f"model; its mean reward puts the prompt into one of {first['n_bins']} difficulty bins (lowest "
+        "score first), and each bin gets the total N (pilot included) that maximises its best-of-N "
+        "accuracy under an average budget of B samples per prompt. The plan is made on one half of the "
+        "test prompts and scored on the other, then the halves swap (plans: half a | half b); Monte "
+        f"Carlo over {first['n_orders']} random sample orders per prompt. Against uniform N = B on the "
+        f"same orders, with a bootstrap interval over prompts. Prompt-weighted over cells: {overall}. "
+        f"Source: `{FIT_ALLOCATION_BINS.path}`.",
+        "",
+        *markdown_table(
+            ["cell", "B", "N per bin", "samples used", "uniform acc.", "binned acc.", "binned - uniform"],
+            rows,
+        ),
         "",
     ]
