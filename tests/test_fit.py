@@ -324,6 +324,7 @@ def test_leave_one_model_out_needs_two_models() -> None:
     comp, _ = compare.compare_predictors(features, gains, ["coverage", "agreement_mean"])
     assert "leave_one_model_out" not in set(comp["scheme"].to_list())
     assert set(comp["scheme"].to_list()) == {
+        "raw",
         "leave_one_cell_out",
         "leave_one_task_out",
         "leave_one_method_out",
@@ -377,16 +378,18 @@ def test_compare_predictors_table_cis_and_determinism() -> None:
     comp, held = compare.compare_predictors(features, gains, cols, settings=settings)
     assert conform(comp, "fit_comparison").equals(comp)
     assert conform(held, "fit_heldout").equals(held)
-    assert comp.height == 3 * 5
+    assert comp.height == 1 + 3 * 5
     assert held.height == 3 * 5 * 15
-    assert comp["predictor"].unique(maintain_order=True).to_list() == [
+    assert comp.row(0, named=True)["scheme"] == "raw"
+    comp_fit = comp.filter(pl.col("scheme") != "raw")
+    assert comp_fit["predictor"].unique(maintain_order=True).to_list() == [
         "baseline",
         "ridge",
         "all",
         "core",
         "core_entropy",
     ]
-    for r in comp.iter_rows(named=True):
+    for r in comp_fit.iter_rows(named=True):
         for m in ("spearman", "kendall", "mae"):
             assert r[f"{m}_lo"] <= r[f"{m}_hi"]
         assert r["n_boot"] == 300 and r["ci_level"] == 0.9

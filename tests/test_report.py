@@ -435,3 +435,24 @@ def test_grading_counts_and_section(tmp_path):
     assert "| m/x/t | test | 1 | 1 | 1 | 0 |" in text
     with pytest.raises(ValueError, match="unknown status"):
         grading_counts(grades.with_columns(status=pl.lit("maybe")))
+
+
+def test_headline_section_quotes_the_headline_row(rendered_stats: tuple[Path, str]) -> None:
+    _, md = rendered_stats
+    _, _, stats = _stats_inputs()
+    comp = stats["fit_comparison"]
+    head = comp.filter(pl.col("headline"))
+    assert head.height == 1
+    h = head.row(0, named=True)
+    # 2 methods x 3 tasks: only the task scheme has 3 groups
+    assert h["scheme"] == "leave_one_task_out" and h["predictor"] == "ridge"
+    sec = _section(md, "## Headline")
+    assert md.index("## Headline") < md.index("## Predictor comparison")
+    assert "**leave-one-task-out**" in sec
+    assert f"held-out Spearman **{fmt(h['spearman'])}**" in sec
+    assert f"p = **{fmt(h['perm_p'])}**" in sec
+    assert f"Spearman {fmt(h['noise_ceiling'])} against the measured gains" in sec
+    raw = comp.filter(pl.col("scheme") == "raw").row(0, named=True)
+    assert f"two-sided p = {fmt(raw['perm_p'])}" in sec
+    row = _row(_section(md, "## Predictor comparison"), "pass@1 vs gain (no fit)")
+    assert row[7] == fmt(raw["perm_p"])

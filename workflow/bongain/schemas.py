@@ -249,14 +249,17 @@ FIT_COEFFICIENTS = TableSchema(
 FIT_COMPARISON = TableSchema(
     name="fit_comparison",
     path="results/fit/comparison.parquet",
-    description="One row per (evaluation scheme, predictor): held-out rank/error metrics with percentile "
-    "bootstrap CIs (cells resampled with replacement, seeded; one index matrix shared by all rows). "
-    "Schemes that are not applicable (e.g. leave-one-model-out with one model) have no rows. Definitions "
-    "in docs/statistics.md.",
+    description="One row per (evaluation scheme, predictor): held-out rank/error metrics with grid-respecting "
+    "percentile bootstrap CIs (whole tasks / methods / models resampled, seeded; one set of resamples "
+    "shared by all rows), the permutation p-value of the Spearman with the null's 95% quantile, and the "
+    "noise ceiling of the measured gains. The first row (scheme `raw`) is the Spearman of pass1 with the "
+    "gain, without fitting. Schemes that are not applicable (e.g. leave-one-model-out with one model) "
+    "have no rows. Definitions in docs/statistics.md.",
     columns={
         "scheme": (
             pl.String,
-            "leave_one_cell_out | leave_one_task_out | leave_one_method_out | leave_one_model_out",
+            "raw (pass1 vs gain, no fit) | leave_one_cell_out | leave_one_task_out | leave_one_method_out | "
+            "leave_one_model_out",
         ),
         "predictor": (
             pl.String,
@@ -278,6 +281,30 @@ FIT_COMPARISON = TableSchema(
         "alpha_median": (pl.Float64, "median over outer folds of the ridge penalty picked by inner LOO CV"),
         "n_boot": (pl.Int64, "bootstrap resamples"),
         "ci_level": (pl.Float64, "confidence level of the CIs"),
+        "ci_kind": (pl.String, "what the bootstrap resamples: clusters(<factors>) or cells"),
+        "perm_p": (
+            pl.Float64,
+            "permutation p-value of spearman: (1 + #{null >= observed}) / (n_perm + 1) (two-sided on |rho| "
+            "for the raw row); the whole nested CV is rerun on every permutation",
+        ),
+        "null_q95": (pl.Float64, "95% quantile of the null Spearman (of |rho| for the raw row)"),
+        "alternative": (pl.String, "greater (held-out rows) | two-sided (raw row)"),
+        "n_perm": (pl.Int64, "null statistics B behind perm_p"),
+        "null_kind": (
+            pl.String,
+            "grid (levels of each grid factor permuted) | cells (cells permuted); '(exact)': every "
+            "non-identity permutation used once",
+        ),
+        "noise_ceiling": (
+            pl.Float64,
+            "expected Spearman of the true gains with the measured ones, from each cell's gain CI width",
+        ),
+        "noise_ceiling_kendall": (pl.Float64, "the same for Kendall tau-b"),
+        "mae_floor": (pl.Float64, "expected MAE of the true gains against the measured ones"),
+        "headline": (
+            pl.Boolean,
+            "the report's headline row: the ridge under the hardest scheme with >= 3 groups (else LOCO)",
+        ),
     },
 )
 

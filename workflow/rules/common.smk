@@ -28,10 +28,10 @@ VERSION = {
     "score": 1,
     "features": 2,
     "gains": 2,
-    "fit": 2,
+    "fit": 3,
     "stability": 1,
     "concentration": 1,
-    "report": 5,
+    "report": 6,
 }
 
 

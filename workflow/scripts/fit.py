@@ -20,7 +20,9 @@ cols = list(cfg["features"] or FEATURE_COLUMNS)
 level = cfg["interval_level"]
 
 predictions, metrics, coefficients = run_fit(features, gains, feature_cols=cols)
-settings = ComparisonSettings(n_boot=cfg["n_boot"], ci_level=cfg["ci_level"], seed=cfg["seed"])
+settings = ComparisonSettings(
+    n_boot=cfg["n_boot"], ci_level=cfg["ci_level"], seed=cfg["seed"], n_perm=cfg["n_perm"]
+)
 comparison, heldout = compare_predictors(features, gains, cols, settings=settings)
 screen_df = pl.concat(screened) if screened else None
 curves = predict_curves(features, gains, cols, screened=screen_df, level=level)

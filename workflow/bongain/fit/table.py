@@ -42,8 +42,9 @@ def usable_columns(X: np.ndarray) -> np.ndarray:
 def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
     """Join each cell's feature row with its target gain, sorted by (model, method, task).
 
-    The target is taken from the cell's row with the largest k (k = N). Raises ValueError on duplicated
-    feature rows, on cells without gains, or on too few cells.
+    The target is taken from the cell's row with the largest k (k = N), with its bootstrap CI as
+    ``gain_lo`` / ``gain_hi`` / ``gain_ci_level`` (null when the gains table has no CI columns). Raises
+    ValueError on duplicated feature rows, on cells without gains, or on too few cells.
     """
     dup = features.group_by(CELL_KEYS).len().filter(pl.col("len") > 1)
     if dup.height:
@@ -51,7 +52,14 @@ def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
     target = (
         gains.sort([*CELL_KEYS, "k"])
         .group_by(CELL_KEYS, maintain_order=True)
-        .agg(pl.col("gain").last(), (pl.col("gain").max() - pl.col("gain").min()).alias("_range"))
+        .agg(
+            pl.col("gain").last(),
+            *[
+                (pl.col(src).last() if src in gains.columns else pl.lit(None, dtype=pl.Float64)).alias(dst)
+                for src, dst in (("gain_lo", "gain_lo"), ("gain_hi", "gain_hi"), ("ci_level", "gain_ci_level"))
+            ],
+            (pl.col("gain").max() - pl.col("gain").min()).alias("_range"),
+        )
     )
     uneven = target.filter(pl.col("_range") > 1e-12)
     if uneven.height:

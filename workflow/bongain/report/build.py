@@ -21,6 +21,7 @@ from bongain.report.compact import concentration_section, ols_section, stability
 from bongain.report.crosscell import (
     coefficients_section,
     comparison_section,
+    headline_section,
     curve_section,
     metrics_section,
     predictions_section,
@@ -155,6 +156,7 @@ def render_report(
         f"# {title}",
         "",
         *_summary_section(features, gains, config_summary),
+        *(headline_section(stats["fit_comparison"]) if "fit_comparison" in stats else []),
         *gains_section(gains),
         "### Best-of-k curves",
         "",
