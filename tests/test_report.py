@@ -359,8 +359,9 @@ def test_stats_table_values(rendered_stats: tuple[Path, str]) -> None:
     sp = [fmt(comp[k]) for k in ("spearman", "spearman_lo", "spearman_hi")]
     assert cells[4] == f"{sp[0]} [{sp[1]}, {sp[2]}]"
     assert cells[6].startswith(fmt(comp["mae"]))
-    pooled = stats["fit_curve_coverage"].filter(pl.col("scope") == "pooled_k_ge_2").row(0, named=True)
-    assert _row(md, "pooled k >= 2")[3] == fmt(pooled["coverage"])
+    pooled = stats["fit_curve_coverage"].filter(pl.col("scope") == "per_cell_k_ge_2").row(0, named=True)
+    assert _row(md, "per cell, k >= 2")[3] == fmt(pooled["coverage"])
+    assert _row(md, "per cell, k >= 2")[1] == "6"  # 2 methods x 3 tasks, each cell once
     scr = stats["fit_screen"].row(0, named=True)
     row = _row(_section(md, "## Screened cells"), "1")
     assert row[1] == "m/me0/screened-task" and row[2] == fmt(scr["pred"])

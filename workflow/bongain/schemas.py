@@ -249,12 +249,12 @@ FIT_COEFFICIENTS = TableSchema(
 FIT_COMPARISON = TableSchema(
     name="fit_comparison",
     path="results/fit/comparison.parquet",
-    description="One row per (evaluation scheme, predictor): held-out rank/error metrics with grid-respecting "
-    "percentile bootstrap CIs (whole tasks / methods / models resampled, seeded; one set of resamples "
-    "shared by all rows), the permutation p-value of the Spearman with the null's 95% quantile, and the "
-    "noise ceiling of the measured gains. The first row (scheme `raw`) is the Spearman of pass1 with the "
-    "gain, without fitting. Schemes that are not applicable (e.g. leave-one-model-out with one model) "
-    "have no rows. Definitions in docs/statistics.md.",
+    description="One row per (evaluation scheme, predictor): held-out rank/error metrics with "
+    "grid-respecting percentile bootstrap CIs (whole tasks / methods / models resampled, seeded; one set of "
+    "resamples shared by all rows), the permutation p-value of the Spearman with the null's 95% "
+    "quantile, and the noise ceiling of the measured gains. The first row (scheme `raw`) is the "
+    "Spearman of pass1 with the gain, without fitting. Schemes that are not applicable (e.g. leave-"
+    "one-model-out with one model) have no rows. Definitions in docs/statistics.md.",
     columns={
         "scheme": (
             pl.String,
@@ -348,13 +348,19 @@ FIT_CURVE_COVERAGE = TableSchema(
     name="fit_curve_coverage",
     path="results/fit/curve_coverage.parquet",
     description="Empirical coverage of the jackknife+ intervals of fit_curve on held-out evaluated cells: "
-    "one row per k, plus one pooled row over k >= 2 (gain@1 is 0 identically).",
+    "one row per k, then two rows counted per cell over k >= 2 (gain@1 is 0 identically): the mean over "
+    "cells of the fraction of their k covered, and the fraction of cells whose whole curve is covered.",
     columns={
-        "scope": (pl.String, "k | pooled_k_ge_2"),
-        "k": (pl.Int64, "subset size (null for the pooled row)"),
-        "n_cells": (pl.Int64, "held-out cells (times k values for the pooled row)"),
-        "level": (pl.Float64, "nominal coverage"),
-        "coverage": (pl.Float64, "fraction of held-out cells whose real gain@k lies in the interval"),
+        "scope": (pl.String, "k | per_cell_k_ge_2 | whole_curve"),
+        "k": (pl.Int64, "subset size (null for the per-cell rows)"),
+        "n_cells": (pl.Int64, "held-out cells (each cell counts once)"),
+        "level": (pl.Float64, "nominal coverage (per k; the whole_curve row is simultaneous, so lower)"),
+        "coverage": (
+            pl.Float64,
+            "k rows: fraction of held-out cells whose real gain@k lies in the interval; per_cell_k_ge_2: "
+            "mean over cells of the fraction of their k >= 2 covered; whole_curve: fraction of cells with "
+            "every k >= 2 covered",
+        ),
         "mean_width": (pl.Float64, "mean interval width (inf when any interval is unbounded)"),
     },
 )

@@ -19,7 +19,14 @@ import polars as pl
 from scipy import stats
 
 from bongain.constants import CELL_KEYS
-from bongain.fit.null import NoiseCeiling, gain_se, noise_ceiling, null_permutations, null_quantile, perm_pvalue
+from bongain.fit.null import (
+    NoiseCeiling,
+    gain_se,
+    noise_ceiling,
+    null_permutations,
+    null_quantile,
+    perm_pvalue,
+)
 from bongain.fit.ridge import DEFAULT_ALPHAS, fit_ridge, fold_smoother, nested_predict_batch, rank_metrics
 from bongain.fit.table import BASELINE_COLUMNS, FEATURE_COLUMNS, cell_table, design_matrix
 from bongain.io import conform

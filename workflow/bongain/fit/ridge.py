@@ -262,17 +262,16 @@ def fold_smoother(
     coef_map = s / (s**2 + a)  # (n_alpha, r): coef = V diag(coef_map) U' y
     proj = Zte @ Vt.T  # (n_test, r)
     centre = np.eye(n_tr) - 1.0 / n_tr  # predictions use y centred on the training mean
-    pred_map = np.full((1, test.size, n_tr), 1.0 / n_tr) + np.einsum(
-        "tr,ar,jr->atj", proj, coef_map, U
-    ) @ centre[None]
+    pred_map = (
+        np.full((1, test.size, n_tr), 1.0 / n_tr)
+        + np.einsum("tr,ar,jr->atj", proj, coef_map, U) @ centre[None]
+    )
     return FoldSmoother(
         train=train, test=test, hat=hat, hat_diag=np.einsum("aii->ai", hat), pred_map=pred_map
     )
 
 
-def nested_predict_batch(
-    smoothers: Sequence[FoldSmoother], Y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def nested_predict_batch(smoothers: Sequence[FoldSmoother], Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold predictions (B x n) and the index of the picked penalty (B x n; -1: mean only).
 
     ``Y`` holds B target vectors (B x n). Row b equals what :func:`fit_ridge` fold by fold would

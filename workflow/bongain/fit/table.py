@@ -56,7 +56,11 @@ def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
             pl.col("gain").last(),
             *[
                 (pl.col(src).last() if src in gains.columns else pl.lit(None, dtype=pl.Float64)).alias(dst)
-                for src, dst in (("gain_lo", "gain_lo"), ("gain_hi", "gain_hi"), ("ci_level", "gain_ci_level"))
+                for src, dst in (
+                    ("gain_lo", "gain_lo"),
+                    ("gain_hi", "gain_hi"),
+                    ("ci_level", "gain_ci_level"),
+                )
             ],
             (pl.col("gain").max() - pl.col("gain").min()).alias("_range"),
         )

@@ -21,8 +21,8 @@ from bongain.report.compact import concentration_section, ols_section, stability
 from bongain.report.crosscell import (
     coefficients_section,
     comparison_section,
-    headline_section,
     curve_section,
+    headline_section,
     metrics_section,
     predictions_section,
     screen_section,

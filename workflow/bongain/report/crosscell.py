@@ -232,7 +232,9 @@ def curve_section(curve: pl.DataFrame, coverage: pl.DataFrame) -> list[str]:
     cov = coverage.with_columns(pl.col("k").fill_null(10**9).alias("_k")).sort(["_k"])
     rows = [
         [
-            "pooled k >= 2" if r["scope"] != "k" else str(r["k"]),
+            {"per_cell_k_ge_2": "per cell, k >= 2", "whole_curve": "whole curve (every k >= 2)"}.get(
+                r["scope"], str(r["k"])
+            ),
             r["n_cells"],
             r["level"],
             r["coverage"],
@@ -248,7 +250,9 @@ def curve_section(curve: pl.DataFrame, coverage: pl.DataFrame) -> list[str]:
         "cells. Evaluated cells: leave-one-cell-out prediction, interval built from the other cells only "
         "(leave-two-out), so the coverage below is measured on held-out cells. Screened cells: fit on all "
         "evaluated cells. gain@1 is 0 by definition. `unbounded`: too few cells for the nominal level "
-        "(jackknife+ needs ceil(level x (n + 1)) <= n), so the intervals are infinite and cover trivially.",
+        "(jackknife+ needs ceil(level x (n + 1)) <= n), so the intervals are infinite and cover trivially. "
+        "The last two rows count each cell once (its k values are not independent): the mean over cells of "
+        "the fraction of its k >= 2 covered, and the fraction of cells whose whole curve is covered.",
         "",
         *markdown_table(["k", "held-out cells", "nominal", "empirical coverage", "mean width"], rows),
         "",
