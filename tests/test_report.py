@@ -318,7 +318,7 @@ def test_stats_sections_and_figures(rendered_stats: tuple[Path, str]) -> None:
         "## Predictor comparison across evaluation schemes",
         "## Predicted gain curves with prediction intervals",
         "## Screened cells (validation pass only)",
-        "## Stability selection (bootstrap Lasso)",
+        "## Stability selection (complementary pairs)",
         "## Compact model (OLS, for inference)",
         "## Concentration of the compact predictor and sample-size advice",
     ):

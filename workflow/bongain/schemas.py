@@ -394,22 +394,36 @@ FIT_SCREEN = TableSchema(
 FIT_STABILITY = TableSchema(
     name="fit_stability",
     path="results/fit/stability.parquet",
-    description="Bootstrap-Lasso stability selection: one row per feature (fit.stability; definitions in "
-    "docs/statistics.md).",
+    description="Complementary-pairs stability selection (Shah & Samworth 2013): one row per feature "
+    "(fit.stability; definitions in docs/statistics.md).",
     columns={
         "feature": (pl.String, "feature column"),
-        "max_freq": (pl.Float64, "max over the admissible penalty grid of the selection frequency"),
-        "lambda_at_max": (pl.Float64, "penalty (sklearn Lasso alpha, standardised features) of max_freq"),
+        "max_freq": (
+            pl.Float64,
+            "fraction of the 2B half-samples whose union over the admissible penalties selects the feature",
+        ),
+        "lambda_at_max": (
+            pl.Float64,
+            "smallest admissible penalty (sklearn Lasso alpha, standardised features): the union runs from "
+            "lambda_max down to it",
+        ),
         "stable": (pl.Boolean, "max_freq >= threshold"),
         "in_compact": (pl.Boolean, "feature of the compact OLS model"),
         "threshold": (pl.Float64, "stability threshold pi"),
-        "max_selected": (pl.Int64, "q: admissible penalties select at most q features on average"),
+        "max_selected": (pl.Int64, "q: the union over admissible penalties selects at most q on average"),
+        "q_hat": (pl.Float64, "mean size of the union selector over the 2B half-samples"),
         "ev_bound": (
             pl.Float64,
-            "Meinshausen-Buehlmann bound q_hat^2 / ((2 pi - 1) p) on the expected number of falsely "
-            "stable features (NaN for pi <= 0.5)",
+            "bound q_hat^2 / ((2 pi - 1) p) on the expected number of falsely stable features "
+            "(Shah & Samworth eq. 7; NaN for pi <= 0.5)",
         ),
-        "n_boot": (pl.Int64, "bootstrap resamples B"),
+        "bound_vacuous": (
+            pl.Boolean,
+            "ev_bound >= max(1, number of stable features): the bound does not rule out that every "
+            "stable feature is false",
+        ),
+        "n_boot": (pl.Int64, "complementary pairs B (2B half-samples without replacement)"),
+        "half_size": (pl.Int64, "cells per half-sample, floor(n/2)"),
     },
 )
 
@@ -422,9 +436,14 @@ FIT_STABILITY_PATH = TableSchema(
         "feature": (pl.String, "feature column"),
         "lambda": (pl.Float64, "Lasso penalty (sklearn alpha on standardised features, centred target)"),
         "lambda_rel": (pl.Float64, "lambda / lambda_max of the full data"),
-        "freq": (pl.Float64, "fraction of bootstrap resamples in which the feature has a non-zero coef"),
+        "freq": (pl.Float64, "fraction of the 2B half-samples in which the feature has a non-zero coef"),
         "mean_selected": (pl.Float64, "mean number of selected features at this lambda"),
-        "admissible": (pl.Boolean, "mean_selected <= max_selected (enters max_freq)"),
+        "freq_union": (
+            pl.Float64,
+            "fraction of half-samples selecting the feature at any penalty from lambda_max down to this one",
+        ),
+        "mean_union": (pl.Float64, "mean size of that union"),
+        "admissible": (pl.Boolean, "mean_union <= max_selected on the whole prefix (enters max_freq)"),
     },
 )
 

@@ -29,7 +29,7 @@ VERSION = {
     "features": 2,
     "gains": 2,
     "fit": 3,
-    "stability": 1,
+    "stability": 2,
     "concentration": 1,
     "report": 6,
 }

@@ -18,17 +18,29 @@ def stability_section(stab: pl.DataFrame) -> list[str]:
     ]
     r0 = stab.row(0, named=True) if stab.height else {}
     stable = s.filter(pl.col("stable"))["feature"].to_list()
+    vac = bool(r0.get("bound_vacuous", True))
     return [
-        "## Stability selection (bootstrap Lasso)",
+        "## Stability selection (complementary pairs)",
         "",
         f"Source: `{ALL['fit_stability'].path}` and `{ALL['fit_stability_path'].path}` (frequency per "
-        f"penalty). B = {r0.get('n_boot', MISSING)} seeded resamples of the cells; a penalty is admissible "
-        f"when it selects at most q = {r0.get('max_selected', MISSING)} features on average; stable = "
-        f"max frequency over admissible penalties >= {fmt(r0.get('threshold'))}. Expected number of "
-        f"falsely stable features <= {fmt(r0.get('ev_bound'))} (Meinshausen-Buehlmann). Stable set: "
-        f"{', '.join(stable) if stable else 'empty'}.",
+        f"penalty). Shah & Samworth (2013): B = {r0.get('n_boot', MISSING)} seeded complementary pairs of "
+        f"disjoint halves of {r0.get('half_size', MISSING)} cells (without replacement); on each half the "
+        "selector is the union of the Lasso selections over the admissible penalties (from lambda_max down "
+        f"while the union selects at most q = {r0.get('max_selected', MISSING)} features on average; "
+        f"measured q_hat = {fmt(r0.get('q_hat'))}); stable = selected in at least "
+        f"{fmt(r0.get('threshold'))} of the halves. Expected number of falsely stable features <= "
+        f"{fmt(r0.get('ev_bound'))}"
+        + (
+            " — **vacuous**: the bound does not rule out that every stable feature is false; read the "
+            "frequencies as a ranking."
+            if vac
+            else "."
+        )
+        + f" Stable set: {', '.join(stable) if stable else 'empty'}.",
         "",
-        *markdown_table(["feature", "max frequency", "lambda at max", "stable", "in compact model"], rows),
+        *markdown_table(
+            ["feature", "union frequency", "smallest admissible lambda", "stable", "in compact model"], rows
+        ),
         "",
         f"![stability selection]({FIG_STABILITY})",
         "",
