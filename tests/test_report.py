@@ -274,8 +274,32 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
     )
     st = stability.stability_selection(features, gains, settings=stability.StabilitySettings(n_boot=20))
     ols, _ = stability.fit_ols(features, gains, st.compact, st.basis)
-    c, terms, size = concentration.concentration_tables(
+    c, terms = concentration.concentration_tables(
         features, cells.select(["model", "method", "task", "gain"]), ols, {"me0": 8, "me1": 8}, screened=scr
+    )
+    size = pl.DataFrame(
+        {
+            "n_prompts": [8, 16, 8, 16],
+            "n_samples": [4, 4, 8, 8],
+            "predicted_sd": [0.04, 0.028, 0.03, 0.021],
+            "predicted_err95": [0.078, 0.055, 0.059, 0.041],
+            "between_share": [0.5, 0.5, 0.6, 0.6],
+            "delta": [0.05] * 4,
+            "bound": [0.9, 0.6, 0.9, 0.6],
+            "n_cells": [6] * 4,
+        }
+    )
+    check = pl.DataFrame(
+        {
+            "check": ["n/2, N", "n/4, N", "n/2, N/2"],
+            "n_cells": [6, 6, 6],
+            "n_prompts": [25, 12, 25],
+            "n_samples": [4, 4, 2],
+            "n_splits": [50] * 3,
+            "predicted_sd": [0.03, 0.04, 0.035],
+            "observed_sd": [0.031, 0.045, 0.03],
+            "ratio": [0.97, 0.89, 1.17],
+        }
     )
     stats = {
         "fit_comparison": comp,
@@ -287,7 +311,8 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
         "fit_ols": ols,
         "fit_concentration": c,
         "fit_concentration_terms": terms,
-        "fit_sample_size": size,
+        "fit_sample_size": conform(size, "fit_sample_size"),
+        "fit_sample_size_check": conform(check, "fit_sample_size_check"),
     }
     assert set(stats) == set(STATS_TABLES)
     return features, gains, stats
@@ -457,3 +482,14 @@ def test_headline_section_quotes_the_headline_row(rendered_stats: tuple[Path, st
     assert f"two-sided p = {fmt(raw['perm_p'])}" in sec
     row = _row(_section(md, "## Predictor comparison"), "pass@1 vs gain (no fit)")
     assert row[7] == fmt(raw["perm_p"])
+
+
+def test_sample_size_advice_and_check_rows(rendered_stats: tuple[Path, str]) -> None:
+    _, md = rendered_stats
+    sec = _section(md, "## Concentration")
+    assert "### Sample-size advice from measured variance" in sec
+    # target 0.05 at N = 8: predicted 95% error 0.059 at n = 8, 0.041 at n = 16; the bound never reaches it
+    rows = [ln for ln in sec.splitlines() if ln.startswith("| 0.050 | 8 |")]
+    assert rows == ["| 0.050 | 8 | 16 | n/a |"]
+    assert "| 16 | 0.055 (0.600) | 0.041 (0.600) |" in sec
+    assert "| n/4, N | 6 | 12 | 4 | 0.040 | 0.045 | 0.890 |" in sec

@@ -516,16 +516,44 @@ FIT_CONCENTRATION_TERMS = TableSchema(
 FIT_SAMPLE_SIZE = TableSchema(
     name="fit_sample_size",
     path="results/fit/sample_size.parquet",
-    description="Sample-size advice for the compact predictor: one row per (n prompts, N samples) of the "
-    "grid (worst case over evaluated cells' per-prompt ranges), plus one row per (target, N) with the "
-    "smallest n whose bound is <= target.",
+    description="Sample-size advice for the compact predictor: one row per (n prompts, N samples). The "
+    "predicted error comes from each evaluated cell's measured between-prompt and within-prompt "
+    "variance (docs/statistics.md); the Hoeffding/McDiarmid bound is the worst case beside it.",
     columns={
-        "kind": (pl.String, "grid | target"),
-        "n_prompts": (pl.Int64, "prompts n (grid row), or the smallest n for the target (null: unbounded)"),
+        "n_prompts": (pl.Int64, "validation prompts n"),
         "n_samples": (pl.Int64, "samples per prompt N"),
-        "target": (pl.Float64, "target prediction error (null for grid rows)"),
-        "delta": (pl.Float64, "failure probability"),
-        "bound": (pl.Float64, "bound on |predicted gain - population predicted gain| at (n, N)"),
+        "predicted_sd": (
+            pl.Float64,
+            "root mean over evaluated cells of s_b^2 / n + s_w^2 / (n N): the compact prediction's "
+            "sampling SD",
+        ),
+        "predicted_err95": (pl.Float64, "1.96 x predicted_sd (normal 95% half-width)"),
+        "between_share": (pl.Float64, "share of the predicted variance from the between-prompt part"),
+        "delta": (pl.Float64, "failure probability of the bound"),
+        "bound": (
+            pl.Float64,
+            "worst-case bound on |predicted gain - population predicted gain| at (n, N) (Hoeffding / "
+            "McDiarmid, union over the compact features; widest ranges over the evaluated cells)",
+        ),
+        "n_cells": (pl.Int64, "evaluated cells behind predicted_sd"),
+    },
+)
+
+FIT_SAMPLE_SIZE_CHECK = TableSchema(
+    name="fit_sample_size_check",
+    path="results/fit/sample_size_check.parquet",
+    description="Check of the predicted error by subsampling the measured cells: one row per check "
+    "(n/2 prompts; n/4 prompts; n/2 prompts x N/2 samples), predicted vs observed SD of the compact "
+    "prediction from disjoint parts (docs/statistics.md).",
+    columns={
+        "check": (pl.String, "n/2, N | n/4, N | n/2, N/2"),
+        "n_cells": (pl.Int64, "cells with enough prompts (>= 2 per part) for the check"),
+        "n_prompts": (pl.Int64, "prompts per part (median over cells)"),
+        "n_samples": (pl.Int64, "samples per prompt in each part (median over cells)"),
+        "n_splits": (pl.Int64, "random disjoint splits per cell"),
+        "predicted_sd": (pl.Float64, "root mean over cells of the predicted variance at the part's size"),
+        "observed_sd": (pl.Float64, "root mean over cells of the observed variance between disjoint parts"),
+        "ratio": (pl.Float64, "predicted_sd / observed_sd"),
     },
 )
 
@@ -553,6 +581,7 @@ ALL: dict[str, TableSchema] = {
         FIT_CONCENTRATION,
         FIT_CONCENTRATION_TERMS,
         FIT_SAMPLE_SIZE,
+        FIT_SAMPLE_SIZE_CHECK,
     )
 }
 

@@ -30,7 +30,7 @@ VERSION = {
     "gains": 2,
     "fit": 3,
     "stability": 2,
-    "concentration": 1,
+    "concentration": 2,
     "report": 6,
 }
 

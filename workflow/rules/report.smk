@@ -16,6 +16,7 @@ rule report:
         concentration=f"{RESULTS}/fit/concentration.parquet",
         concentration_terms=f"{RESULTS}/fit/concentration_terms.parquet",
         sample_size=f"{RESULTS}/fit/sample_size.parquet",
+        sample_size_check=f"{RESULTS}/fit/sample_size_check.parquet",
     output:
         report=f"{RESULTS}/report/report.md",
         pred_fig=f"{RESULTS}/report/predicted_vs_actual.png",
@@ -32,6 +33,7 @@ rule report:
     params:
         title=config["title"],
         summary=bconf.report_summary(config),
+        targets=config["fit"]["concentration"]["targets"],
         version=VERSION["report"],
     script:
         "../scripts/report.py"

@@ -22,5 +22,6 @@ path = render_report(
     config_summary=sm.params.summary,
     stats=stats,
     grades=pl.concat([read_parquet(p, "grades") for p in sm.input.grades]),
+    targets=tuple(sm.params.targets),
 )
 log.info("report written to %s", path)

@@ -42,6 +42,9 @@ from bongain.report.figures import (
 from bongain.report.format import CELL_KEYS, MISSING, escape, fmt
 from bongain.schemas import GAINS
 
+#: Target prediction errors of the sample-size advice (config fit.concentration.targets).
+DEFAULT_TARGETS: tuple[float, ...] = (0.02, 0.05)
+
 #: Tables of the statistics stages that render_report accepts in ``stats`` (by schema name).
 STATS_TABLES: tuple[str, ...] = (
     "fit_comparison",
@@ -54,6 +57,7 @@ STATS_TABLES: tuple[str, ...] = (
     "fit_concentration",
     "fit_concentration_terms",
     "fit_sample_size",
+    "fit_sample_size_check",
 )
 
 
@@ -92,7 +96,12 @@ def _summary_section(
     return [*lines, ""]
 
 
-def statistics_sections(stats: Mapping[str, pl.DataFrame], features: pl.DataFrame, out: Path) -> list[str]:
+def statistics_sections(
+    stats: Mapping[str, pl.DataFrame],
+    features: pl.DataFrame,
+    out: Path,
+    targets: Sequence[float] = DEFAULT_TARGETS,
+) -> list[str]:
     """The report sections (and figures) of the statistics tables present in ``stats``."""
     lines: list[str] = []
     if "fit_comparison" in stats:
@@ -108,18 +117,22 @@ def statistics_sections(stats: Mapping[str, pl.DataFrame], features: pl.DataFram
     if "fit_ols" in stats:
         lines += ols_section(stats["fit_ols"])
     if {"fit_concentration", "fit_concentration_terms", "fit_sample_size", "fit_ols"} <= set(stats):
+        check = stats.get("fit_sample_size_check")
         plot_concentration(
             stats["fit_sample_size"],
             stats["fit_ols"],
             features,
             out / FIG_CONCENTRATION,
             stats["fit_concentration"],
+            targets,
         )
         lines += concentration_section(
             stats["fit_concentration"],
             stats["fit_concentration_terms"],
             stats["fit_sample_size"],
             stats["fit_ols"],
+            check,
+            targets,
         )
     return lines
 
@@ -136,6 +149,7 @@ def render_report(
     config_summary: Mapping[str, object],
     stats: Mapping[str, pl.DataFrame] | None = None,
     grades: pl.DataFrame | None = None,
+    targets: Sequence[float] = DEFAULT_TARGETS,
 ) -> Path:
     """Write ``out_dir/report.md`` and its figures; return the path of the Markdown file.
 
@@ -169,7 +183,7 @@ def render_report(
         *metrics_section(metrics),
         *predictions_section(predictions),
         *coefficients_section(coefficients),
-        *statistics_sections(stats, features, out),
+        *statistics_sections(stats, features, out, targets),
     ]
     while lines and lines[-1] == "":
         lines.pop()
