@@ -128,15 +128,36 @@ def test_fold_isolation_held_out_gain_does_not_change_its_prediction() -> None:
 
 
 def test_fold_isolation_held_out_features_only_enter_through_prediction() -> None:
-    # Changing the held-out cell's features must not change the fitted model it is predicted with:
-    # the prediction must equal the fit on the other cells applied to the new features.
+    # Change the held-out cell's features: its prediction must move (its features are used) and must
+    # equal the fit on the other cells, which did not change, applied to the new features; every other
+    # cell's prediction changes too, since cell 0 is in their training sets.
     features, gains = make_cells(8, seed=2)
     cells = table.cell_table(features, gains)
     X = cells.select(table.FEATURE_COLUMNS).to_numpy()
     y = cells["gain"].to_numpy()
-    model = ridge.fit_ridge(X[1:], y[1:])
-    preds = ridge.leave_one_cell_out(features, gains, table.FEATURE_COLUMNS)
-    assert preds["pred_ridge"][0] == pytest.approx(model.predict(X[:1])[0])
+    before = ridge.leave_one_cell_out(features, gains, table.FEATURE_COLUMNS)["pred_ridge"].to_numpy()
+    first = cells.row(0, named=True)
+    shifted = {c: first[c] + 3.0 * X[:, j].std() for j, c in enumerate(table.FEATURE_COLUMNS)}
+    changed = features.with_columns(
+        [
+            pl.when(
+                (pl.col("model") == first["model"])
+                & (pl.col("method") == first["method"])
+                & (pl.col("task") == first["task"])
+            )
+            .then(pl.lit(v))
+            .otherwise(pl.col(c))
+            .alias(c)
+            for c, v in shifted.items()
+        ]
+    )
+    after = ridge.leave_one_cell_out(changed, gains, table.FEATURE_COLUMNS)["pred_ridge"].to_numpy()
+    X2 = table.cell_table(changed, gains).select(table.FEATURE_COLUMNS).to_numpy()
+    assert np.abs(X2[0] - X[0]).min() > 0  # the held-out cell's features really changed
+    model = ridge.fit_ridge(X[1:], y[1:])  # the fit without cell 0, on unchanged cells
+    assert after[0] == pytest.approx(model.predict(X2[:1])[0], abs=1e-12)
+    assert abs(after[0] - before[0]) > 1e-6
+    assert not np.allclose(after[1:], before[1:])
 
 
 def test_constant_feature_column_is_dropped_not_fatal() -> None:
