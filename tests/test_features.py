@@ -76,11 +76,13 @@ def random_tables(seed: int, p: int = 7, n: int = 6) -> tuple[pl.DataFrame, pl.D
 def test_keys_are_the_features_schema() -> None:
     s, g = random_tables(0)
     out = ft.compute_features(s, g)
-    expected = [c for c in FEATURES.columns if c not in CELL_COLUMNS]
+    # entropy_kind comes from the config (the features rule's param), not from the samples
+    expected = [c for c in FEATURES.columns if c not in CELL_COLUMNS and c != "entropy_kind"]
+    assert list(FEATURES.columns)[-1] == "entropy_kind"
     assert list(out) == expected == list(ft.TABLE_COLUMNS)
     assert expected[: len(ft.FEATURE_COLUMNS)] == list(ft.FEATURE_COLUMNS)  # the original columns lead
     assert isinstance(out["n_prompts"], int) and isinstance(out["n_samples"], int)
-    row = pl.DataFrame([{"model": "m", "method": "x", "task": "t", **out}])
+    row = pl.DataFrame([{"model": "m", "method": "x", "task": "t", **out, "entropy_kind": "exact"}])
     from bongain.io import conform
 
     conform(row, "features")  # casts without error

@@ -31,6 +31,8 @@ def complete(df: pl.DataFrame, schema: str) -> pl.DataFrame:
             add.append(pl.lit(0.0).alias(col))
         elif col == "ci_level":
             add.append(pl.lit(0.95).alias(col))
+        elif col == "entropy_kind":
+            add.append(pl.lit("exact").alias(col))
         elif dtype == pl.Float64:
             src = col.replace("wmaj", "maj")
             add.append(pl.col(src).alias(col) if src in df.columns else pl.lit(float("nan")).alias(col))

@@ -173,6 +173,11 @@ FEATURES = TableSchema(
         },
         "n_boot": (pl.Int64, "resamples of the prompts behind the *_lo / *_hi percentile intervals"),
         "ci_level": (pl.Float64, "coverage level of the *_lo / *_hi intervals (e.g. 0.95)"),
+        "entropy_kind": (
+            pl.String,
+            "what entropy_mean is: exact (transformers; vllm hf_rescore) | topk_lower_k<k> | topk_mid_k<k> "
+            "(vllm's top-k bound from k logprobs per token); the fit refuses to mix kinds",
+        ),
     },
 )
 

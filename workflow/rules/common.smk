@@ -26,7 +26,7 @@ VERSION = {
     "grade": 1,
     "verifier": 1,
     "score": 1,
-    "features": 2,
+    "features": 3,
     "gains": 2,
     "fit": 3,
     "stability": 2,

@@ -4,7 +4,7 @@ import polars as pl
 
 from bongain.fit.concentration import ConcentrationSettings, concentration_tables, worst_case_bound
 from bongain.fit.sample_size import cell_data, sample_size_tables
-from bongain.fit.table import cell_table
+from bongain.fit.table import cell_table, check_entropy_kinds
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.smk import setup_logging
 
@@ -13,6 +13,7 @@ log = setup_logging(sm, "concentration")
 features = pl.concat([read_parquet(p, "features") for p in sm.input.features])
 gains = pl.concat([read_parquet(p, "gains") for p in sm.input.gains])
 screened = [read_parquet(p, "features") for p in sm.input.screen_features]
+check_entropy_kinds(pl.concat([features, *screened]), sm.params.fit["allow_mixed_entropy"])
 ols = read_parquet(sm.input.ols, "fit_ols")
 settings = ConcentrationSettings.from_config(sm.params.fit)
 conc, terms = concentration_tables(

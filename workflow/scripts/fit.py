@@ -6,7 +6,7 @@ from bongain.fit.compare import ComparisonSettings, compare_predictors
 from bongain.fit.curve import predict_curves
 from bongain.fit.ridge import run_fit
 from bongain.fit.screening import screening_table
-from bongain.fit.table import FEATURE_COLUMNS, cell_table
+from bongain.fit.table import FEATURE_COLUMNS, cell_table, check_entropy_kinds
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.smk import setup_logging
 
@@ -16,6 +16,7 @@ cfg = sm.params.fit
 features = pl.concat([read_parquet(p, "features") for p in sm.input.features])
 gains = pl.concat([read_parquet(p, "gains") for p in sm.input.gains])
 screened = [read_parquet(p, "features") for p in sm.input.screen_features]
+check_entropy_kinds(pl.concat([features, *screened]), cfg["allow_mixed_entropy"])
 cols = list(cfg["features"] or FEATURE_COLUMNS)
 level = cfg["interval_level"]
 

@@ -86,6 +86,29 @@ def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
     return table
 
 
+def check_entropy_kinds(features: pl.DataFrame, allow_mixed: bool) -> None:
+    """Refuse feature rows whose ``entropy_kind`` differs (``entropy_mean`` would not be comparable).
+
+    Raises ValueError naming the kinds and their cells unless ``allow_mixed`` (config
+    ``fit.allow_mixed_entropy``).
+    """
+    if "entropy_kind" not in features.columns or allow_mixed:
+        return
+    kinds = features.group_by("entropy_kind", maintain_order=True).agg(
+        pl.concat_str(CELL_KEYS, separator="/").sort().alias("cells")
+    )
+    if kinds.height > 1:
+        detail = "; ".join(
+            f"{r['entropy_kind']}: {', '.join(r['cells'][:3])}{' ...' if len(r['cells']) > 3 else ''}"
+            for r in kinds.sort("entropy_kind").iter_rows(named=True)
+        )
+        raise ValueError(
+            "features: cells mix entropy kinds, so entropy_mean is not comparable across them "
+            f"({detail}). Use one entropy mode for every model (vllm.entropy: hf_rescore is exact), or "
+            "set fit.allow_mixed_entropy: true to fit anyway."
+        )
+
+
 def design_matrix(table: pl.DataFrame, feature_cols: Sequence[str]) -> np.ndarray:
     """The ``feature_cols`` of ``table`` as a float64 matrix (one row per cell, columns in that order).
 
