@@ -38,6 +38,12 @@ def stability_section(stab: pl.DataFrame) -> list[str]:
             if vac
             else "."
         )
+        + (
+            f" Halves of {r0.get('half_size')} cells (fewer than 6 cells): every usable column is perfectly "
+            "correlated with the gain on a half, so no feature is declared stable."
+            if isinstance(r0.get("half_size"), int) and r0["half_size"] < 3
+            else ""
+        )
         + f" Stable set: {', '.join(stable) if stable else 'empty'}.",
         "",
         *markdown_table(
