@@ -137,6 +137,14 @@ def test_concentration_tables() -> None:
     per_cell = terms.group_by(["model", "method", "task"]).agg(pl.col("contribution").sum())
     j = c.join(per_cell, on=["model", "method", "task"])
     np.testing.assert_allclose(j["bound"].to_numpy(), j["contribution"].to_numpy())
+    # one cell by hand (Hoeffding at delta / 2 per feature; ranges 1 - 1/(N+1) and T^2/4 N/(N-1), T = 16)
+    beta0 = dict(zip(ols["feature"], ols["coef"], strict=True))
+    row = c.filter((pl.col("status") == "evaluated") & (pl.col("method") == "me1")).row(0, named=True)
+    L = math.log(2.0 / (0.1 / 2)) / (2.0 * row["n_prompts"])
+    by_hand = abs(beta0["first_correct_pos"]) * (1 - 1 / (N_S + 1)) * math.sqrt(L) + abs(
+        beta0["length_var"]
+    ) * (16.0**2 / 4 * N_S / (N_S - 1)) * math.sqrt(L)
+    assert row["bound"] == pytest.approx(by_hand, rel=1e-12)
     # length_var range depends on the method's max_new_tokens
     lv = terms.filter(pl.col("feature") == "length_var")
     assert set(lv.filter(pl.col("method") == "me1")["range_hi"].to_list()) == {16.0**2 / 4 * N_S / (N_S - 1)}
