@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from bongain.cellstats import bootstrap, passk, votes
 
@@ -367,26 +368,29 @@ def test_maj_rejects_bad_input() -> None:
 # --------------------------------------------------------------------------- reward-weighted majority
 
 
-def brute_wvote(codes: list[int], weights: list[int], class_correct: np.ndarray) -> float:
-    scores: Counter[int] = Counter()
+def reference_weights(rewards: np.ndarray, transform: str) -> np.ndarray:
+    """Real-valued vote weights written from their definition (docs/features.md), not from votes.py:
+    softmax of the prompt's rewards (any positive per-prompt factor cannot change a vote), the average
+    rank of the reward within the prompt, or 1."""
+    if transform == "softmax":
+        return np.exp(rewards - rewards.max(axis=1, keepdims=True))
+    if transform == "rank":
+        return np.stack([stats.rankdata(r, method="average") for r in rewards])
+    if transform == "uniform":
+        return np.ones_like(rewards)
+    raise AssertionError(transform)
+
+
+def brute_wvote_real(codes: list[int], weights: list[float], class_correct: np.ndarray) -> float:
+    """Weighted vote with real weights; class scores equal up to 1e-12 (relative) tie."""
+    scores: dict[int, float] = {}
     for c, w in zip(codes, weights, strict=True):
         if c >= 0:
-            scores[c] += w
+            scores[c] = scores.get(c, 0.0) + float(w)
     if not scores:
         return 0.0
     top = max(scores.values())
-    return float(np.mean([class_correct[a] for a, s in scores.items() if s == top]))
-
-
-def brute_wmaj(codes: np.ndarray, weights: np.ndarray, class_correct: np.ndarray, k: int) -> float:
-    return float(
-        np.mean(
-            [
-                brute_wvote([codes[j] for j in s], [weights[j] for j in s], class_correct)
-                for s in subsets(codes.size, k)
-            ]
-        )
-    )
+    return float(np.mean([class_correct[a] for a, s in scores.items() if s >= top * (1 - 1e-12)]))
 
 
 def random_weighted_cell(rng: np.random.Generator, p: int, m: int) -> tuple[np.ndarray, ...]:
@@ -405,11 +409,21 @@ def test_wmaj_exact_matches_bruteforce(seed: int, weight: str) -> None:
     rng = np.random.default_rng(4000 + seed)
     p, m = int(rng.integers(1, 4)), int(rng.integers(1, 9))
     codes, cc, rewards = random_weighted_cell(rng, p, m)
-    w = votes.vote_weights(rewards, weight)
+    w = reference_weights(rewards, weight)  # independent of votes.vote_weights
     values, ses = votes.wmaj_curve(codes, cc, rewards, np.random.default_rng(0), weight=weight)
     np.testing.assert_array_equal(ses, 0.0)
     for k in range(1, m + 1):
-        brute = np.mean([brute_wmaj(codes[i], w[i], cc[i], k) for i in range(p)])
+        brute = np.mean(
+            [
+                np.mean(
+                    [
+                        brute_wvote_real([codes[i][j] for j in s], [w[i][j] for j in s], cc[i])
+                        for s in subsets(m, k)
+                    ]
+                )
+                for i in range(p)
+            ]
+        )
         assert values[k - 1] == pytest.approx(brute, abs=TOL)
         value, se = votes.wmaj_at_k(codes, cc, rewards, k, np.random.default_rng(0), weight=weight)
         assert (value, se) == (pytest.approx(brute, abs=TOL), 0.0)

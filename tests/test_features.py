@@ -76,11 +76,13 @@ def random_tables(seed: int, p: int = 7, n: int = 6) -> tuple[pl.DataFrame, pl.D
 def test_keys_are_the_features_schema() -> None:
     s, g = random_tables(0)
     out = ft.compute_features(s, g)
-    expected = [c for c in FEATURES.columns if c not in CELL_COLUMNS]
+    # entropy_kind comes from the config (the features rule's param), not from the samples
+    expected = [c for c in FEATURES.columns if c not in CELL_COLUMNS and c != "entropy_kind"]
+    assert list(FEATURES.columns)[-1] == "entropy_kind"
     assert list(out) == expected == list(ft.TABLE_COLUMNS)
     assert expected[: len(ft.FEATURE_COLUMNS)] == list(ft.FEATURE_COLUMNS)  # the original columns lead
     assert isinstance(out["n_prompts"], int) and isinstance(out["n_samples"], int)
-    row = pl.DataFrame([{"model": "m", "method": "x", "task": "t", **out}])
+    row = pl.DataFrame([{"model": "m", "method": "x", "task": "t", **out, "entropy_kind": "exact"}])
     from bongain.io import conform
 
     conform(row, "features")  # casts without error
@@ -263,17 +265,65 @@ def test_rejects_empty_and_missing_columns() -> None:
 # ------------------------------------------------------------------------------- bootstrap intervals
 
 
+def _reference_prompt_values(s: pl.DataFrame, g: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """Per-prompt values written from the definitions in docs/features.md with plain Python (no helper of
+    the implementation): prompt_id -> feature -> value."""
+    import statistics
+    from collections import Counter
+
+    rows = s.join(g, on=["prompt_id", "sample_idx"]).sort(["prompt_id", "sample_idx"])
+    out: dict[str, dict[str, float]] = {}
+    for pid in sorted(set(rows["prompt_id"].to_list())):
+        r = rows.filter(pl.col("prompt_id") == pid)
+        n = r.height
+        answers = r["answer"].to_list()
+        correct = [bool(x) for x in r["correct"].to_list()]
+        tokens = [float(x) for x in r["n_tokens"].to_list()]
+        counts = Counter(a for a in answers if a is not None)
+        c = sum(correct)
+        total = sum(counts.values())
+        ent = -sum((v / total) * math.log(v / total) for v in counts.values()) if total else 0.0
+        correct_cls = {a for a, ok in zip(answers, correct, strict=True) if a is not None and ok}
+        if counts:
+            top = max(counts.values())
+            winners = [a for a, v in counts.items() if v == top]
+            maj = sum(a in correct_cls for a in winners) / len(winners)
+        else:
+            maj = 0.0
+        out[pid] = {
+            "agreement_mean": (max(counts.values()) if counts else 0) / n,
+            "first_correct_pos": 1.0 / (c + 1),
+            "length_var": statistics.variance(tokens) if n > 1 else 0.0,
+            "length_mean": sum(tokens) / n,
+            "entropy_mean": sum(r["mean_entropy"].to_list()) / n,
+            "logprob_mean": sum(r["mean_logprob"].to_list()) / n,
+            "pass1": c / n,
+            "coverage": float(c > 0),
+            "answer_diversity": len(counts) / n,
+            "answer_entropy": ent,
+            "maj_at_n": maj,
+            "truncation_rate": sum(f == "length" for f in r["finish_reason"].to_list()) / n,
+            "ungradable_rate": sum(a is None for a in answers) / n,
+        }
+    return out
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_prompt_values_average_to_features(seed: int) -> None:
     s, g = random_tables(seed, p=9, n=5)
     out = ft.compute_features(s, g, n_boot=10)
     df, n = ft.join_per_sample(s, g, ("samples", "grades"), (ft.SAMPLE_COLUMNS, ft.GRADE_COLUMNS))
     values = ft.prompt_values(df, n, *ft.answer_codes(df, n))
+    ref = _reference_prompt_values(s, g)
+    pids = sorted(ref)
+    assert set(values) == set(next(iter(ref.values())))
     for c, v in values.items():
-        assert v.shape == (9,)
-        assert out[c] == pytest.approx(v.mean(), abs=TOL), c
+        want = np.array([ref[p][c] for p in pids])
+        np.testing.assert_allclose(v, want, rtol=0, atol=TOL, err_msg=c)  # per prompt, vs plain Python
+        assert out[c] == pytest.approx(want.mean(), abs=TOL), c
     for spread, base in ft.SPREAD_OF.items():
-        assert out[spread] == pytest.approx(values[base].std(), abs=TOL)
+        want = np.array([ref[p][base] for p in pids])
+        assert out[spread] == pytest.approx(float(np.sqrt(np.mean((want - want.mean()) ** 2))), abs=TOL)
 
 
 @pytest.mark.parametrize("seed", range(3))

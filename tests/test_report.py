@@ -274,7 +274,7 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
     )
     st = stability.stability_selection(features, gains, settings=stability.StabilitySettings(n_boot=20))
     ols, _ = stability.fit_ols(features, gains, st.compact, st.basis)
-    c, terms, size = concentration.concentration_tables(
+    c, terms = concentration.concentration_tables(
         features, cells.select(["model", "method", "task", "gain"]), ols, {"me0": 8, "me1": 8}, screened=scr
     )
     # allocation: per-prompt test samples synthesised for each cell of the grid
@@ -290,6 +290,30 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
     bon = {cell: bon_prompt_values(r, c) for cell, (r, c) in raw.items()}
     across, summary = allocation.allocation_tables(cr.curve, bon, [2], n_boot=50, ci_level=0.9, seed=0)
     bins = allocation.binned_tables(raw, [2], pilot=1, n_bins=2, n_orders=4, n_boot=50, ci_level=0.9, seed=0)
+    size = pl.DataFrame(
+        {
+            "n_prompts": [8, 16, 8, 16],
+            "n_samples": [4, 4, 8, 8],
+            "predicted_sd": [0.04, 0.028, 0.03, 0.021],
+            "predicted_err95": [0.078, 0.055, 0.059, 0.041],
+            "between_share": [0.5, 0.5, 0.6, 0.6],
+            "delta": [0.05] * 4,
+            "bound": [0.9, 0.6, 0.9, 0.6],
+            "n_cells": [6] * 4,
+        }
+    )
+    check = pl.DataFrame(
+        {
+            "check": ["n/2, N", "n/4, N", "n/2, N/2"],
+            "n_cells": [6, 6, 6],
+            "n_prompts": [25, 12, 25],
+            "n_samples": [4, 4, 2],
+            "n_splits": [50] * 3,
+            "predicted_sd": [0.03, 0.04, 0.035],
+            "observed_sd": [0.031, 0.045, 0.03],
+            "ratio": [0.97, 0.89, 1.17],
+        }
+    )
     stats = {
         "fit_allocation": across,
         "fit_allocation_summary": summary,
@@ -303,7 +327,8 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
         "fit_ols": ols,
         "fit_concentration": c,
         "fit_concentration_terms": terms,
-        "fit_sample_size": size,
+        "fit_sample_size": conform(size, "fit_sample_size"),
+        "fit_sample_size_check": conform(check, "fit_sample_size_check"),
     }
     assert set(stats) == set(STATS_TABLES)
     return features, gains, stats
@@ -334,7 +359,7 @@ def test_stats_sections_and_figures(rendered_stats: tuple[Path, str]) -> None:
         "## Predictor comparison across evaluation schemes",
         "## Predicted gain curves with prediction intervals",
         "## Screened cells (validation pass only)",
-        "## Stability selection (bootstrap Lasso)",
+        "## Stability selection (complementary pairs)",
         "## Compact model (OLS, for inference)",
         "## Concentration of the compact predictor and sample-size advice",
     ):
@@ -375,8 +400,9 @@ def test_stats_table_values(rendered_stats: tuple[Path, str]) -> None:
     sp = [fmt(comp[k]) for k in ("spearman", "spearman_lo", "spearman_hi")]
     assert cells[4] == f"{sp[0]} [{sp[1]}, {sp[2]}]"
     assert cells[6].startswith(fmt(comp["mae"]))
-    pooled = stats["fit_curve_coverage"].filter(pl.col("scope") == "pooled_k_ge_2").row(0, named=True)
-    assert _row(md, "pooled k >= 2")[3] == fmt(pooled["coverage"])
+    pooled = stats["fit_curve_coverage"].filter(pl.col("scope") == "per_cell_k_ge_2").row(0, named=True)
+    assert _row(md, "per cell, k >= 2")[3] == fmt(pooled["coverage"])
+    assert _row(md, "per cell, k >= 2")[1] == "6"  # 2 methods x 3 tasks, each cell once
     scr = stats["fit_screen"].row(0, named=True)
     row = _row(_section(md, "## Screened cells"), "1")
     assert row[1] == "m/me0/screened-task" and row[2] == fmt(scr["pred"])
@@ -451,3 +477,35 @@ def test_grading_counts_and_section(tmp_path):
     assert "| m/x/t | test | 1 | 1 | 1 | 0 |" in text
     with pytest.raises(ValueError, match="unknown status"):
         grading_counts(grades.with_columns(status=pl.lit("maybe")))
+
+
+def test_headline_section_quotes_the_headline_row(rendered_stats: tuple[Path, str]) -> None:
+    _, md = rendered_stats
+    _, _, stats = _stats_inputs()
+    comp = stats["fit_comparison"]
+    head = comp.filter(pl.col("headline"))
+    assert head.height == 1
+    h = head.row(0, named=True)
+    # 2 methods x 3 tasks: only the task scheme has 3 groups
+    assert h["scheme"] == "leave_one_task_out" and h["predictor"] == "ridge"
+    sec = _section(md, "## Headline")
+    assert md.index("## Headline") < md.index("## Predictor comparison")
+    assert "**leave-one-task-out**" in sec
+    assert f"held-out Spearman **{fmt(h['spearman'])}**" in sec
+    assert f"p = **{fmt(h['perm_p'])}**" in sec
+    assert f"Spearman {fmt(h['noise_ceiling'])} against the measured gains" in sec
+    raw = comp.filter(pl.col("scheme") == "raw").row(0, named=True)
+    assert f"two-sided p = {fmt(raw['perm_p'])}" in sec
+    row = _row(_section(md, "## Predictor comparison"), "pass@1 vs gain (no fit)")
+    assert row[7] == fmt(raw["perm_p"])
+
+
+def test_sample_size_advice_and_check_rows(rendered_stats: tuple[Path, str]) -> None:
+    _, md = rendered_stats
+    sec = _section(md, "## Concentration")
+    assert "### Sample-size advice from measured variance" in sec
+    # target 0.05 at N = 8: predicted 95% error 0.059 at n = 8, 0.041 at n = 16; the bound never reaches it
+    rows = [ln for ln in sec.splitlines() if ln.startswith("| 0.050 | 8 |")]
+    assert rows == ["| 0.050 | 8 | 16 | n/a |"]
+    assert "| 16 | 0.055 (0.600) | 0.041 (0.600) |" in sec
+    assert "| n/4, N | 6 | 12 | 4 | 0.040 | 0.045 | 0.890 |" in sec

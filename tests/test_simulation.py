@@ -60,8 +60,12 @@ def true_bon(ks: np.ndarray) -> np.ndarray:
 
 
 def _vote(counts: np.ndarray) -> np.ndarray:
-    """Vote value of count vectors [..., classes] (class 0 correct, last column = abstain)."""
-    return votes.vote_value(counts[..., :-1], np.array([True, False, False, False]))
+    """Vote value of count vectors [..., classes] (class 0 correct, last column = abstain), written from
+    the definition (not votes.py): the modal classes share the win uniformly; no answer at all -> 0."""
+    answered = counts[..., :-1]
+    top = answered.max(axis=-1)
+    n_top = (answered == top[..., None]).sum(axis=-1)
+    return np.where(top > 0, (answered[..., 0] == top) / n_top, 0.0)
 
 
 def true_maj(ks: np.ndarray) -> np.ndarray:

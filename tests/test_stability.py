@@ -123,3 +123,64 @@ def test_write_text_atomic(tmp_path) -> None:
     p = write_text_atomic("hello\n", tmp_path / "sub" / "x.txt")
     assert p.read_text() == "hello\n"
     assert [q.name for q in p.parent.iterdir()] == ["x.txt"]
+
+
+def test_complementary_halves_are_disjoint_without_replacement() -> None:
+    halves = stability.complementary_halves(11, n_pairs=40, seed=1)
+    assert halves.shape == (80, 5)
+    for b in range(40):
+        a, c = halves[2 * b], halves[2 * b + 1]
+        assert len(set(a.tolist())) == 5 and len(set(c.tolist())) == 5  # no repeats
+        assert not set(a.tolist()) & set(c.tolist())  # complementary
+    assert len({tuple(h) for h in halves.tolist()}) > 60
+    # every cell is left out of a pair about 1/11 of the time (n odd)
+    out = [set(range(11)) - set(halves[2 * b]) - set(halves[2 * b + 1]) for b in range(40)]
+    assert all(len(o) == 1 for o in out)
+
+
+def test_union_frequencies_match_an_independent_lasso_per_penalty() -> None:
+    from sklearn.linear_model import Lasso
+
+    features, gains = make_cells(12, seed=6, coefs=TRUTH, noise=0.05)
+    cols = ["coverage", "agreement_spread", "length_var", "pass1", "answer_entropy"]
+    settings = stability.StabilitySettings(n_boot=6, seed=2, n_lambdas=8, max_selected=2)
+    res = stability.stability_selection(features, gains, cols, settings)
+    cells = table.cell_table(features, gains)
+    X = cells.select(cols).to_numpy()
+    y = cells["gain"].to_numpy()
+    lambdas = res.path.filter(pl.col("feature") == cols[0])["lambda"].to_numpy()
+    halves = stability.complementary_halves(12, 6, 2)
+    sel = np.zeros((halves.shape[0], len(cols), lambdas.size), dtype=bool)
+    for h, idx in enumerate(halves):
+        Xb = X[idx]
+        Zb = (Xb - Xb.mean(axis=0)) / Xb.std(axis=0)
+        yb = y[idx] - y[idx].mean()
+        for li, lam in enumerate(lambdas):
+            m = Lasso(alpha=lam, fit_intercept=False, max_iter=100_000, tol=1e-10).fit(Zb, yb)
+            sel[h, :, li] = np.abs(m.coef_) > 1e-8
+    union = np.logical_or.accumulate(sel, axis=2)
+    mean_union = union.sum(axis=1).mean(axis=0)
+    adm = np.cumprod(mean_union <= 2 + 1e-12).astype(bool)
+    last = int(np.flatnonzero(adm)[-1])
+    want = union[:, :, last].mean(axis=0)
+    got = res.stability["max_freq"].to_numpy()
+    np.testing.assert_allclose(got, want, atol=1.0 / halves.shape[0] + 1e-12)  # one boundary flip at most
+    assert res.stability["q_hat"][0] == pytest.approx(mean_union[last], abs=0.2)
+    assert res.stability["half_size"][0] == 6
+    p = len(cols)
+    assert res.stability["ev_bound"][0] == pytest.approx(res.stability["q_hat"][0] ** 2 / ((2 * 0.6 - 1) * p))
+
+
+def test_bound_vacuous_flag() -> None:
+    assert stability.vacuous(1.2, 0) and stability.vacuous(2.0, 2) and stability.vacuous(float("nan"), 3)
+    assert not stability.vacuous(0.4, 0) and not stability.vacuous(1.5, 2)
+    features, gains = make_cells(15, seed=4, coefs={}, noise=0.1)
+    res = stability.stability_selection(features, gains, table.FEATURE_COLUMNS)
+    r = res.stability.row(0, named=True)
+    assert r["bound_vacuous"] == stability.vacuous(r["ev_bound"], int(res.stability["stable"].sum()))
+
+
+def test_fewer_than_six_cells_declare_nothing_stable() -> None:
+    features, gains = make_cells(5, seed=5, coefs=TRUTH, noise=0.01)
+    res = stability.stability_selection(features, gains, table.FEATURE_COLUMNS)
+    assert not res.stability["stable"].any() and res.basis == "strict_core"

@@ -214,6 +214,22 @@ def cells(config: Mapping[str, Any]) -> list[Cell]:
     return out
 
 
+def entropy_kind(config: Mapping[str, Any], model: str) -> str:
+    """What a cell's ``mean_entropy`` (and its ``entropy_mean`` feature) is for model ``model``.
+
+    ``exact``: the full-vocabulary entropy (the transformers backend; vllm with ``entropy: hf_rescore``).
+    ``topk_lower_k<k>`` / ``topk_mid_k<k>``: vllm's top-k lower bound or midpoint from ``vllm.logprobs``
+    = k logprobs per token. Values of different kinds are not comparable.
+    """
+    m = config["models"][model]
+    if m["backend"] != "vllm":
+        return "exact"
+    mode = m["vllm"]["entropy"]
+    if mode == "hf_rescore":
+        return "exact"
+    return f"{mode}_k{int(m['vllm']['logprobs'])}"
+
+
 def split_sizes(config: Mapping[str, Any]) -> dict[str, int]:
     """Prompts per task block (``exemplars`` and the sampled splits) of a validated config."""
     return {name: config["splits"][name] for name in BLOCKS}

@@ -173,6 +173,11 @@ FEATURES = TableSchema(
         },
         "n_boot": (pl.Int64, "resamples of the prompts behind the *_lo / *_hi percentile intervals"),
         "ci_level": (pl.Float64, "coverage level of the *_lo / *_hi intervals (e.g. 0.95)"),
+        "entropy_kind": (
+            pl.String,
+            "what entropy_mean is: exact (transformers; vllm hf_rescore) | topk_lower_k<k> | topk_mid_k<k> "
+            "(vllm's top-k bound from k logprobs per token); the fit refuses to mix kinds",
+        ),
     },
 )
 
@@ -290,14 +295,17 @@ FIT_COEFFICIENTS = TableSchema(
 FIT_COMPARISON = TableSchema(
     name="fit_comparison",
     path="results/fit/comparison.parquet",
-    description="One row per (evaluation scheme, predictor): held-out rank/error metrics with percentile "
-    "bootstrap CIs (cells resampled with replacement, seeded; one index matrix shared by all rows). "
-    "Schemes that are not applicable (e.g. leave-one-model-out with one model) have no rows. Definitions "
-    "in docs/statistics.md.",
+    description="One row per (evaluation scheme, predictor): held-out rank/error metrics with "
+    "grid-respecting percentile bootstrap CIs (whole tasks / methods / models resampled, seeded; one set of "
+    "resamples shared by all rows), the permutation p-value of the Spearman with the null's 95% "
+    "quantile, and the noise ceiling of the measured gains. The first row (scheme `raw`) is the "
+    "Spearman of pass1 with the gain, without fitting. Schemes that are not applicable (e.g. leave-"
+    "one-model-out with one model) have no rows. Definitions in docs/statistics.md.",
     columns={
         "scheme": (
             pl.String,
-            "leave_one_cell_out | leave_one_task_out | leave_one_method_out | leave_one_model_out",
+            "raw (pass1 vs gain, no fit) | leave_one_cell_out | leave_one_task_out | leave_one_method_out | "
+            "leave_one_model_out",
         ),
         "predictor": (
             pl.String,
@@ -319,6 +327,30 @@ FIT_COMPARISON = TableSchema(
         "alpha_median": (pl.Float64, "median over outer folds of the ridge penalty picked by inner LOO CV"),
         "n_boot": (pl.Int64, "bootstrap resamples"),
         "ci_level": (pl.Float64, "confidence level of the CIs"),
+        "ci_kind": (pl.String, "what the bootstrap resamples: clusters(<factors>) or cells"),
+        "perm_p": (
+            pl.Float64,
+            "permutation p-value of spearman: (1 + #{null >= observed}) / (n_perm + 1) (two-sided on |rho| "
+            "for the raw row); the whole nested CV is rerun on every permutation",
+        ),
+        "null_q95": (pl.Float64, "95% quantile of the null Spearman (of |rho| for the raw row)"),
+        "alternative": (pl.String, "greater (held-out rows) | two-sided (raw row)"),
+        "n_perm": (pl.Int64, "null statistics B behind perm_p"),
+        "null_kind": (
+            pl.String,
+            "grid (levels of each grid factor permuted) | cells (cells permuted); '(exact)': every "
+            "non-identity permutation used once",
+        ),
+        "noise_ceiling": (
+            pl.Float64,
+            "expected Spearman of the true gains with the measured ones, from each cell's gain CI width",
+        ),
+        "noise_ceiling_kendall": (pl.Float64, "the same for Kendall tau-b"),
+        "mae_floor": (pl.Float64, "expected MAE of the true gains against the measured ones"),
+        "headline": (
+            pl.Boolean,
+            "the report's headline row: the ridge under the hardest scheme with >= 3 groups (else LOCO)",
+        ),
     },
 )
 
@@ -362,13 +394,19 @@ FIT_CURVE_COVERAGE = TableSchema(
     name="fit_curve_coverage",
     path="results/fit/curve_coverage.parquet",
     description="Empirical coverage of the jackknife+ intervals of fit_curve on held-out evaluated cells: "
-    "one row per k, plus one pooled row over k >= 2 (gain@1 is 0 identically).",
+    "one row per k, then two rows counted per cell over k >= 2 (gain@1 is 0 identically): the mean over "
+    "cells of the fraction of their k covered, and the fraction of cells whose whole curve is covered.",
     columns={
-        "scope": (pl.String, "k | pooled_k_ge_2"),
-        "k": (pl.Int64, "subset size (null for the pooled row)"),
-        "n_cells": (pl.Int64, "held-out cells (times k values for the pooled row)"),
-        "level": (pl.Float64, "nominal coverage"),
-        "coverage": (pl.Float64, "fraction of held-out cells whose real gain@k lies in the interval"),
+        "scope": (pl.String, "k | per_cell_k_ge_2 | whole_curve"),
+        "k": (pl.Int64, "subset size (null for the per-cell rows)"),
+        "n_cells": (pl.Int64, "held-out cells (each cell counts once)"),
+        "level": (pl.Float64, "nominal coverage (per k; the whole_curve row is simultaneous, so lower)"),
+        "coverage": (
+            pl.Float64,
+            "k rows: fraction of held-out cells whose real gain@k lies in the interval; per_cell_k_ge_2: "
+            "mean over cells of the fraction of their k >= 2 covered; whole_curve: fraction of cells with "
+            "every k >= 2 covered",
+        ),
         "mean_width": (pl.Float64, "mean interval width (inf when any interval is unbounded)"),
     },
 )
@@ -402,22 +440,36 @@ FIT_SCREEN = TableSchema(
 FIT_STABILITY = TableSchema(
     name="fit_stability",
     path="results/fit/stability.parquet",
-    description="Bootstrap-Lasso stability selection: one row per feature (fit.stability; definitions in "
-    "docs/statistics.md).",
+    description="Complementary-pairs stability selection (Shah & Samworth 2013): one row per feature "
+    "(fit.stability; definitions in docs/statistics.md).",
     columns={
         "feature": (pl.String, "feature column"),
-        "max_freq": (pl.Float64, "max over the admissible penalty grid of the selection frequency"),
-        "lambda_at_max": (pl.Float64, "penalty (sklearn Lasso alpha, standardised features) of max_freq"),
+        "max_freq": (
+            pl.Float64,
+            "fraction of the 2B half-samples whose union over the admissible penalties selects the feature",
+        ),
+        "lambda_at_max": (
+            pl.Float64,
+            "smallest admissible penalty (sklearn Lasso alpha, standardised features): the union runs from "
+            "lambda_max down to it",
+        ),
         "stable": (pl.Boolean, "max_freq >= threshold"),
         "in_compact": (pl.Boolean, "feature of the compact OLS model"),
         "threshold": (pl.Float64, "stability threshold pi"),
-        "max_selected": (pl.Int64, "q: admissible penalties select at most q features on average"),
+        "max_selected": (pl.Int64, "q: the union over admissible penalties selects at most q on average"),
+        "q_hat": (pl.Float64, "mean size of the union selector over the 2B half-samples"),
         "ev_bound": (
             pl.Float64,
-            "Meinshausen-Buehlmann bound q_hat^2 / ((2 pi - 1) p) on the expected number of falsely "
-            "stable features (NaN for pi <= 0.5)",
+            "bound q_hat^2 / ((2 pi - 1) p) on the expected number of falsely stable features "
+            "(Shah & Samworth eq. 7; NaN for pi <= 0.5)",
         ),
-        "n_boot": (pl.Int64, "bootstrap resamples B"),
+        "bound_vacuous": (
+            pl.Boolean,
+            "ev_bound >= max(1, number of stable features): the bound does not rule out that every "
+            "stable feature is false",
+        ),
+        "n_boot": (pl.Int64, "complementary pairs B (2B half-samples without replacement)"),
+        "half_size": (pl.Int64, "cells per half-sample, floor(n/2)"),
     },
 )
 
@@ -430,9 +482,14 @@ FIT_STABILITY_PATH = TableSchema(
         "feature": (pl.String, "feature column"),
         "lambda": (pl.Float64, "Lasso penalty (sklearn alpha on standardised features, centred target)"),
         "lambda_rel": (pl.Float64, "lambda / lambda_max of the full data"),
-        "freq": (pl.Float64, "fraction of bootstrap resamples in which the feature has a non-zero coef"),
+        "freq": (pl.Float64, "fraction of the 2B half-samples in which the feature has a non-zero coef"),
         "mean_selected": (pl.Float64, "mean number of selected features at this lambda"),
-        "admissible": (pl.Boolean, "mean_selected <= max_selected (enters max_freq)"),
+        "freq_union": (
+            pl.Float64,
+            "fraction of half-samples selecting the feature at any penalty from lambda_max down to this one",
+        ),
+        "mean_union": (pl.Float64, "mean size of that union"),
+        "admissible": (pl.Boolean, "mean_union <= max_selected on the whole prefix (enters max_freq)"),
     },
 )
 
@@ -505,16 +562,44 @@ FIT_CONCENTRATION_TERMS = TableSchema(
 FIT_SAMPLE_SIZE = TableSchema(
     name="fit_sample_size",
     path="results/fit/sample_size.parquet",
-    description="Sample-size advice for the compact predictor: one row per (n prompts, N samples) of the "
-    "grid (worst case over evaluated cells' per-prompt ranges), plus one row per (target, N) with the "
-    "smallest n whose bound is <= target.",
+    description="Sample-size advice for the compact predictor: one row per (n prompts, N samples). The "
+    "predicted error comes from each evaluated cell's measured between-prompt and within-prompt "
+    "variance (docs/statistics.md); the Hoeffding/McDiarmid bound is the worst case beside it.",
     columns={
-        "kind": (pl.String, "grid | target"),
-        "n_prompts": (pl.Int64, "prompts n (grid row), or the smallest n for the target (null: unbounded)"),
+        "n_prompts": (pl.Int64, "validation prompts n"),
         "n_samples": (pl.Int64, "samples per prompt N"),
-        "target": (pl.Float64, "target prediction error (null for grid rows)"),
-        "delta": (pl.Float64, "failure probability"),
-        "bound": (pl.Float64, "bound on |predicted gain - population predicted gain| at (n, N)"),
+        "predicted_sd": (
+            pl.Float64,
+            "root mean over evaluated cells of s_b^2 / n + s_w^2 / (n N): the compact prediction's "
+            "sampling SD",
+        ),
+        "predicted_err95": (pl.Float64, "1.96 x predicted_sd (normal 95% half-width)"),
+        "between_share": (pl.Float64, "share of the predicted variance from the between-prompt part"),
+        "delta": (pl.Float64, "failure probability of the bound"),
+        "bound": (
+            pl.Float64,
+            "worst-case bound on |predicted gain - population predicted gain| at (n, N) (Hoeffding / "
+            "McDiarmid, union over the compact features; widest ranges over the evaluated cells)",
+        ),
+        "n_cells": (pl.Int64, "evaluated cells behind predicted_sd"),
+    },
+)
+
+FIT_SAMPLE_SIZE_CHECK = TableSchema(
+    name="fit_sample_size_check",
+    path="results/fit/sample_size_check.parquet",
+    description="Check of the predicted error by subsampling the measured cells: one row per check "
+    "(n/2 prompts; n/4 prompts; n/2 prompts x N/2 samples), predicted vs observed SD of the compact "
+    "prediction from disjoint parts (docs/statistics.md).",
+    columns={
+        "check": (pl.String, "n/2, N | n/4, N | n/2, N/2"),
+        "n_cells": (pl.Int64, "cells with enough prompts (>= 2 per part) for the check"),
+        "n_prompts": (pl.Int64, "prompts per part (median over cells)"),
+        "n_samples": (pl.Int64, "samples per prompt in each part (median over cells)"),
+        "n_splits": (pl.Int64, "random disjoint splits per cell"),
+        "predicted_sd": (pl.Float64, "root mean over cells of the predicted variance at the part's size"),
+        "observed_sd": (pl.Float64, "root mean over cells of the observed variance between disjoint parts"),
+        "ratio": (pl.Float64, "predicted_sd / observed_sd"),
     },
 )
 
@@ -606,6 +691,7 @@ ALL: dict[str, TableSchema] = {
         FIT_CONCENTRATION,
         FIT_CONCENTRATION_TERMS,
         FIT_SAMPLE_SIZE,
+        FIT_SAMPLE_SIZE_CHECK,
         FIT_ALLOCATION,
         FIT_ALLOCATION_SUMMARY,
         FIT_ALLOCATION_BINS,

@@ -26,14 +26,14 @@ VERSION = {
     "grade": 1,
     "verifier": 1,
     "score": 1,
-    "features": 2,
+    "features": 3,
     "gains": 3,
     "scaling": 1,
-    "fit": 2,
-    "stability": 1,
-    "concentration": 1,
+    "fit": 3,
+    "stability": 2,
+    "concentration": 2,
     "allocation": 1,
-    "report": 6,
+    "report": 7,
 }
 
 

@@ -14,6 +14,7 @@ rule features:
         seed=config["sampling"]["seed"],
         n_boot=config["statistics"]["n_boot"],
         ci_level=config["statistics"]["ci_level"],
+        entropy_kind=lambda w: bconf.entropy_kind(config, w.model),
         version=VERSION["features"],
     script:
         "../scripts/features.py"

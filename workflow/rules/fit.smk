@@ -60,10 +60,13 @@ rule concentration:
         gains=cell_files("gains.parquet"),
         screen_features=screen_files("features.parquet"),
         ols=f"{FIT_DIR}/ols.parquet",
+        samples=cell_files("validation/samples.parquet"),
+        grades=cell_files("validation/grades.parquet"),
     output:
         concentration=f"{FIT_DIR}/concentration.parquet",
         terms=f"{FIT_DIR}/concentration_terms.parquet",
         sample_size=f"{FIT_DIR}/sample_size.parquet",
+        sample_size_check=f"{FIT_DIR}/sample_size_check.parquet",
     log:
         log_path("concentration"),
     benchmark:
@@ -73,6 +76,7 @@ rule concentration:
     params:
         fit=FIT_CFG,
         max_tokens={m: v["max_new_tokens"] for m, v in config["methods"].items()},
+        cells=[[c.model, c.method, c.task] for c in CELLS],
         version=VERSION["concentration"],
     script:
         "../scripts/concentration.py"

@@ -20,6 +20,7 @@ rule report:
         allocation=f"{RESULTS}/fit/allocation.parquet",
         allocation_summary=f"{RESULTS}/fit/allocation_summary.parquet",
         allocation_bins=f"{RESULTS}/fit/allocation_bins.parquet",
+        sample_size_check=f"{RESULTS}/fit/sample_size_check.parquet",
     output:
         report=f"{RESULTS}/report/report.md",
         pred_fig=f"{RESULTS}/report/predicted_vs_actual.png",
@@ -36,6 +37,7 @@ rule report:
     params:
         title=config["title"],
         summary=bconf.report_summary(config),
+        targets=config["fit"]["concentration"]["targets"],
         version=VERSION["report"],
     script:
         "../scripts/report.py"

@@ -17,6 +17,8 @@ feats = compute_features(
     n_boot=p.n_boot,
     ci_level=p.ci_level,
 )
-df = pl.DataFrame([{"model": w.model, "method": w.method, "task": w.task, **feats}])
+df = pl.DataFrame(
+    [{"model": w.model, "method": w.method, "task": w.task, **feats, "entropy_kind": p.entropy_kind}]
+)
 write_parquet_atomic(df, sm.output[0], "features")
 log.info("features: %s", feats)

@@ -6,7 +6,7 @@ from bongain.fit.compare import ComparisonSettings, compare_predictors
 from bongain.fit.curve import predict_curves
 from bongain.fit.ridge import run_fit
 from bongain.fit.screening import screening_table
-from bongain.fit.table import FEATURE_COLUMNS, cell_table
+from bongain.fit.table import FEATURE_COLUMNS, cell_table, check_entropy_kinds
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.smk import setup_logging
 
@@ -16,11 +16,14 @@ cfg = sm.params.fit
 features = pl.concat([read_parquet(p, "features") for p in sm.input.features])
 gains = pl.concat([read_parquet(p, "gains") for p in sm.input.gains])
 screened = [read_parquet(p, "features") for p in sm.input.screen_features]
+check_entropy_kinds(pl.concat([features, *screened]), cfg["allow_mixed_entropy"])
 cols = list(cfg["features"] or FEATURE_COLUMNS)
 level = cfg["interval_level"]
 
 predictions, metrics, coefficients = run_fit(features, gains, feature_cols=cols)
-settings = ComparisonSettings(n_boot=cfg["n_boot"], ci_level=cfg["ci_level"], seed=cfg["seed"])
+settings = ComparisonSettings(
+    n_boot=cfg["n_boot"], ci_level=cfg["ci_level"], seed=cfg["seed"], n_perm=cfg["n_perm"]
+)
 comparison, heldout = compare_predictors(features, gains, cols, settings=settings)
 screen_df = pl.concat(screened) if screened else None
 curves = predict_curves(features, gains, cols, screened=screen_df, level=level)

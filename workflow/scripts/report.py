@@ -23,5 +23,6 @@ path = render_report(
     stats=stats,
     grades=pl.concat([read_parquet(p, "grades") for p in sm.input.grades]),
     scaling=pl.concat([read_parquet(p, "scaling") for p in sm.input.scaling]),
+    targets=tuple(sm.params.targets),
 )
 log.info("report written to %s", path)

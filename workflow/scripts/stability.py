@@ -1,9 +1,9 @@
-"""Snakemake adapter: bootstrap-Lasso stability selection and the compact OLS model."""
+"""Snakemake adapter: complementary-pairs stability selection and the compact OLS model."""
 
 import polars as pl
 
 from bongain.fit.stability import StabilitySettings, fit_ols, stability_selection
-from bongain.fit.table import FEATURE_COLUMNS
+from bongain.fit.table import FEATURE_COLUMNS, check_entropy_kinds
 from bongain.io import read_parquet, write_parquet_atomic, write_text_atomic
 from bongain.smk import setup_logging
 
@@ -11,6 +11,7 @@ sm = snakemake  # noqa: F821
 log = setup_logging(sm, "stability")
 features = pl.concat([read_parquet(p, "features") for p in sm.input.features])
 gains = pl.concat([read_parquet(p, "gains") for p in sm.input.gains])
+check_entropy_kinds(features, sm.params.fit["allow_mixed_entropy"])
 settings = StabilitySettings.from_config(sm.params.fit)
 result = stability_selection(features, gains, FEATURE_COLUMNS, settings)
 ols, summary = fit_ols(features, gains, result.compact, result.basis)

@@ -19,7 +19,15 @@ import polars as pl
 from scipy import stats
 
 from bongain.constants import CELL_KEYS
-from bongain.fit.ridge import DEFAULT_ALPHAS, fit_ridge, rank_metrics
+from bongain.fit.null import (
+    NoiseCeiling,
+    gain_se,
+    noise_ceiling,
+    null_permutations,
+    null_quantile,
+    perm_pvalue,
+)
+from bongain.fit.ridge import DEFAULT_ALPHAS, fit_ridge, fold_smoother, nested_predict_batch, rank_metrics
 from bongain.fit.table import BASELINE_COLUMNS, FEATURE_COLUMNS, cell_table, design_matrix
 from bongain.io import conform
 from bongain.schemas import FIT_COMPARISON
@@ -39,6 +47,7 @@ SCHEMES: dict[str, str | None] = {
 DEFAULT_N_BOOT = 1000
 DEFAULT_CI_LEVEL = 0.95
 DEFAULT_SEED = 0
+DEFAULT_N_PERM = 999
 
 
 def predictor_sets(configured: Sequence[str] | None = None) -> dict[str, list[str]]:
@@ -147,6 +156,52 @@ def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
+@dataclass(frozen=True)
+class ClusterBootstrap:
+    """Resamples of the cells that respect the grid: each is an index array (cells repeated by weight)."""
+
+    resamples: list[np.ndarray]
+    factors: list[str]  # the grid factors resampled (empty: cells resampled independently)
+
+    @property
+    def kind(self) -> str:
+        return "cells" if not self.factors else "clusters(" + ",".join(self.factors) + ")"
+
+
+def cluster_bootstrap(table: pl.DataFrame, n_boot: int, seed: int) -> ClusterBootstrap:
+    """Multi-way cluster ("pigeonhole") bootstrap of the cells of ``table``.
+
+    Every grid factor (model, method, task) with at least 2 levels is resampled: its levels are drawn
+    with replacement, independently per factor, and a cell enters the resample as many times as the
+    product of its levels' draw counts (a two-way cluster bootstrap when methods and tasks both vary,
+    Owen 2007). With a single cell per group of every factor (no factor varies) the cells themselves
+    are resampled. On a complete grid every resample has as many cells as the table; otherwise sizes
+    vary (an empty resample is redrawn).
+    """
+    rng = np.random.default_rng(seed)
+    factors = [f for f in ("model", "method", "task") if table[f].n_unique() >= 2]
+    n = table.height
+    if not factors:
+        return ClusterBootstrap([rng.integers(0, n, size=n) for _ in range(n_boot)], [])
+    codes = []
+    sizes = []
+    for f in factors:
+        levels = sorted(set(table[f].to_list()))
+        lookup = {v: i for i, v in enumerate(levels)}
+        codes.append(np.array([lookup[v] for v in table[f].to_list()], dtype=np.int64))
+        sizes.append(len(levels))
+    out: list[np.ndarray] = []
+    while len(out) < n_boot:
+        weight = np.ones(n, dtype=np.int64)
+        for c, k in zip(codes, sizes, strict=True):
+            counts = np.bincount(rng.integers(0, k, size=k), minlength=k)
+            weight *= counts[c]
+        if weight.sum() == 0:
+            continue
+        out.append(np.repeat(np.arange(n), weight))
+    return ClusterBootstrap(out, factors)
+
+
 def percentile_ci(values: np.ndarray, level: float) -> tuple[float, float]:
     """Percentile interval of the finite ``values`` (NaN, NaN when none is finite)."""
     v = np.asarray(values, dtype=np.float64)
@@ -158,14 +213,28 @@ def percentile_ci(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def resampled_metrics(
+    pred: np.ndarray, actual: np.ndarray, resamples: Sequence[np.ndarray] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spearman, Kendall tau-b, MAE of ``pred`` vs ``actual`` on each resample of cell indices."""
+    pred = np.asarray(pred, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    sizes = {len(r) for r in resamples}
+    if len(sizes) == 1:
+        idx = np.asarray(resamples)
+        return batch_metrics(pred[idx], actual[idx])
+    parts = [batch_metrics(pred[r][None], actual[r][None]) for r in resamples]
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+
 def bootstrap_metric_cis(
-    pred: np.ndarray, actual: np.ndarray, idx: np.ndarray, level: float
+    pred: np.ndarray, actual: np.ndarray, idx: Sequence[np.ndarray] | np.ndarray, level: float
 ) -> dict[str, tuple[float, float]]:
-    """Percentile CIs of Spearman / Kendall / MAE over the cell resamples ``idx`` (B x n).
+    """Percentile CIs of Spearman / Kendall / MAE over the cell resamples ``idx``.
 
     The held-out predictions are fixed; only which cells are scored is resampled.
     """
-    rho, tau, mae = batch_metrics(np.asarray(pred)[idx], np.asarray(actual)[idx])
+    rho, tau, mae = resampled_metrics(pred, actual, idx)
     return {
         "spearman": percentile_ci(rho, level),
         "kendall": percentile_ci(tau, level),
@@ -173,11 +242,71 @@ def bootstrap_metric_cis(
     }
 
 
+#: Grouped schemes from hardest to easiest; the headline is the first one with enough groups.
+HEADLINE_ORDER: tuple[str, ...] = ("leave_one_model_out", "leave_one_method_out", "leave_one_task_out")
+MIN_HEADLINE_GROUPS = 3
+HEADLINE_PREDICTOR = "ridge"
+
+
+def headline_scheme(n_groups: dict[str, int]) -> str:
+    """The hardest grouped scheme with at least :data:`MIN_HEADLINE_GROUPS` groups, else LOCO."""
+    for scheme in HEADLINE_ORDER:
+        if n_groups.get(scheme, 0) >= MIN_HEADLINE_GROUPS:
+            return scheme
+    return "leave_one_cell_out"
+
+
 @dataclass(frozen=True)
 class ComparisonSettings:
     n_boot: int = DEFAULT_N_BOOT
     ci_level: float = DEFAULT_CI_LEVEL
     seed: int = DEFAULT_SEED
+    n_perm: int = DEFAULT_N_PERM
+
+
+def _ceiling(table: pl.DataFrame, seed: int) -> NoiseCeiling:
+    lo = table["gain_lo"].cast(pl.Float64).to_numpy()
+    hi = table["gain_hi"].cast(pl.Float64).to_numpy()
+    level = table["gain_ci_level"].cast(pl.Float64).to_numpy()
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(np.isfinite(level))):
+        nan = float("nan")
+        return NoiseCeiling(nan, nan, nan, nan)
+    se = np.concatenate([gain_se(lo[i : i + 1], hi[i : i + 1], float(level[i])) for i in range(lo.size)])
+    return noise_ceiling(table["gain"].to_numpy().astype(np.float64), se, seed)
+
+
+@dataclass(frozen=True)
+class HeldoutTest:
+    pred: np.ndarray  # out-of-fold predictions of y
+    alpha: np.ndarray  # penalty used for each row (NaN: no usable column, mean prediction)
+    spearman: float  # held-out Spearman of pred with y
+    null_spearman: np.ndarray  # the same statistic with y permuted by each row of perm_index
+    p_value: float  # one-sided (greater)
+
+
+def heldout_permutation_test(
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[tuple[str, np.ndarray]],
+    perm_index: np.ndarray,
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+) -> HeldoutTest:
+    """The nested-CV held-out Spearman of ridge on ``X`` and its permutation null.
+
+    Every permutation reruns the whole procedure (standardisation, inner LOO choice of the penalty,
+    outer prediction) on ``y[perm]``, through the closed-form smoothers of :func:`fold_smoother`.
+    """
+    alphas = np.asarray(alphas, dtype=np.float64)
+    n = y.shape[0]
+    smoothers = [fold_smoother(X, np.setdiff1d(np.arange(n), rows), rows, alphas) for _, rows in folds]
+    pred_b, pick_b = nested_predict_batch(smoothers, y[None])
+    pred = pred_b[0]
+    alpha = np.where(pick_b[0] >= 0, alphas[np.maximum(pick_b[0], 0)], np.nan)
+    rho = rank_metrics(pred, y)[0]
+    Yperm = y[perm_index]
+    null_pred, _ = nested_predict_batch(smoothers, Yperm)
+    null_rho = batch_metrics(null_pred, Yperm)[0]
+    return HeldoutTest(pred, alpha, rho, null_rho, perm_pvalue(null_rho, rho, "greater"))
 
 
 def compare_predictors(
@@ -189,13 +318,59 @@ def compare_predictors(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(fit_comparison, fit_heldout): every predictor set under every applicable evaluation scheme.
 
-    One bootstrap index matrix (seeded) is shared by every scheme and predictor, so their CIs are
-    paired.
+    Each row carries the permutation p-value of its held-out Spearman and the null's 95% quantile
+    (:mod:`bongain.fit.null`; the same permutations for every row), the noise ceiling of the measured
+    gains and grid-respecting bootstrap CIs (:func:`cluster_bootstrap`; one set of resamples shared by
+    every row, so comparisons are paired). A first row (scheme ``raw``) is the Spearman of ``pass1``
+    with the gain itself, without fitting, with a two-sided p-value.
     """
     table = cell_table(features, gains)
     y = table["gain"].to_numpy().astype(np.float64)
-    idx = bootstrap_indices(table.height, settings.n_boot, settings.seed)
+    boot = cluster_bootstrap(table, settings.n_boot, settings.seed)
+    perms = null_permutations(table, settings.n_perm, settings.seed)
+    Yperm = y[perms.index]
+    ceiling = _ceiling(table, settings.seed)
+    n_groups = {s: len(f) for s in SCHEMES if (f := scheme_folds(table, s)) is not None}
+    headline = headline_scheme(n_groups)
+    common = {
+        "n_cells": table.height,
+        "n_boot": settings.n_boot,
+        "ci_level": settings.ci_level,
+        "ci_kind": boot.kind,
+        "n_perm": int(perms.index.shape[0]),
+        "null_kind": perms.kind + (" (exact)" if perms.exact else ""),
+        "noise_ceiling": ceiling.spearman,
+        "noise_ceiling_kendall": ceiling.kendall,
+        "mae_floor": ceiling.mae_floor,
+    }
     comp_rows: list[dict[str, object]] = []
+    pass1 = design_matrix(table, BASELINE_COLUMNS)[:, 0]
+    rho, tau, _ = rank_metrics(pass1, y)
+    ci = bootstrap_metric_cis(pass1, y, boot.resamples, settings.ci_level)
+    null_raw = batch_metrics(np.broadcast_to(pass1, Yperm.shape), Yperm)[0]
+    comp_rows.append(
+        {
+            **common,
+            "scheme": "raw",
+            "predictor": "baseline",
+            "features": ",".join(BASELINE_COLUMNS),
+            "n_folds": 0,
+            "spearman": rho,
+            "spearman_lo": ci["spearman"][0],
+            "spearman_hi": ci["spearman"][1],
+            "kendall": tau,
+            "kendall_lo": ci["kendall"][0],
+            "kendall_hi": ci["kendall"][1],
+            "mae": float("nan"),
+            "mae_lo": float("nan"),
+            "mae_hi": float("nan"),
+            "alpha_median": float("nan"),
+            "perm_p": perm_pvalue(null_raw, rho, "two-sided"),
+            "null_q95": null_quantile(np.abs(null_raw)),
+            "alternative": "two-sided",
+            "headline": False,
+        }
+    )
     held: list[pl.DataFrame] = []
     for scheme in SCHEMES:
         folds = scheme_folds(table, scheme)
@@ -205,16 +380,17 @@ def compare_predictors(
         for label, rows in folds:
             fold_of[rows] = label
         for name, cols in predictor_sets(configured).items():
-            pred, alpha = grouped_predict(design_matrix(table, cols), y, folds, alphas)
+            test = heldout_permutation_test(design_matrix(table, cols), y, folds, perms.index, alphas)
+            pred, alpha, null_rho = test.pred, test.alpha, test.null_spearman
             rho, tau, mae = rank_metrics(pred, y)
-            ci = bootstrap_metric_cis(pred, y, idx, settings.ci_level)
+            ci = bootstrap_metric_cis(pred, y, boot.resamples, settings.ci_level)
             fin = alpha[np.isfinite(alpha)]
             comp_rows.append(
                 {
+                    **common,
                     "scheme": scheme,
                     "predictor": name,
                     "features": ",".join(cols),
-                    "n_cells": table.height,
                     "n_folds": len(folds),
                     "spearman": rho,
                     "spearman_lo": ci["spearman"][0],
@@ -226,8 +402,10 @@ def compare_predictors(
                     "mae_lo": ci["mae"][0],
                     "mae_hi": ci["mae"][1],
                     "alpha_median": float(np.median(fin)) if fin.size else float("nan"),
-                    "n_boot": settings.n_boot,
-                    "ci_level": settings.ci_level,
+                    "perm_p": perm_pvalue(null_rho, rho, "greater"),
+                    "null_q95": null_quantile(null_rho),
+                    "alternative": "greater",
+                    "headline": scheme == headline and name == HEADLINE_PREDICTOR,
                 }
             )
             held.append(

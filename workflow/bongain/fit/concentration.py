@@ -21,7 +21,7 @@ d = delta / |S| per feature gives, with probability >= 1 - delta,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ import polars as pl
 from bongain.constants import CELL_KEYS
 from bongain.fit.stability import ols_predict
 from bongain.io import conform
-from bongain.schemas import FIT_CONCENTRATION, FIT_CONCENTRATION_TERMS, FIT_SAMPLE_SIZE
+from bongain.schemas import FIT_CONCENTRATION, FIT_CONCENTRATION_TERMS
 
 #: Feature -> kind of statistic over prompts ("mean" or "spread" = population SD).
 FEATURE_KIND: dict[str, str] = {
@@ -184,8 +184,8 @@ def concentration_tables(
     max_tokens: Mapping[str, float],
     settings: ConcentrationSettings = ConcentrationSettings(),
     screened: pl.DataFrame | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(fit_concentration, fit_concentration_terms, fit_sample_size).
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(fit_concentration, fit_concentration_terms); the sample-size grid is :mod:`bongain.fit.sample_size`.
 
     ``features``: evaluated cells' feature rows; ``gains_by_cell``: (model, method, task, gain) per
     evaluated cell; ``ols``: the ``fit_ols`` table; ``max_tokens``: method -> max_new_tokens.
@@ -252,30 +252,21 @@ def concentration_tables(
     terms = conform(
         pl.DataFrame(term_rows, schema=FIT_CONCENTRATION_TERMS.polars_schema), "fit_concentration_terms"
     )
-    # Worst case over evaluated cells: the largest max_new_tokens among their methods.
+    return conc, terms
+
+
+def worst_case_bound(
+    features: pl.DataFrame,
+    ols: pl.DataFrame,
+    max_tokens: Mapping[str, float],
+    settings: ConcentrationSettings = ConcentrationSettings(),
+) -> Callable[[int, int], float]:
+    """(n, N) -> the bound, worst case over the evaluated cells (the largest max_new_tokens)."""
+    coefs = _coefs(ols)
     tvals = [max_tokens[m] for m in features["method"].unique().to_list() if m in max_tokens]
     T_worst = max(tvals) if tvals else None
-    n_grid = sorted(set(settings.n_prompts_grid) | set(features["n_prompts"].to_list()))
-    N_grid = sorted(set(settings.n_samples_grid) | set(features["n_samples"].to_list()))
-    ss_rows = []
-    for N in N_grid:
-        for n in n_grid:
-            b = float(prediction_bound(coefs, n, N, delta, T_worst, settings.ranges))
-            ss_rows.append(
-                {"kind": "grid", "n_prompts": n, "n_samples": N, "target": None, "delta": delta, "bound": b}
-            )
-        for t in settings.targets:
-            n_min = min_prompts(t, coefs, N, delta, T_worst, settings.ranges)
-            b = float(prediction_bound(coefs, n_min, N, delta, T_worst, settings.ranges)) if n_min else None
-            ss_rows.append(
-                {
-                    "kind": "target",
-                    "n_prompts": n_min,
-                    "n_samples": N,
-                    "target": t,
-                    "delta": delta,
-                    "bound": b,
-                }
-            )
-    size = conform(pl.DataFrame(ss_rows, schema=FIT_SAMPLE_SIZE.polars_schema), "fit_sample_size")
-    return conc, terms, size
+
+    def bound(n: int, N: int) -> float:
+        return float(prediction_bound(coefs, n, N, settings.delta, T_worst, settings.ranges))
+
+    return bound

@@ -15,7 +15,8 @@ out of 1..n). Guaranteed coverage is 1 - 2 alpha; in practice it is close to 1 -
 * Screened cells: point prediction from the fit on all evaluated cells, interval from the n LOCO fits.
 * Evaluated cells: point prediction from the fit without the cell (LOCO) and an interval built from
   the other n - 1 cells only (leave-two-out fits), so its empirical coverage on held-out cells is an
-  honest check: it is written per k to ``fit_curve_coverage``.
+  honest check: it is written per k to ``fit_curve_coverage``, and per cell (each cell counts once:
+  the mean over its k >= 2 of being covered, and whether its whole curve is covered).
 """
 
 from __future__ import annotations
@@ -232,9 +233,14 @@ def predict_curves(
     for kk in range(K):
         cov_rows.append(_coverage_row("k", int(ks[kk]), covered[:, kk], width[:, kk], level, n >= 3))
     sel = ks >= 2
-    cov_rows.append(
-        _coverage_row("pooled_k_ge_2", None, covered[:, sel].ravel(), width[:, sel].ravel(), level, n >= 3)
-    )
+    # Per cell, not per (cell, k) pair: the k values of one cell share its features and its test prompts,
+    # so its pairs are strongly dependent. Each cell counts once: the fraction of its k >= 2 covered,
+    # and (whole_curve) whether every k >= 2 is covered.
+    per_cell = covered[:, sel].mean(axis=1) if sel.any() else np.zeros(n)
+    cell_width = width[:, sel].mean(axis=1) if sel.any() else np.zeros(n)
+    cov_rows.append(_coverage_row("per_cell_k_ge_2", None, per_cell, cell_width, level, n >= 3 and sel.any()))
+    whole = covered[:, sel].all(axis=1) if sel.any() else np.zeros(n, dtype=bool)
+    cov_rows.append(_coverage_row("whole_curve", None, whole, cell_width, level, n >= 3 and sel.any()))
     coverage = conform(pl.DataFrame(cov_rows, schema=FIT_CURVE_COVERAGE.polars_schema), "fit_curve_coverage")
     return CurveResult(curve, coverage, s_pred, s_lo, s_hi)
 

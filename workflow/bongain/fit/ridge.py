@@ -218,3 +218,81 @@ def run_fit(
     cols = list(FEATURE_COLUMNS if feature_cols is None else feature_cols)
     preds = leave_one_cell_out(features, gains, cols, alphas)
     return preds, metrics(preds), coefficients(features, gains, cols, alphas)
+
+
+@dataclass(frozen=True)
+class FoldSmoother:
+    """One outer fold of the nested-CV ridge as linear maps of the training targets, one per penalty.
+
+    For every candidate penalty ``a`` the ridge with an unpenalised intercept on the training cells'
+    standardised columns is a linear smoother: fitted training values ``H_a y`` and held-out predictions
+    ``P_a y``. The inner leave-one-out residual is ``(y - H_a y) / (1 - diag(H_a))`` (exact for any
+    quadratic-penalty least squares), so the penalty :func:`fit_ridge` picks with ``RidgeCV`` and its
+    prediction follow from matrix products; :func:`nested_predict_batch` applies them to many target
+    vectors at once (the permutation null).
+    """
+
+    train: np.ndarray  # training row indices
+    test: np.ndarray  # held-out row indices
+    hat: np.ndarray | None  # (n_alpha, n_train, n_train); None when no column is usable
+    hat_diag: np.ndarray | None  # (n_alpha, n_train)
+    pred_map: np.ndarray | None  # (n_alpha, n_test, n_train)
+
+
+def fold_smoother(
+    X: np.ndarray, train: np.ndarray, test: np.ndarray, alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS
+) -> FoldSmoother:
+    """The :class:`FoldSmoother` of one outer fold (same column handling as :func:`fit_ridge`)."""
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    Xtr = X[train]
+    kept = usable_columns(Xtr)
+    if not kept.any():
+        return FoldSmoother(train=train, test=test, hat=None, hat_diag=None, pred_map=None)
+    mean = Xtr[:, kept].mean(axis=0)
+    scale = Xtr[:, kept].std(axis=0)
+    Z = (Xtr[:, kept] - mean) / scale
+    Zte = (X[np.ix_(test, np.flatnonzero(kept))] - mean) / scale
+    Zte = np.where(np.isfinite(Zte), Zte, 0.0)
+    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    a = np.asarray(alphas, dtype=np.float64)[:, None]
+    shrink = s**2 / (s**2 + a)  # (n_alpha, r)
+    n_tr = train.size
+    ones = np.full((n_tr, n_tr), 1.0 / n_tr)
+    hat = ones[None] + np.einsum("ir,ar,jr->aij", U, shrink, U)
+    coef_map = s / (s**2 + a)  # (n_alpha, r): coef = V diag(coef_map) U' y
+    proj = Zte @ Vt.T  # (n_test, r)
+    centre = np.eye(n_tr) - 1.0 / n_tr  # predictions use y centred on the training mean
+    pred_map = (
+        np.full((1, test.size, n_tr), 1.0 / n_tr)
+        + np.einsum("tr,ar,jr->atj", proj, coef_map, U) @ centre[None]
+    )
+    return FoldSmoother(
+        train=train, test=test, hat=hat, hat_diag=np.einsum("aii->ai", hat), pred_map=pred_map
+    )
+
+
+def nested_predict_batch(smoothers: Sequence[FoldSmoother], Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold predictions (B x n) and the index of the picked penalty (B x n; -1: mean only).
+
+    ``Y`` holds B target vectors (B x n). Row b equals what :func:`fit_ridge` fold by fold would
+    predict for target ``Y[b]``; the penalty is the first one (grid order) with the smallest mean
+    squared inner LOO residual, as ``RidgeCV`` picks it.
+    """
+    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    B, n = Y.shape
+    pred = np.full((B, n), np.nan)
+    pick = np.full((B, n), -1, dtype=np.int64)
+    for sm in smoothers:
+        ytr = Y[:, sm.train]  # (B, n_tr)
+        if sm.hat is None:
+            pred[:, sm.test] = ytr.mean(axis=1, keepdims=True)
+            continue
+        fitted = np.einsum("aij,bj->abi", sm.hat, ytr)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loo = (ytr[None] - fitted) / (1.0 - sm.hat_diag[:, None, :])
+        mse = np.mean(loo**2, axis=2)  # (n_alpha, B)
+        best = np.argmin(mse, axis=0)  # first minimum in grid order
+        all_pred = np.einsum("atj,bj->abt", sm.pred_map, ytr)  # (n_alpha, B, n_test)
+        pred[:, sm.test] = all_pred[best, np.arange(B)]
+        pick[:, sm.test] = best[:, None]
+    return pred, pick

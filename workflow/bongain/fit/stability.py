@@ -1,19 +1,28 @@
-"""Bootstrap-Lasso stability selection over the cell features, and the compact OLS model for inference.
+"""Complementary-pairs stability selection (CPSS) over the cell features, and the compact OLS model.
 
-Stability selection (Meinshausen & Buehlmann 2010; bootstrap resampling as in Bach's Bolasso):
+Stability selection as Shah & Samworth (2013) state it (after Meinshausen & Buehlmann 2010):
 
 * the penalty grid is ``n_lambdas`` values, log-spaced from ``lambda_max`` (the smallest penalty that
   selects nothing on the full data, standardised features, centred gain) down to
   ``lambda_min_ratio * lambda_max``;
-* for each of ``n_boot`` seeded resamples of the cells (with replacement) the features are standardised
-  with the resample's own mean/SD (a column constant in the resample is never selected), the gain is
-  centred and the whole Lasso path is fitted (:func:`sklearn.linear_model.lasso_path`);
-* ``freq[feature, lambda]`` = fraction of resamples with a non-zero coefficient;
-* a penalty is *admissible* when the mean number of selected features there is at most ``max_selected``
-  (q); ``max_freq`` = max of ``freq`` over admissible penalties; the *stable set* = features with
-  ``max_freq >= threshold`` (pi). With admissible penalties only, the expected number of falsely stable
-  features is at most q_hat^2 / ((2 pi - 1) p) under the exchangeability assumption of
-  Meinshausen-Buehlmann (``ev_bound``; q_hat = the largest mean selection count used).
+* B = ``n_boot`` seeded **complementary pairs**: each pair splits the cells at random into two disjoint
+  halves of floor(n/2) cells (without replacement; with n odd one cell sits out). On each of the 2B
+  half-samples the features are standardised with the half's own mean/SD (a column constant in the
+  half is never selected), the gain is centred and the Lasso path is fitted
+  (:func:`sklearn.linear_model.lasso_path`);
+* the selector is the **union over the admissible penalties**: for the grid prefix lambda_max ..
+  lambda_k, a feature is selected on a half-sample if the Lasso selects it at any of those penalties.
+  The prefix is admissible when the mean size of that union over the 2B halves (q_hat) is at most
+  ``max_selected`` (q); the admissible set is the longest admissible prefix;
+* ``max_freq`` = the fraction of the 2B halves whose union selector contains the feature; the *stable
+  set* = features with ``max_freq >= threshold`` (pi);
+* ``ev_bound = q_hat^2 / ((2 pi - 1) p)`` bounds the expected number of falsely stable features under
+  the exchangeability and better-than-random assumptions of Meinshausen-Buehlmann (Shah & Samworth,
+  eq. 7, which hold for CPSS with this q_hat); ``bound_vacuous`` says when it is no guarantee: it is at
+  least the number of stable features (at least 1 when none is stable), so it does not rule out that
+  every stable feature is a false one.
+* with fewer than 6 cells (halves of at most 2 cells, on which every usable standardised column is
+  perfectly correlated with the centred gain) no feature is declared stable.
 
 Compact model: the stable set when it is non-empty and small enough for the cells
 (``|S| <= max(1, (n_cells - 1) // cells_per_feature)``), otherwise the strict core
@@ -41,6 +50,9 @@ from bongain.io import conform
 from bongain.schemas import FIT_OLS, FIT_STABILITY, FIT_STABILITY_PATH
 
 _SELECT_TOL = 1e-10
+
+#: Half-samples smaller than this (fewer than 6 cells) declare nothing stable.
+MIN_HALF = 3
 
 
 @dataclass(frozen=True)
@@ -76,10 +88,32 @@ def _standardise(X: np.ndarray) -> np.ndarray:
     return Z
 
 
-def selection_frequencies(
-    X: np.ndarray, y: np.ndarray, settings: StabilitySettings
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lambdas (L,), freq (p, L), mean_selected (L,)) over ``settings.n_boot`` bootstrap resamples."""
+@dataclass(frozen=True)
+class Frequencies:
+    lambdas: np.ndarray  # (L,) decreasing
+    freq: np.ndarray  # (p, L): fraction of half-samples selecting the feature at lambda_k
+    mean_selected: np.ndarray  # (L,): mean number selected at lambda_k
+    freq_union: np.ndarray  # (p, L): fraction of halves selecting it at any of lambda_0..lambda_k
+    mean_union: np.ndarray  # (L,): mean size of that union (q_hat of the prefix)
+    n_halves: int  # 2B
+
+
+def complementary_halves(n: int, n_pairs: int, seed: int) -> np.ndarray:
+    """(2 B, floor(n/2)) row indices: pairs of disjoint halves, rows 2b and 2b + 1 from one permutation."""
+    if n < 2:
+        raise ValueError(f"complementary pairs need at least 2 cells, got {n}")
+    rng = np.random.default_rng(seed)
+    h = n // 2
+    out = np.empty((2 * n_pairs, h), dtype=np.int64)
+    for b in range(n_pairs):
+        perm = rng.permutation(n)
+        out[2 * b] = np.sort(perm[:h])
+        out[2 * b + 1] = np.sort(perm[h : 2 * h])
+    return out
+
+
+def selection_frequencies(X: np.ndarray, y: np.ndarray, settings: StabilitySettings) -> Frequencies:
+    """Per-penalty and union selection frequencies over ``settings.n_boot`` complementary pairs."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n, p = X.shape
@@ -88,20 +122,30 @@ def selection_frequencies(
     if not lam_max > 0:
         lam_max = 1.0
     lambdas = lam_max * np.logspace(0.0, np.log10(settings.lambda_min_ratio), settings.n_lambdas)
-    rng = np.random.default_rng(settings.seed)
+    halves = complementary_halves(n, settings.n_boot, settings.seed)
     counts = np.zeros((p, lambdas.size))
+    counts_u = np.zeros((p, lambdas.size))
     n_sel = np.zeros(lambdas.size)
+    n_union = np.zeros(lambdas.size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for _ in range(settings.n_boot):
-            idx = rng.integers(0, n, size=n)
+        for idx in halves:
             Zb = _standardise(X[idx])
             yb = y[idx] - y[idx].mean()
             _, coefs, _ = lasso_path(Zb, yb, alphas=lambdas, max_iter=10_000, tol=1e-8)
             sel = np.abs(coefs) > _SELECT_TOL  # (p, L), alphas in the given (decreasing) order
+            union = np.logical_or.accumulate(sel, axis=1)
             counts += sel
+            counts_u += union
             n_sel += sel.sum(axis=0)
-    return lambdas, counts / settings.n_boot, n_sel / settings.n_boot
+            n_union += union.sum(axis=0)
+    m = halves.shape[0]
+    return Frequencies(lambdas, counts / m, n_sel / m, counts_u / m, n_union / m, m)
+
+
+def vacuous(ev_bound: float, n_stable: int) -> bool:
+    """The error bound guarantees nothing: it allows every stable feature (or one, if none) to be false."""
+    return not (np.isfinite(ev_bound) and ev_bound < max(n_stable, 1))
 
 
 def max_compact_features(n_cells: int, cells_per_feature: int) -> int:
@@ -122,15 +166,21 @@ def stability_selection(
     cols = list(feature_cols)
     X = design_matrix(table, cols)
     y = table["gain"].to_numpy().astype(np.float64)
-    lambdas, freq, mean_sel = selection_frequencies(X, y, settings)
-    admissible = mean_sel <= settings.max_selected + 1e-12
+    fr = selection_frequencies(X, y, settings)
     p = len(cols)
-    f_adm = np.where(admissible[None, :], freq, -1.0)
-    best = np.argmax(f_adm, axis=1)
-    max_freq = np.where(admissible.any(), f_adm[np.arange(p), best], np.nan)
-    lam_at = np.where(admissible.any(), lambdas[best], np.nan)
-    stable = max_freq >= settings.threshold
-    q_hat = float(mean_sel[admissible].max()) if admissible.any() else float("nan")
+    # longest admissible prefix of the grid (mean union size is non-decreasing along the grid)
+    admissible = np.cumprod(fr.mean_union <= settings.max_selected + 1e-12).astype(bool)
+    if admissible.any():
+        last = int(np.flatnonzero(admissible)[-1])
+        max_freq = fr.freq_union[:, last]
+        lam_at = np.full(p, fr.lambdas[last])
+        q_hat = float(fr.mean_union[last])
+    else:
+        max_freq = np.full(p, np.nan)
+        lam_at = np.full(p, np.nan)
+        q_hat = float("nan")
+    # halves of 2 cells: every usable standardised column is +-(y centred), all tie, the pick is arbitrary
+    stable = (max_freq >= settings.threshold) & (table.height // 2 >= MIN_HALF)
     pi = settings.threshold
     ev = q_hat**2 / ((2 * pi - 1) * p) if pi > 0.5 else float("nan")
     compact, basis = choose_compact(cols, max_freq, stable, X, table.height, settings.cells_per_feature)
@@ -143,8 +193,11 @@ def stability_selection(
             "in_compact": [c in compact for c in cols],
             "threshold": [pi] * p,
             "max_selected": [settings.max_selected] * p,
+            "q_hat": [q_hat] * p,
             "ev_bound": [ev] * p,
+            "bound_vacuous": [vacuous(ev, int(stable.sum()))] * p,
             "n_boot": [settings.n_boot] * p,
+            "half_size": [table.height // 2] * p,
         },
         schema=FIT_STABILITY.polars_schema,
     )
@@ -152,13 +205,15 @@ def stability_selection(
         {
             "feature": c,
             "lambda": float(lam),
-            "lambda_rel": float(lam / lambdas[0]),
-            "freq": float(freq[j, li]),
-            "mean_selected": float(mean_sel[li]),
+            "lambda_rel": float(lam / fr.lambdas[0]),
+            "freq": float(fr.freq[j, li]),
+            "mean_selected": float(fr.mean_selected[li]),
+            "freq_union": float(fr.freq_union[j, li]),
+            "mean_union": float(fr.mean_union[li]),
             "admissible": bool(admissible[li]),
         }
         for j, c in enumerate(cols)
-        for li, lam in enumerate(lambdas)
+        for li, lam in enumerate(fr.lambdas)
     ]
     path = pl.DataFrame(path_rows, schema=FIT_STABILITY_PATH.polars_schema)
     return StabilityResult(

@@ -42,8 +42,9 @@ def usable_columns(X: np.ndarray) -> np.ndarray:
 def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
     """Join each cell's feature row with its target gain, sorted by (model, method, task).
 
-    The target is taken from the cell's row with the largest k (k = N). Raises ValueError on duplicated
-    feature rows, on cells without gains, or on too few cells.
+    The target is taken from the cell's row with the largest k (k = N), with its bootstrap CI as
+    ``gain_lo`` / ``gain_hi`` / ``gain_ci_level`` (null when the gains table has no CI columns). Raises
+    ValueError on duplicated feature rows, on cells without gains, or on too few cells.
     """
     dup = features.group_by(CELL_KEYS).len().filter(pl.col("len") > 1)
     if dup.height:
@@ -51,7 +52,18 @@ def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
     target = (
         gains.sort([*CELL_KEYS, "k"])
         .group_by(CELL_KEYS, maintain_order=True)
-        .agg(pl.col("gain").last(), (pl.col("gain").max() - pl.col("gain").min()).alias("_range"))
+        .agg(
+            pl.col("gain").last(),
+            *[
+                (pl.col(src).last() if src in gains.columns else pl.lit(None, dtype=pl.Float64)).alias(dst)
+                for src, dst in (
+                    ("gain_lo", "gain_lo"),
+                    ("gain_hi", "gain_hi"),
+                    ("ci_level", "gain_ci_level"),
+                )
+            ],
+            (pl.col("gain").max() - pl.col("gain").min()).alias("_range"),
+        )
     )
     uneven = target.filter(pl.col("_range") > 1e-12)
     if uneven.height:
@@ -72,6 +84,29 @@ def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
         bad = table.filter(pl.col("gain").is_null() | pl.col("gain").is_nan()).select(CELL_KEYS).rows()
         raise ValueError(f"non-finite gain for cell(s) {bad}")
     return table
+
+
+def check_entropy_kinds(features: pl.DataFrame, allow_mixed: bool) -> None:
+    """Refuse feature rows whose ``entropy_kind`` differs (``entropy_mean`` would not be comparable).
+
+    Raises ValueError naming the kinds and their cells unless ``allow_mixed`` (config
+    ``fit.allow_mixed_entropy``).
+    """
+    if "entropy_kind" not in features.columns or allow_mixed:
+        return
+    kinds = features.group_by("entropy_kind", maintain_order=True).agg(
+        pl.concat_str(CELL_KEYS, separator="/").sort().alias("cells")
+    )
+    if kinds.height > 1:
+        detail = "; ".join(
+            f"{r['entropy_kind']}: {', '.join(r['cells'][:3])}{' ...' if len(r['cells']) > 3 else ''}"
+            for r in kinds.sort("entropy_kind").iter_rows(named=True)
+        )
+        raise ValueError(
+            "features: cells mix entropy kinds, so entropy_mean is not comparable across them "
+            f"({detail}). Use one entropy mode for every model (vllm.entropy: hf_rescore is exact), or "
+            "set fit.allow_mixed_entropy: true to fit anyway."
+        )
 
 
 def design_matrix(table: pl.DataFrame, feature_cols: Sequence[str]) -> np.ndarray:

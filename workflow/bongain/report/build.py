@@ -22,6 +22,7 @@ from bongain.report.crosscell import (
     coefficients_section,
     comparison_section,
     curve_section,
+    headline_section,
     metrics_section,
     predictions_section,
     screen_section,
@@ -47,6 +48,9 @@ from bongain.report.strategies import (
 )
 from bongain.schemas import GAINS
 
+#: Target prediction errors of the sample-size advice (config fit.concentration.targets).
+DEFAULT_TARGETS: tuple[float, ...] = (0.02, 0.05)
+
 #: Tables of the statistics stages that render_report accepts in ``stats`` (by schema name).
 STATS_TABLES: tuple[str, ...] = (
     "fit_comparison",
@@ -59,6 +63,7 @@ STATS_TABLES: tuple[str, ...] = (
     "fit_concentration",
     "fit_concentration_terms",
     "fit_sample_size",
+    "fit_sample_size_check",
     "fit_allocation",
     "fit_allocation_summary",
     "fit_allocation_bins",
@@ -100,7 +105,12 @@ def _summary_section(
     return [*lines, ""]
 
 
-def statistics_sections(stats: Mapping[str, pl.DataFrame], features: pl.DataFrame, out: Path) -> list[str]:
+def statistics_sections(
+    stats: Mapping[str, pl.DataFrame],
+    features: pl.DataFrame,
+    out: Path,
+    targets: Sequence[float] = DEFAULT_TARGETS,
+) -> list[str]:
     """The report sections (and figures) of the statistics tables present in ``stats``."""
     lines: list[str] = []
     if "fit_comparison" in stats:
@@ -116,18 +126,22 @@ def statistics_sections(stats: Mapping[str, pl.DataFrame], features: pl.DataFram
     if "fit_ols" in stats:
         lines += ols_section(stats["fit_ols"])
     if {"fit_concentration", "fit_concentration_terms", "fit_sample_size", "fit_ols"} <= set(stats):
+        check = stats.get("fit_sample_size_check")
         plot_concentration(
             stats["fit_sample_size"],
             stats["fit_ols"],
             features,
             out / FIG_CONCENTRATION,
             stats["fit_concentration"],
+            targets,
         )
         lines += concentration_section(
             stats["fit_concentration"],
             stats["fit_concentration_terms"],
             stats["fit_sample_size"],
             stats["fit_ols"],
+            check,
+            targets,
         )
     if "fit_allocation" in stats and "fit_allocation_summary" in stats:
         lines += allocation_section(stats["fit_allocation"], stats["fit_allocation_summary"])
@@ -148,6 +162,7 @@ def render_report(
     config_summary: Mapping[str, object],
     stats: Mapping[str, pl.DataFrame] | None = None,
     grades: pl.DataFrame | None = None,
+    targets: Sequence[float] = DEFAULT_TARGETS,
     scaling: pl.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/report.md`` and its figures; return the path of the Markdown file.
@@ -170,6 +185,7 @@ def render_report(
         f"# {title}",
         "",
         *_summary_section(features, gains, config_summary),
+        *(headline_section(stats["fit_comparison"]) if "fit_comparison" in stats else []),
         *gains_section(gains),
         "### Best-of-k curves",
         "",
@@ -184,7 +200,7 @@ def render_report(
         *metrics_section(metrics),
         *predictions_section(predictions),
         *coefficients_section(coefficients),
-        *statistics_sections(stats, features, out),
+        *statistics_sections(stats, features, out, targets),
     ]
     while lines and lines[-1] == "":
         lines.pop()

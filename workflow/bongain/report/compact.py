@@ -3,6 +3,8 @@ sample-size advice."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 from bongain.report.figures import FIG_CONCENTRATION, FIG_STABILITY
@@ -18,17 +20,35 @@ def stability_section(stab: pl.DataFrame) -> list[str]:
     ]
     r0 = stab.row(0, named=True) if stab.height else {}
     stable = s.filter(pl.col("stable"))["feature"].to_list()
+    vac = bool(r0.get("bound_vacuous", True))
     return [
-        "## Stability selection (bootstrap Lasso)",
+        "## Stability selection (complementary pairs)",
         "",
         f"Source: `{ALL['fit_stability'].path}` and `{ALL['fit_stability_path'].path}` (frequency per "
-        f"penalty). B = {r0.get('n_boot', MISSING)} seeded resamples of the cells; a penalty is admissible "
-        f"when it selects at most q = {r0.get('max_selected', MISSING)} features on average; stable = "
-        f"max frequency over admissible penalties >= {fmt(r0.get('threshold'))}. Expected number of "
-        f"falsely stable features <= {fmt(r0.get('ev_bound'))} (Meinshausen-Buehlmann). Stable set: "
-        f"{', '.join(stable) if stable else 'empty'}.",
+        f"penalty). Shah & Samworth (2013): B = {r0.get('n_boot', MISSING)} seeded complementary pairs of "
+        f"disjoint halves of {r0.get('half_size', MISSING)} cells (without replacement); on each half the "
+        "selector is the union of the Lasso selections over the admissible penalties (from lambda_max down "
+        f"while the union selects at most q = {r0.get('max_selected', MISSING)} features on average; "
+        f"measured q_hat = {fmt(r0.get('q_hat'))}); stable = selected in at least "
+        f"{fmt(r0.get('threshold'))} of the halves. Expected number of falsely stable features <= "
+        f"{fmt(r0.get('ev_bound'))}"
+        + (
+            " — **vacuous**: the bound does not rule out that every stable feature is false; read the "
+            "frequencies as a ranking."
+            if vac
+            else "."
+        )
+        + (
+            f" Halves of {r0.get('half_size')} cells (fewer than 6 cells): every usable column is perfectly "
+            "correlated with the gain on a half, so no feature is declared stable."
+            if isinstance(r0.get("half_size"), int) and r0["half_size"] < 3
+            else ""
+        )
+        + f" Stable set: {', '.join(stable) if stable else 'empty'}.",
         "",
-        *markdown_table(["feature", "max frequency", "lambda at max", "stable", "in compact model"], rows),
+        *markdown_table(
+            ["feature", "union frequency", "smallest admissible lambda", "stable", "in compact model"], rows
+        ),
         "",
         f"![stability selection]({FIG_STABILITY})",
         "",
@@ -66,8 +86,18 @@ def ols_section(ols: pl.DataFrame) -> list[str]:
     ]
 
 
+def _smallest_n(size: pl.DataFrame, N: int, column: str, target: float) -> int | None:
+    ok = size.filter((pl.col("n_samples") == N) & (pl.col(column) <= target)).sort("n_prompts")
+    return int(ok["n_prompts"][0]) if ok.height else None
+
+
 def concentration_section(
-    conc: pl.DataFrame, terms: pl.DataFrame, size: pl.DataFrame, ols: pl.DataFrame
+    conc: pl.DataFrame,
+    terms: pl.DataFrame,
+    size: pl.DataFrame,
+    ols: pl.DataFrame,
+    check: pl.DataFrame | None = None,
+    targets: Sequence[float] = (0.02, 0.05),
 ) -> list[str]:
     c = conc.sort(["status", *CELL_KEYS])
     rows = [
@@ -106,16 +136,37 @@ def concentration_section(
         ]
         for r in t.iter_rows(named=True)
     ]
-    grid = size.filter(pl.col("kind") == "grid")
-    Ns = sorted(grid["n_samples"].unique().to_list())
-    ns = sorted(grid["n_prompts"].unique().to_list())
-    lookup = {(r["n_prompts"], r["n_samples"]): r["bound"] for r in grid.iter_rows(named=True)}
-    grid_rows = [[n, *[lookup.get((n, N)) for N in Ns]] for n in ns]
-    tg = size.filter(pl.col("kind") == "target").sort(["target", "n_samples"])
-    target_rows = [
-        [r["target"], r["n_samples"], MISSING if r["n_prompts"] is None else r["n_prompts"], r["bound"]]
-        for r in tg.iter_rows(named=True)
-    ]
+    Ns = sorted(size["n_samples"].unique().to_list())
+    ns = sorted(size["n_prompts"].unique().to_list())
+    lookup = {(r["n_prompts"], r["n_samples"]): r for r in size.iter_rows(named=True)}
+
+    def cell(n: int, N: int) -> str:
+        r = lookup.get((n, N))
+        return MISSING if r is None else f"{fmt(r['predicted_err95'])} ({fmt(r['bound'])})"
+
+    grid_rows = [[n, *[cell(n, N) for N in Ns]] for n in ns]
+    target_rows = []
+    for t in targets:
+        for N in Ns:
+            a_n = _smallest_n(size, N, "predicted_err95", t)
+            b_n = _smallest_n(size, N, "bound", t)
+            target_rows.append([t, N, MISSING if a_n is None else a_n, MISSING if b_n is None else b_n])
+    check_rows = (
+        [
+            [
+                r["check"],
+                r["n_cells"],
+                r["n_prompts"],
+                r["n_samples"],
+                r["predicted_sd"],
+                r["observed_sd"],
+                r["ratio"],
+            ]
+            for r in check.iter_rows(named=True)
+        ]
+        if check is not None
+        else []
+    )
     delta = fmt(float(conc["delta"][0])) if conc.height else MISSING
     r0 = ols.row(0, named=True) if ols.height else {}
     return [
@@ -141,15 +192,39 @@ def concentration_section(
         "",
         *markdown_table(["feature", "kind", "per-prompt range", "coef", "eps", "|coef| x eps"], term_rows),
         "",
-        f"Bound by (n prompts, N samples), worst case over the evaluated cells' ranges. Source: "
-        f"`{ALL['fit_sample_size'].path}` (kind = grid).",
+        "### Sample-size advice from measured variance",
+        "",
+        f"Source: `{ALL['fit_sample_size'].path}`. Each evaluated cell's compact-prediction variance is "
+        "split into a between-prompt part (shrinks with prompts n) and a within-prompt part (shrinks with "
+        "n x N), measured from its validation samples (prompt bootstrap and within-prompt bootstrap; "
+        "docs/statistics.md). Entries: predicted 95% error 1.96 x SD (root mean over cells), and in "
+        "brackets the worst-case Hoeffding/McDiarmid bound.",
         "",
         *markdown_table(["n prompts", *[f"N={N}" for N in Ns]], grid_rows),
         "",
-        f"Smallest n for a target error. Source: `{ALL['fit_sample_size'].path}` (kind = target); "
-        f"{MISSING} = not reachable (a feature without a stated range).",
+        f"Smallest n of the grid for a target error (config `fit.concentration.targets`); {MISSING} = not "
+        "reached on the grid.",
         "",
-        *markdown_table(["target", "N", "smallest n", "bound at n"], target_rows),
+        *markdown_table(
+            ["target", "N", "smallest n (measured variance)", "smallest n (worst-case bound)"], target_rows
+        ),
+        "",
+        f"Check by subsampling the measured cells (`{ALL['fit_sample_size_check'].path}`): the prediction's "
+        "SD between disjoint parts of each cell's prompts (and samples), against what the variance model "
+        "predicts for parts of that size.",
+        "",
+        *markdown_table(
+            [
+                "check",
+                "cells",
+                "prompts per part",
+                "samples per prompt",
+                "predicted SD",
+                "observed SD",
+                "ratio",
+            ],
+            check_rows,
+        ),
         "",
         f"![concentration bound vs n]({FIG_CONCENTRATION})",
         "",

@@ -109,36 +109,109 @@ def coefficients_section(coefficients: pl.DataFrame) -> list[str]:
     ]
 
 
+def headline_section(comp: pl.DataFrame) -> list[str]:
+    """The report's headline: the ridge under the hardest held-out scheme the grid supports."""
+    src = ALL["fit_comparison"].path
+    head = comp.filter(pl.col("headline"))
+    raw = comp.filter(pl.col("scheme") == "raw")
+    if head.is_empty():
+        return []
+    h = head.row(0, named=True)
+    base = comp.filter((pl.col("scheme") == h["scheme"]) & (pl.col("predictor") == "baseline"))
+    scheme = SCHEME_LABELS.get(h["scheme"], h["scheme"])
+    lines = [
+        "## Headline: how well validation statistics rank cells by best-of-N gain",
+        "",
+        f"Source: `{src}` (row with `headline = true`). Scheme: **{scheme}** ({h['n_folds']} held-out "
+        f"groups, {h['n_cells']} cells), the hardest held-out scheme this grid supports (leave one "
+        "model / method / task out with at least 3 groups; leave-one-cell-out when none has 3).",
+        "",
+        f"- **{PREDICTOR_LABELS['ridge']}**: held-out Spearman **{fmt(h['spearman'])}**, permutation "
+        f"p = **{fmt(h['perm_p'])}** ({h['n_perm']} permutations, {h['null_kind']}; the null's 95% quantile "
+        f"is {fmt(h['null_q95'])}); {fmt(h['ci_level'])} {h['ci_kind']} bootstrap CI "
+        f"{fmt_interval(h['spearman_lo'], h['spearman_hi'])}.",
+        f"- **noise ceiling**: a perfect predictor of the true gains would reach Spearman "
+        f"{fmt(h['noise_ceiling'])} against the measured gains (MAE floor {fmt(h['mae_floor'])}), given "
+        "each cell's bootstrap CI of its gain.",
+    ]
+    if not base.is_empty():
+        b = base.row(0, named=True)
+        lines.append(
+            f"- **{PREDICTOR_LABELS['baseline']}, same procedure**: Spearman {fmt(b['spearman'])}, "
+            f"p = {fmt(b['perm_p'])}."
+        )
+    if not raw.is_empty():
+        r = raw.row(0, named=True)
+        lines.append(
+            f"- **pass@1 itself** (no fitting, no leave-one-out artifact): Spearman of pass@1 with the gain "
+            f"{fmt(r['spearman'])}, two-sided p = {fmt(r['perm_p'])}."
+        )
+    lines += [
+        "",
+        "The permutation p-value is the inference to read: with few tasks and methods the grouped "
+        "bootstrap CIs are very wide and their coverage depends on the grid (measured by simulation in "
+        "docs/statistics.md), and the raw held-out Spearman carries the leave-one-out anti-correlation, "
+        "which the permutation null reproduces.",
+        "",
+    ]
+    return lines
+
+
 def comparison_section(comp: pl.DataFrame) -> list[str]:
-    c = label_order(label_order(comp, "scheme", SCHEME_LABELS), "predictor", PREDICTOR_LABELS)
+    labels = {"raw": "pass@1 vs gain (no fit)", **SCHEME_LABELS}
+    c = label_order(label_order(comp, "scheme", labels), "predictor", PREDICTOR_LABELS)
     c = c.sort(["_o_scheme", "scheme", "_o_predictor", "predictor"])
     rows = [
         [
-            SCHEME_LABELS.get(r["scheme"], r["scheme"]),
+            labels.get(r["scheme"], r["scheme"]),
             PREDICTOR_LABELS.get(r["predictor"], r["predictor"]),
             r["n_cells"],
             r["n_folds"],
             fmt_ci(r["spearman"], r["spearman_lo"], r["spearman_hi"]),
             fmt_ci(r["kendall"], r["kendall_lo"], r["kendall_hi"]),
             fmt_ci(r["mae"], r["mae_lo"], r["mae_hi"]),
+            r["perm_p"],
+            r["null_q95"],
+            r["noise_ceiling"],
             r["alpha_median"],
         ]
         for r in c.iter_rows(named=True)
     ]
-    level = fmt(float(comp["ci_level"][0])) if comp.height else MISSING
-    n_boot = comp["n_boot"][0] if comp.height else MISSING
-    feats = {r["predictor"]: r["features"] for r in comp.iter_rows(named=True)}
+    first = comp.row(0, named=True) if comp.height else None
+    level = fmt(float(first["ci_level"])) if first else MISSING
+    n_boot = first["n_boot"] if first else MISSING
+    ci_kind = first["ci_kind"] if first else MISSING
+    n_perm = first["n_perm"] if first else MISSING
+    null_kind = first["null_kind"] if first else MISSING
+    feats = {r["predictor"]: r["features"] for r in comp.iter_rows(named=True) if r["scheme"] != "raw"}
     return [
         "## Predictor comparison across evaluation schemes",
         "",
         f"Source: `{ALL['fit_comparison'].path}` (per-cell held-out predictions: "
         f"`{ALL['fit_heldout'].path}`). Each group of cells (one cell, task, method or model) is predicted "
         "by a ridge fitted on the other cells only; its penalty is chosen by LOO CV inside those cells "
-        f"(nested CV). Brackets: {level} percentile bootstrap CI over {n_boot} resamples of the cells "
-        "(seeded). Schemes with fewer than 2 groups are omitted.",
+        f"(nested CV). Brackets: {level} percentile bootstrap CI over {n_boot} resamples of {ci_kind} "
+        f"(seeded). p: permutation p-value of the Spearman, the whole nested CV rerun on {n_perm} "
+        f"permutations of the gains ({null_kind}); one-sided (greater) for held-out rows, two-sided for "
+        "the pass@1-vs-gain row. null 95%: the null's 95% quantile (of |rho| for the two-sided row). "
+        "ceiling: the Spearman a perfect predictor of the true gains would reach against the measured "
+        "ones. Schemes with fewer than 2 groups are omitted.",
         "",
         *markdown_table(
-            ["scheme", "predictor", "cells", "folds", "Spearman", "Kendall", "MAE", "median alpha"], rows
+            [
+                "scheme",
+                "predictor",
+                "cells",
+                "folds",
+                "Spearman",
+                "Kendall",
+                "MAE",
+                "p",
+                "null 95%",
+                "ceiling",
+                "median alpha",
+            ],
+            rows,
         ),
         "",
         "Feature sets: " + "; ".join(f"{PREDICTOR_LABELS.get(k, k)} = {v}" for k, v in feats.items()) + ".",
@@ -152,8 +225,8 @@ LOO_NOTE = (
     "Reading the ranks: when the inner CV picks a very large penalty, a held-out prediction is close to the "
     "mean gain of the *other* cells, which is lower exactly when the held-out gain is higher; such a "
     "predictor gets a strongly *negative* Spearman/Kendall by construction (the leave-one-out "
-    "anti-correlation artifact), not because its feature predicts the gain backwards. Compare such rows "
-    "by MAE, and see the median alpha column."
+    "anti-correlation artifact), not because its feature predicts the gain backwards. The permutation "
+    "p-value corrects for it: the null reruns the same procedure, so it has the same artifact."
 )
 
 
@@ -161,7 +234,9 @@ def curve_section(curve: pl.DataFrame, coverage: pl.DataFrame) -> list[str]:
     cov = coverage.with_columns(pl.col("k").fill_null(10**9).alias("_k")).sort(["_k"])
     rows = [
         [
-            "pooled k >= 2" if r["scope"] != "k" else str(r["k"]),
+            {"per_cell_k_ge_2": "per cell, k >= 2", "whole_curve": "whole curve (every k >= 2)"}.get(
+                r["scope"], str(r["k"])
+            ),
             r["n_cells"],
             r["level"],
             r["coverage"],
@@ -177,7 +252,9 @@ def curve_section(curve: pl.DataFrame, coverage: pl.DataFrame) -> list[str]:
         "cells. Evaluated cells: leave-one-cell-out prediction, interval built from the other cells only "
         "(leave-two-out), so the coverage below is measured on held-out cells. Screened cells: fit on all "
         "evaluated cells. gain@1 is 0 by definition. `unbounded`: too few cells for the nominal level "
-        "(jackknife+ needs ceil(level x (n + 1)) <= n), so the intervals are infinite and cover trivially.",
+        "(jackknife+ needs ceil(level x (n + 1)) <= n), so the intervals are infinite and cover trivially. "
+        "The last two rows count each cell once (its k values are not independent): the mean over cells of "
+        "the fraction of its k >= 2 covered, and the fraction of cells whose whole curve is covered.",
         "",
         *markdown_table(["k", "held-out cells", "nominal", "empirical coverage", "mean width"], rows),
         "",

@@ -7,6 +7,7 @@ metadata, so the files are byte-reproducible.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.style as mpl_style
@@ -219,20 +220,24 @@ def plot_concentration(
     features: pl.DataFrame,
     path: Path,
     concentration: pl.DataFrame | None = None,
+    targets: Sequence[float] = (),
 ) -> Path:
-    """Bound on the compact prediction's estimation error vs prompts n (one line per N), beside the
-    in-sample linear-approximation residual (RMSE, max) and the target errors."""
-    grid = sample_size.filter(pl.col("kind") == "grid")
+    """Predicted 95% error (measured variance, solid) and worst-case bound (dotted) of the compact
+    prediction vs prompts n (one colour per N), beside the in-sample linear-approximation residual (RMSE,
+    max) and the target errors."""
+    grid = sample_size
     with mpl_style.context("default"):
         fig = Figure(figsize=(6.4, 4.8), dpi=_DPI)
         ax = fig.add_subplot()
         for i, N in enumerate(sorted(grid["n_samples"].unique().to_list())):
             t = grid.filter(pl.col("n_samples") == N).sort("n_prompts")
             b = t["bound"].to_numpy().astype(np.float64)
+            e = t["predicted_err95"].to_numpy().astype(np.float64)
+            x = t["n_prompts"].to_numpy()
+            if np.any(np.isfinite(e) & (e > 0)):
+                ax.plot(x, e, "o-", markersize=3, color=f"C{i}", label=f"predicted 95% error, N={N}")
             if np.any(np.isfinite(b)):
-                ax.plot(
-                    t["n_prompts"].to_numpy(), b, "o-", markersize=3, color=f"C{i}", label=f"bound, N={N}"
-                )
+                ax.plot(x, b, ":", linewidth=1.0, color=f"C{i}", label=f"worst-case bound, N={N}")
         if ols.height:
             rmse, mx = float(ols["resid_rmse"][0]), float(ols["resid_max_abs"][0])
             ax.axhline(rmse, color="k", linestyle="-", linewidth=1.0, label=f"residual RMSE {rmse:.3f}")
@@ -248,16 +253,16 @@ def plot_concentration(
                     zorder=3,
                     label="measured: bootstrap half-width per cell",
                 )
-        for t in sorted(sample_size.filter(pl.col("kind") == "target")["target"].unique().to_list()):
+        for t in targets:
             ax.axhline(float(t), color="C3", linestyle="--", linewidth=0.8)
         for n in sorted(set(features["n_prompts"].to_list())):
             ax.axvline(float(n), color="0.5", linestyle="-.", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("validation prompts n (dash-dot: this run)")
-        ax.set_ylabel("|prediction error| bound (gain units)")
+        ax.set_ylabel("prediction error (gain units)")
         ax.set_title("Concentration of the compact predictor (red dashed: targets)", fontsize=9)
-        ax.legend(loc="upper right", fontsize=7)
+        ax.legend(loc="upper right", fontsize=6)
         ax.grid(True, which="major", linewidth=0.3)
         fig.tight_layout()
         _save(fig, path)
