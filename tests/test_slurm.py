@@ -19,11 +19,17 @@ import yaml
 
 from bongain import slurm
 from bongain.cli import main
-from bongain.config import cells, load_config
+from bongain.config import cells, complete_block, load_config
 from bongain.io import read_parquet
+from bongain.sampling.backends import sample_gpus
+from bongain.scoring.registry import score_gpus
 
-GPU_RULES = ("sample", "score")
-GPU_KEYS = {"gpu", "mem_mb", "runtime", "cpus_per_gpu"}
+GPU_RULES = ("sample", "score")  # rules whose jobs may ask for GPUs (their count comes from the config)
+GPU_KEYS = {"mem_mb", "runtime", "cpus_per_gpu"}
+KINDS = {
+    "cpu": {"partition": "cpu", "account": None, "qos": None},
+    "gpu": {"partition": "gpu", "account": None, "qos": None},
+}
 
 
 def load_yaml(path: Path) -> dict:
@@ -40,7 +46,7 @@ def workflow_rules(repo: Path) -> set[str]:
 # -- profiles --------------------------------------------------------------------------------------------
 
 
-def test_workflow_profile_sets_gpu_rule_resources(repo):
+def test_workflow_profile_sets_rule_resources_but_no_gpus(repo):
     prof = load_yaml(repo / "profiles" / "default" / "config.yaml")
     # Only set-resources: a workflow profile replaces a user profile's key of the same name, so a
     # default-resources here would drop the cluster profile's partition and account.
@@ -48,12 +54,11 @@ def test_workflow_profile_sets_gpu_rule_resources(repo):
     res = prof["set-resources"]
     for rule in GPU_RULES:
         assert GPU_KEYS <= set(res[rule]), rule
-        assert res[rule]["gpu"] == 1
     for rule, values in res.items():
+        # GPU counts and placement come from the rules (config-dependent); a fixed value here would win
+        assert not {"gpu", "gres", "slurm_partition", "slurm_account", "qos"} & set(values), rule
         assert "cpus_per_task" not in values, rule  # it would override cpus_per_gpu
         assert isinstance(values["mem_mb"], int) and isinstance(values["runtime"], int), rule
-        if rule not in GPU_RULES:
-            assert "gpu" not in values and "gres" not in values, rule
     # Snakemake ignores set-resources of unknown rules: catch renamed or removed rules here.
     assert set(res) <= workflow_rules(repo)
 
@@ -67,28 +72,78 @@ def test_cluster_profile_template(repo):
     assert "cpus_per_task" not in prof["default-resources"]
 
 
+# -- placement of one job -----------------------------------------------------------------------------------
+
+
+def test_placement_by_gpu_count():
+    cfg = complete_block(
+        "slurm", {"cpu": {"partition": "c", "qos": "low"}, "gpu": {"partition": "g", "account": "ga"}}
+    )
+    assert slurm.placement(cfg, 0) == {"gpu": 0, "slurm_partition": "c", "slurm_account": None, "qos": "low"}
+    assert slurm.placement(cfg, 2) == {"gpu": 2, "slurm_partition": "g", "slurm_account": "ga", "qos": None}
+    with pytest.raises(ValueError, match="-1 GPUs"):
+        slurm.placement(cfg, -1)
+    # off SLURM (no slurm block): only the GPU count, every other value None (Snakemake drops it)
+    assert slurm.placement(complete_block("slurm", {}), 1) == {
+        "gpu": 1,
+        "slurm_partition": None,
+        "slurm_account": None,
+        "qos": None,
+    }
+
+
+def test_gpu_counts_come_from_the_config():
+    vllm = {"backend": "vllm", "vllm": complete_block("models.*.vllm", {"tensor_parallel_size": 2})}
+    assert sample_gpus(vllm) == 2
+    assert sample_gpus({"backend": "transformers", "vllm": complete_block("models.*.vllm", {})}) == 0
+    assert score_gpus(complete_block("reward_model", {})) == 0  # offline verifier
+    rm = {"kind": "vllm_classify", "model": "x/rm", "tensor_parallel_size": 4}
+    assert score_gpus(complete_block("reward_model", rm)) == 4
+    hf = {"kind": "hf_sequence_classification", "model": "x/rm"}
+    assert score_gpus(complete_block("reward_model", hf)) == 1
+    assert score_gpus(complete_block("reward_model", {**hf, "device": "cpu"})) == 0
+
+
 # -- bongain slurm-profile -------------------------------------------------------------------------------
 
 
 def test_slurm_profile_writes_user_config(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    assert main(["slurm-profile", "--partition", "gpu", "--account", "proj1", "--qos", "normal"]) == 0
+    args = ["--cpu-partition", "cpu", "--gpu-partition", "gpu", "--account", "proj1", "--gpu-qos", "gq"]
+    assert main(["slurm-profile", *args]) == 0
     path = tmp_path / "snakemake" / "slurm" / "config.yaml"
     assert str(path) in capsys.readouterr().out
     prof = load_yaml(path)
     assert prof["executor"] == "slurm" and prof["retries"] >= 1
-    assert prof["default-resources"]["slurm_partition"] == "gpu"
+    # CPU kind: every job's default; both kinds: the workflow config's slurm block
+    assert prof["default-resources"]["slurm_partition"] == "cpu"
     assert prof["default-resources"]["slurm_account"] == "proj1"
-    assert prof["slurm-qos"] == "normal"
+    assert "qos" not in prof["default-resources"] and "slurm-qos" not in prof
+    assert prof["config"] == {
+        "slurm": {
+            "cpu": {"partition": "cpu", "account": "proj1"},
+            "gpu": {"partition": "gpu", "account": "proj1", "qos": "gq"},
+        }
+    }
+    complete_block("slurm", prof["config"]["slurm"])  # what the profile passes validates
     assert "slurm-status-command" not in prof  # the plugin picks sacct where it works
     # an existing profile is kept unless --force
     assert main(["slurm-profile", "--partition", "other"]) == 2
     assert "--force" in capsys.readouterr().err
-    assert load_yaml(path)["default-resources"]["slurm_partition"] == "gpu"
+    assert load_yaml(path)["default-resources"]["slurm_partition"] == "cpu"
+    # one shared partition (a cluster with a single partition) is still allowed
     assert main(["slurm-profile", "--partition", "other", "--force"]) == 0
     prof = load_yaml(path)
     assert prof["default-resources"]["slurm_partition"] == "other"
-    assert "slurm_account" not in prof["default-resources"] and "slurm-qos" not in prof
+    assert prof["config"]["slurm"] == {"cpu": {"partition": "other"}, "gpu": {"partition": "other"}}
+    assert "slurm_account" not in prof["default-resources"]
+
+
+def test_slurm_profile_needs_both_partitions(tmp_path, capsys):
+    args = ["slurm-profile", "--cpu-partition", "cpu", "--config-dir", str(tmp_path)]
+    assert main(args) == 2
+    assert "--gpu-partition" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("config.yaml"))
 
 
 def test_slurm_profile_default_location(tmp_path):
@@ -99,7 +154,7 @@ def test_slurm_profile_default_location(tmp_path):
 
 def test_slurm_profile_options(tmp_path):
     path = slurm.write_profile(
-        "debug", name="ci", status_command="squeue", jobs=4, config_dir=tmp_path, force=False
+        KINDS, name="ci", status_command="squeue", jobs=4, config_dir=tmp_path, force=False
     )
     assert path == tmp_path / "ci" / "config.yaml"
     prof = load_yaml(path)
@@ -107,25 +162,30 @@ def test_slurm_profile_options(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kinds", "kwargs"),
     [
-        {"partition": "gpu; rm -rf ~"},
-        {"partition": ""},
-        {"partition": "p", "account": "a b"},
-        {"partition": "p", "name": "../x"},
-        {"partition": "p", "status_command": "sstat"},
-        {"partition": "p", "jobs": 0},
+        ({"partition": "gpu; rm -rf ~"}, {}),
+        ({"partition": ""}, {}),
+        ({"gpu_partition": "g"}, {}),
+        ({"partition": "p", "account": "a b"}, {}),
+        ({"partition": "p", "gpu_qos": "$(x)"}, {}),
+        ({"partition": "p"}, {"name": "../x"}),
+        ({"partition": "p"}, {"status_command": "sstat"}),
+        ({"partition": "p"}, {"jobs": 0}),
     ],
 )
-def test_slurm_profile_rejects_bad_values(tmp_path, kwargs):
+def test_slurm_profile_rejects_bad_values(tmp_path, kinds, kwargs):
     with pytest.raises(slurm.ProfileError):
-        slurm.write_profile(config_dir=tmp_path, **kwargs)
+        slurm.write_profile(slurm.cluster_kinds(**kinds), config_dir=tmp_path, **kwargs)
     assert not list(tmp_path.rglob("config.yaml"))
 
 
 def test_snakemake_finds_the_written_profile(repo, tmp_path):
     """The one documented step is enough for Snakemake to pick the profile up by name (dry run)."""
-    slurm.write_profile("debug", "proj1", config_dir=tmp_path / "snakemake")
+    slurm.write_profile(
+        slurm.cluster_kinds(cpu_partition="cpu", gpu_partition="gpu", account="proj1"),
+        config_dir=tmp_path / "snakemake",
+    )
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
     res = subprocess.run(
         [

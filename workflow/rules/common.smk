@@ -7,12 +7,20 @@ from bongain.constants import SPLITS
 # the rules below read a complete config.
 bconf.validate_config(config)
 
+import os
+
+from bongain import hub as bhub
+from bongain import slurm as bslurm
 from bongain.fit import screening as bscreen
+from bongain.sampling import backends as bbackends
 from bongain.scoring import registry as bscoring
 
 # Evaluated cells (`cells:`, every stage) and screened cells (`screen:`, validation pass + features only).
 CELLS, SCREEN_CELLS = bscreen.split_cells(config)
 RESULTS = config["results_dir"]
+# The hub cache of every job (local ones and, through sbatch --export=ALL, cluster ones).
+if config["hub"]["cache"]:
+    os.environ["HF_HOME"] = os.path.abspath(os.path.expanduser(config["hub"]["cache"]))
 # Wildcard patterns of one cell and of one split of a cell, and the cell's results folder.
 CELL = "{model}/{method}/{task}"
 SPLIT = f"{CELL}/{{split}}"
@@ -48,6 +56,34 @@ def benchmark_path(stage, pattern=None):
     """The benchmark file of a rule (benchmarks/stage_memory.py reads the <stage> folder name)."""
     base = f"{RESULTS}/benchmarks/{stage}"
     return f"{base}/{pattern}.tsv" if pattern else f"{base}.tsv"
+
+
+def job_placement(gpus):
+    """``resources:`` that place each job of a rule by its GPU count (``gpus``: wildcards -> int): ``gpu``
+    and, on SLURM, the partition, account and QoS of its kind from the ``slurm`` config block
+    (bongain.slurm.placement; a None value is dropped, leaving the cluster profile's default)."""
+
+    def resource(name):
+        return lambda wildcards: bslurm.placement(config["slurm"], gpus(wildcards))[name]
+
+    return {
+        name: resource(name)
+        for name in ("gpu", *bslurm.RESOURCE_OF.values())
+    }
+
+
+def sample_gpus(wildcards):
+    """GPUs of a sample job: the model's backend decides (vLLM: tensor_parallel_size; transformers: 0)."""
+    return bbackends.sample_gpus(config["models"][wildcards.model])
+
+
+# Light or internet-bound jobs run inside the snakemake process (on a cluster: the login node):
+# downloads and hub datasets need the internet, features and gains take a second each.
+localrules:
+    download,
+    task_split,
+    features,
+    gains,
 
 
 def _alternatives(names):

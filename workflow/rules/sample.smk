@@ -23,10 +23,11 @@ rule sample:
     benchmark:
         benchmark_path("sample", SAMPLE_JOB)
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/sampling.yaml"
     threads: config["sampling"]["threads"]
     resources:
         mem_mb=4000,
+        **job_placement(sample_gpus),
     params:
         model=model_cfg,
         task=task_cfg,

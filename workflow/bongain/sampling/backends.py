@@ -95,6 +95,22 @@ BACKENDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], int], Backen
 }
 
 
+#: GPUs a sample job asks for, by backend: vLLM its tensor-parallel size, the transformers loop none (it
+#: runs on the job's CPUs; a GPU would sit idle while the job holds it).
+GPUS: dict[str, Callable[[Mapping[str, Any]], int]] = {
+    "transformers": lambda model_cfg: 0,
+    "vllm": lambda model_cfg: int(model_cfg["vllm"]["tensor_parallel_size"]),
+}
+
+
+def sample_gpus(model_cfg: Mapping[str, Any]) -> int:
+    """GPUs of a sample job of this (complete) model config: what its backend needs."""
+    name = model_cfg["backend"]
+    if name not in GPUS:
+        raise ValueError(f"config key 'models.*.backend': unknown backend {name!r}; known: {sorted(GPUS)}")
+    return GPUS[name](model_cfg)
+
+
 def load_backend(manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> Backend:
     """The backend that ``model_cfg["backend"]`` names, loaded for the prepared model ``manifest``."""
     name = model_cfg["backend"]
