@@ -74,7 +74,7 @@ def test_remote_code_only_when_trusted(fake_hub, tmp_path):
 
 def test_download_without_weights_names_the_repo(fake_hub, tmp_path):
     spec = {"repo": "org/empty", "revision": "main", "trust_remote_code": False}
-    with pytest.raises(FileNotFoundError, match="'org/empty'.*no \\*.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"'org/empty'.*no \*\.safetensors"):
         hub.download(spec, str(tmp_path), snapshot_download=fake_hub.snapshot_download)
 
 
