@@ -87,6 +87,9 @@ def rm_dirs(tmp_path_factory):
     prm = LlamaForTokenClassification(_config(tok, num_labels=2, pad_token_id=tok.pad_token_id))
     prm.save_pretrained(root / "prm")
     tok.save_pretrained(root / "prm")
+    wide = LlamaForTokenClassification(_config(tok, num_labels=3, pad_token_id=tok.pad_token_id))
+    wide.save_pretrained(root / "prm3")
+    tok.save_pretrained(root / "prm3")
     # the same files declared as Qwen2.5-Math-PRM's architecture: only the fake reads this folder
     shutil.copytree(root / "prm", root / "qwen-prm")
     cfg = json.loads((root / "qwen-prm" / "config.json").read_text())
@@ -226,6 +229,21 @@ def test_hf_prm_step_scores(rm_dirs):
     for how in ("min", "last", "prod"):
         r = make_verifier({**cfg, "aggregation": how, "batch_size": 1}, questions=QUESTIONS).score(s, GRADES)
         np.testing.assert_allclose(r, [aggregate_steps(x, how) for x in steps], atol=1e-5)
+
+
+def test_hf_prm_refuses_a_model_without_a_two_class_head(rm_dirs, tmp_path):
+    """A remote-code PRM loaded without trust_remote_code is its bare base model: refused, not scored."""
+    bare = tmp_path / "remote-prm"
+    shutil.copytree(rm_dirs / "prm", bare)
+    cfg = json.loads((bare / "config.json").read_text())
+    # an architecture transformers does not ship: AutoModel falls back to the built-in base LlamaModel
+    (bare / "config.json").write_text(json.dumps({**cfg, "architectures": ["LlamaForProcessRewardModel"]}))
+    base = {"kind": "hf_prm", "dtype": "float32", "device": "cpu"}
+    with pytest.raises(ValueError, match=r"reward_model.model.*LlamaModel.*hidden states.*trust_remote_code"):
+        make_verifier({**base, "model": str(bare)}, questions=QUESTIONS)
+    with pytest.raises(ValueError, match="3 values per token"):
+        make_verifier({**base, "model": str(rm_dirs / "prm3")}, questions=QUESTIONS)
+    assert make_verifier({**base, "model": str(rm_dirs / "prm")}, questions=QUESTIONS)  # 2 labels: fine
 
 
 # --------------------------------------------------------------------------------- vLLM, through fake

@@ -110,6 +110,31 @@ def prm_step_scores(
     return out
 
 
+def check_prm_head(model: Any, tag_id: int, name: str) -> None:
+    """Refuse a process RM whose head does not give 2 values per token (P(wrong), P(right)).
+
+    Without ``trust_remote_code`` a remote-code PRM (Qwen2.5-Math-PRM) loads as its bare base model
+    (``AutoModel`` finds a built-in ``Qwen2Model``): it returns hidden states, and softmax column 1 of
+    those would be read as step scores, silently. One forward over the step tag tells.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        res = model(input_ids=torch.tensor([[tag_id]], device=device))
+    bare = not hasattr(res, "logits") and hasattr(res, "last_hidden_state")
+    out = res.logits if hasattr(res, "logits") else res[0]
+    width = int(out.shape[-1])
+    if bare or width != 2:
+        what = "hidden states (a bare base model, no reward head)" if bare else f"{width} values per token"
+        raise ValueError(
+            f"config key 'reward_model.model': {name} loaded as {type(model).__name__}, which outputs "
+            f"{what}; a process RM needs a 2-class head per token. For a remote-code PRM (Qwen2.5-Math-PRM) "
+            "set reward_model.trust_remote_code: true; otherwise use a *ForTokenClassification model with "
+            "2 labels"
+        )
+
+
 def _device(name: str) -> str:
     if name != "auto":
         return name
@@ -220,6 +245,7 @@ class HFProcessRM:
         )
         model = auto.from_pretrained(opts["model"], **kw)
         model.to(_device(opts["device"])).eval()
+        check_prm_head(model, step_tag_id(tok, opts["step_tag"]), opts["model"])
         return cls(
             model=model,
             tokenizer=tok,
