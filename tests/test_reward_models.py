@@ -1,5 +1,5 @@
 """Reward models behind the Verifier protocol: HF paths run for real (tiny random Llama heads on CPU, a
-tokenizer built in code); vLLM pooling paths through the recorded fake (tests/fakes/vllm_fake.py)."""
+tokenizer built in code); vLLM pooling paths through the fake (tests/fakes/vllm_fake.py)."""
 
 from __future__ import annotations
 
@@ -265,6 +265,39 @@ def test_vllm_classify_returns_raw_logits(fake_vllm, rm_dirs):
     # the same inputs through the HF path: identical token ids
     hf = make_verifier(hf_cfg(rm_dirs / "seq"), questions=QUESTIONS)
     assert hf.encode(s) == ids
+
+
+def scored_samples() -> pl.DataFrame:
+    return samples_frame().with_columns(
+        model=pl.lit("m"), method=pl.lit("chat"), task=pl.lit("add1"), split=pl.lit("test")
+    )
+
+
+@pytest.mark.parametrize("kind", ["vllm_classify", "vllm_prm", "hf_sequence_classification", "hf_prm"])
+def test_too_long_inputs_get_a_status_not_a_crash(fake_vllm, rm_dirs, kind):
+    """Samples whose RM input is over the limit are not sent to the RM (the fake vLLM raises like vLLM
+    on an over-long prompt); they get score_status too_long and a reward below every scored one."""
+    from bongain.io import conform
+    from bongain.scoring.registry import score_split
+
+    folder = rm_dirs / ("prm" if kind.endswith("prm") else "seq")
+    cfg = complete_block("reward_model", {**hf_cfg(folder), "kind": kind})
+    s = scored_samples()
+    tasks = pl.DataFrame({"prompt_id": list(QUESTIONS), "question": list(QUESTIONS.values())})
+    full = score_split(cfg, s, GRADES, tasks=tasks)
+    assert full["score_status"].to_list() == ["ok"] * s.height
+    rm = make_scorer(cfg, questions=QUESTIONS)
+    lengths = rm.input_lengths(s)
+    limit = sorted(lengths)[len(lengths) // 2]
+    long = np.asarray(lengths) > limit
+    if kind.startswith("vllm"):  # without the check, one long input kills the job
+        with pytest.raises(ValueError, match="longer than the maximum model length"):
+            make_scorer({**cfg, "max_model_len": limit}, questions=QUESTIONS).score(s, GRADES)
+    out = conform(score_split({**cfg, "max_model_len": limit}, s, GRADES, tasks=tasks), "scores")
+    assert out["score_status"].to_list() == ["too_long" if x else "ok" for x in long]
+    ok = out.filter(pl.col("score_status") == "ok")["reward"].to_numpy()
+    np.testing.assert_allclose(ok, full["reward"].to_numpy()[~long], atol=1e-5)  # scored as before
+    assert (out.filter(pl.col("score_status") == "too_long")["reward"] == ok.min() - 1.0).all()
 
 
 @pytest.mark.parametrize("arch_dir", ["qwen-prm", "prm"])  # STEP pooling / ALL pooling

@@ -345,29 +345,58 @@ def test_topk_bounds_contain_exact_entropy(k):
     assert lo == pytest.approx(hi) == pytest.approx(float(-(p * np.log(p)).sum()))
 
 
-def test_rescore_entropy_matches_the_cpu_sampler(tiny_lm):
-    """The HF rescoring pass reproduces the entropies the CPU sampler recorded while sampling."""
+@pytest.mark.parametrize("chunk", [1, 3, 256])
+def test_rescore_entropy_matches_the_cpu_sampler(tiny_lm, chunk):
+    """The HF rescoring pass reproduces the entropies the CPU sampler recorded while sampling, with the
+    LM head applied to at most ``chunk`` positions per row at a time."""
     prompts = [[5, 6, 7, 8, 9], [5, 6, 3]]
     p = SamplingParams(n=3, temperature=1.0, top_p=1.0, max_new_tokens=7, stop=(), seed=2)
     seeds = [[sample_seed(2, f"p{i}", j) for j in range(3)] for i in range(2)]
     comps = sample_batch(tiny_lm, lambda ids: "", prompts, seeds, p, pad_id=0, eos_ids=frozenset([1]))
     seqs = [(prompts[c.prompt_index], c.token_ids) for c in comps]
-    for batch_size in (1, 4):
-        ent = rescore_entropy(tiny_lm, seqs, batch_size=batch_size, pad_id=0)
-        assert [len(e) for e in ent] == [c.n_tokens for c in comps]
-        for c, e in zip(comps, ent, strict=True):
-            assert float(e.sum()) == pytest.approx(c.sum_entropy, abs=1e-4)
+    widths = []
+    hook = tiny_lm.get_output_embeddings().register_forward_hook(
+        lambda mod, args, out: widths.append(out.shape[-2])
+    )
+    try:
+        for batch_size in (1, 4):
+            ent = rescore_entropy(tiny_lm, seqs, batch_size=batch_size, pad_id=0, logits_chunk=chunk)
+            assert [len(e) for e in ent] == [c.n_tokens for c in comps]
+            for c, e in zip(comps, ent, strict=True):
+                assert float(e.sum()) == pytest.approx(c.sum_entropy, abs=1e-4)
+    finally:
+        hook.remove()
+    assert widths and max(widths) <= chunk  # logits of at most `chunk` positions exist at once
 
 
-def test_sample_vllm_with_hf_rescore(fake_vllm, checkpoint):
+def test_sample_vllm_with_hf_rescore(fake_vllm, checkpoint, monkeypatch):
+    from bongain.sampling import vllm as bvllm
+    from bongain.sampling.backends import VllmBackend
     from bongain.sampling.models import load_causal_lm
 
+    loaded = bvllm._rescoring_model
+
+    def rescoring_model(*args):  # the HF copy may only load once every engine is shut down
+        assert all(e.shut_down for e in vllm_fake.LLM.instances), "engine alive while the HF copy loads"
+        return loaded(*args)
+
+    monkeypatch.setattr(bvllm, "_rescoring_model", rescoring_model)
     tok = build_tokenizer()
     _, token_ids = chat_prompts(tok)
     cfg = vllm_model({"entropy": "hf_rescore", "logprobs": 0, "rescore_batch_size": 3})
-    comps = sample_vllm(checkpoint, cfg, token_ids[:2], ["a", "b"], params(n=3))
-    assert all(sp.logprobs == 0 for _, c in vllm_fake.LLM.instances[0].calls for sp in c["sampling_params"])
+    backend = VllmBackend(checkpoint, cfg, seed=11)
+    batches = [
+        backend.sample([], token_ids[i : i + 1], [f"p{i}"], params(n=3), batch_prompts=1) for i in (0, 1)
+    ]
+    comps = [c for b in batches for c in b]
+    # one engine per batch, each released before its rescoring; a released engine is never reused
+    assert len(vllm_fake.LLM.instances) == 2 and all(e.shut_down for e in vllm_fake.LLM.instances)
+    assert all(
+        sp.logprobs == 0 for e in vllm_fake.LLM.instances for _, c in e.calls for sp in c["sampling_params"]
+    )
     model, _ = load_causal_lm(checkpoint)
-    ent = rescore_entropy(model, [(token_ids[c.prompt_index], c.token_ids) for c in comps], batch_size=1)
-    for c, e in zip(comps, ent, strict=True):
-        assert math.isfinite(c.sum_entropy) and c.sum_entropy == pytest.approx(float(e.sum()), abs=1e-4)
+    for i, batch in enumerate(batches):
+        ent = rescore_entropy(model, [(token_ids[i], c.token_ids) for c in batch], batch_size=1)
+        for c, e in zip(batch, ent, strict=True):
+            assert math.isfinite(c.sum_entropy) and c.sum_entropy == pytest.approx(float(e.sum()), abs=1e-4)
+    assert len(comps) == 6

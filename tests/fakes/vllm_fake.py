@@ -237,6 +237,28 @@ class LLM:
         )
 
     @property
+    def max_model_len(self) -> int:
+        """``max_model_len`` if given, else the model's ``max_position_embeddings`` (vLLM's default)."""
+        if self.extra.get("max_model_len"):
+            return int(self.extra["max_model_len"])
+        cfg = json.loads((self.model_dir / "config.json").read_text())
+        return int(cfg.get("max_position_embeddings", 2048))
+
+    @property
+    def llm_engine(self) -> Any:
+        """``LLM.llm_engine.model_config.max_model_len``, the only engine attribute bongain reads."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(model_config=SimpleNamespace(max_model_len=self.max_model_len))
+
+    def _check_length(self, ids: list[int]) -> None:
+        if len(ids) > self.max_model_len:
+            raise ValueError(
+                f"The decoder prompt (length {len(ids)}) is longer than the maximum model length of "
+                f"{self.max_model_len}."
+            )
+
+    @property
     def architecture(self) -> str:
         cfg = json.loads((self.model_dir / "config.json").read_text())
         return (cfg.get("architectures") or ["LlamaForCausalLM"])[0]
@@ -302,6 +324,7 @@ class LLM:
             raise ValueError(f"Requested sample logprobs of {sp.logprobs}, which is greater than max allowed")
         if self.shut_down:
             raise RuntimeError("the engine was shut down")
+        self._check_length(prompt_ids)
         rid = self._request_id()
         tok = self.get_tokenizer()
         vocab, eos = len(tok), tok.eos_token_id
@@ -399,6 +422,7 @@ class LLM:
         out = []
         for p in prompts:
             _, ids = self._prompt_ids(p, tokenization_kwargs)
+            self._check_length(ids)
             logit = fake_logit(ids)
             prob = 1.0 / (1.0 + math.exp(-logit)) if activate else logit  # num_labels < 2: sigmoid
             out.append(ClassificationRequestOutput(self._request_id(), ClassificationOutput([prob]), ids))
@@ -431,6 +455,7 @@ class LLM:
         out = []
         for p in prompts:
             _, ids = self._prompt_ids(p, tokenization_kwargs)
+            self._check_length(ids)
             rows = fake_token_logits(ids)
             if activate:
                 rows = _softmax(rows)

@@ -26,6 +26,8 @@ from bongain.scoring.rm_inputs import (
     batches_by_length,
     check_pad_id,
     encode_conversations,
+    length_limit,
+    model_max_positions,
     prm_sequences,
     questions_for,
     resolve_pad_id,
@@ -171,6 +173,7 @@ class HFSequenceClassifierRM:
     system_prompt: str | None = None
     padding_side: str = "right"
     name: str = "hf_sequence_classification"
+    max_tokens: int | None = None  # longer inputs are not scored (bongain.scoring.registry.score_split)
 
     @classmethod
     def load(cls, cfg: Mapping[str, Any], questions: Mapping[str, str]) -> HFSequenceClassifierRM:
@@ -191,7 +194,11 @@ class HFSequenceClassifierRM:
             pad_token=opts["pad_token"],
             system_prompt=opts["system_prompt"],
             name=f"hf_sequence_classification:{opts['model']}",
+            max_tokens=length_limit(opts["max_model_len"], model_max_positions(model.config)),
         )
+
+    def input_lengths(self, samples: pl.DataFrame) -> list[int]:
+        return [len(s) for s in self.encode(samples)]
 
     def encode(self, samples: pl.DataFrame) -> list[list[int]]:
         convs = [
@@ -223,6 +230,7 @@ class HFProcessRM:
     step_tag: str = "<extra_0>"
     step_separator: str = "\n\n"
     name: str = "hf_prm"
+    max_tokens: int | None = None  # longer inputs are not scored (bongain.scoring.registry.score_split)
 
     @classmethod
     def load(cls, cfg: Mapping[str, Any], questions: Mapping[str, str]) -> HFProcessRM:
@@ -256,7 +264,11 @@ class HFProcessRM:
             step_tag=opts["step_tag"],
             step_separator=opts["step_separator"],
             name=f"hf_prm:{opts['model']}:{opts['aggregation']}",
+            max_tokens=length_limit(opts["max_model_len"], model_max_positions(model.config)),
         )
+
+    def input_lengths(self, samples: pl.DataFrame) -> list[int]:
+        return [len(s) for s in prm_sequences(self, samples)]
 
     def step_scores(self, samples: pl.DataFrame) -> list[list[float]]:
         seqs = prm_sequences(self, samples)
