@@ -29,10 +29,7 @@ from bongain.scoring.registry import score_gpus
 
 GPU_RULES = ("sample", "score")  # rules whose jobs may ask for GPUs (their count comes from the config)
 GPU_KEYS = {"mem_mb", "runtime", "cpus_per_gpu"}
-KINDS = {
-    "cpu": {"partition": "cpu", "account": None, "qos": None},
-    "gpu": {"partition": "gpu", "account": None, "qos": None},
-}
+KINDS = slurm.cluster_kinds(cpu_partition="cpu", gpu_partition="gpu")
 
 
 def load_yaml(path: Path) -> dict:
@@ -80,19 +77,29 @@ def test_cluster_profile_template(repo):
 
 def test_placement_by_gpu_count():
     cfg = complete_block(
-        "slurm", {"cpu": {"partition": "c", "qos": "low"}, "gpu": {"partition": "g", "account": "ga"}}
+        "slurm",
+        {
+            "cpu": {"partition": "c", "qos": "low"},
+            "gpu": {"partition": "g", "account": "ga", "constraint": "gpu80g", "gpu_model": "a100"},
+        },
     )
-    assert slurm.placement(cfg, 0) == {"gpu": 0, "slurm_partition": "c", "slurm_account": None, "qos": "low"}
-    assert slurm.placement(cfg, 2) == {"gpu": 2, "slurm_partition": "g", "slurm_account": "ga", "qos": None}
+    none = {"slurm_account": None, "qos": None, "constraint": None, "gpu_model": None}
+    assert slurm.placement(cfg, 0) == {**none, "gpu": 0, "slurm_partition": "c", "qos": "low"}
+    assert slurm.placement(cfg, 2) == {
+        **none,
+        "gpu": 2,
+        "slurm_partition": "g",
+        "slurm_account": "ga",
+        "constraint": "gpu80g",
+        "gpu_model": "a100",
+    }
+    # a GPU model on the CPU kind is never passed: the executor would ask for --gpus=<model>:0
+    cfg["cpu"]["gpu_model"] = "a100"
+    assert slurm.placement(cfg, 0)["gpu_model"] is None
     with pytest.raises(ValueError, match="-1 GPUs"):
         slurm.placement(cfg, -1)
     # off SLURM (no slurm block): only the GPU count, every other value None (Snakemake drops it)
-    assert slurm.placement(complete_block("slurm", {}), 1) == {
-        "gpu": 1,
-        "slurm_partition": None,
-        "slurm_account": None,
-        "qos": None,
-    }
+    assert slurm.placement(complete_block("slurm", {}), 1) == {**none, "gpu": 1, "slurm_partition": None}
 
 
 def test_gpu_counts_come_from_the_config():
@@ -113,6 +120,7 @@ def test_gpu_counts_come_from_the_config():
 def test_slurm_profile_writes_user_config(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     args = ["--cpu-partition", "cpu", "--gpu-partition", "gpu", "--account", "proj1", "--gpu-qos", "gq"]
+    args += ["--gpu-model", "a100", "--gpu-constraint", "gpu80g"]
     assert main(["slurm-profile", *args]) == 0
     path = tmp_path / "snakemake" / "slurm" / "config.yaml"
     assert str(path) in capsys.readouterr().out
@@ -125,7 +133,13 @@ def test_slurm_profile_writes_user_config(tmp_path, monkeypatch, capsys):
     assert prof["config"] == {
         "slurm": {
             "cpu": {"partition": "cpu", "account": "proj1"},
-            "gpu": {"partition": "gpu", "account": "proj1", "qos": "gq"},
+            "gpu": {
+                "partition": "gpu",
+                "account": "proj1",
+                "qos": "gq",
+                "constraint": "gpu80g",
+                "gpu_model": "a100",
+            },
         }
     }
     complete_block("slurm", prof["config"]["slurm"])  # what the profile passes validates
@@ -172,6 +186,7 @@ def test_slurm_profile_options(tmp_path):
         ({"gpu_partition": "g"}, {}),
         ({"partition": "p", "account": "a b"}, {}),
         ({"partition": "p", "gpu_qos": "$(x)"}, {}),
+        ({"partition": "p", "gpu_model": "a100 b"}, {}),
         ({"partition": "p"}, {"name": "../x"}),
         ({"partition": "p"}, {"status_command": "sstat"}),
         ({"partition": "p"}, {"jobs": 0}),

@@ -79,7 +79,10 @@ def _cmd_slurm_profile(args: argparse.Namespace) -> int:
                 f"{prefix}{key}": getattr(args, f"{prefix}{key}")
                 for key in ("partition", "account", "qos")
                 for prefix in ("", "cpu_", "gpu_")
-            }
+            },
+            cpu_constraint=args.cpu_constraint,
+            gpu_constraint=args.gpu_constraint,
+            gpu_model=args.gpu_model,
         )
         path = slurm.write_profile(
             kinds,
@@ -122,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument(f"--{kind}partition", help=f"SLURM partition of {what}")
         p.add_argument(f"--{kind}account", help=f"SLURM account of {what} (left out: the executor guesses)")
         p.add_argument(f"--{kind}qos", help=f"SLURM QoS of {what}")
+    p.add_argument("--cpu-constraint", help="node features CPU jobs need (sbatch -C)")
+    p.add_argument("--gpu-constraint", help="node features GPU jobs need (sbatch -C), e.g. a GPU memory size")
+    p.add_argument("--gpu-model", help="GPU model of GPU jobs (sbatch --gpus=MODEL:N), e.g. a100")
     p.add_argument(
         "--status-command",
         choices=["sacct", "squeue"],

@@ -32,8 +32,15 @@ import yaml
 TEMPLATE = Path(__file__).resolve().parents[2] / "profiles" / "slurm" / "config.yaml"
 STATUS_COMMANDS = ("sacct", "squeue")
 KINDS = ("cpu", "gpu")
-#: A kind's setting -> the Snakemake resource the slurm executor turns into an sbatch option.
-RESOURCE_OF = {"partition": "slurm_partition", "account": "slurm_account", "qos": "qos"}
+#: A kind's setting -> the Snakemake resource the slurm executor turns into an sbatch option
+#: (``gpu_model`` makes ``--gpus=<model>:N``, so only GPU jobs get it; ``constraint`` is ``-C``).
+RESOURCE_OF = {
+    "partition": "slurm_partition",
+    "account": "slurm_account",
+    "qos": "qos",
+    "constraint": "constraint",
+    "gpu_model": "gpu_model",
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Values passed to sbatch: no whitespace, quotes or shell metacharacters.
 _SLURM_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,:+-]*$")
@@ -57,7 +64,10 @@ def placement(slurm_cfg: Mapping[str, Any], gpus: int) -> dict[str, Any]:
     resource whose value is None, so the cluster's own default applies).
     """
     kind = slurm_cfg[job_kind(gpus)]
-    return {"gpu": gpus, **{res: kind[key] for key, res in RESOURCE_OF.items()}}
+    placed = {"gpu": gpus, **{res: kind[key] for key, res in RESOURCE_OF.items()}}
+    if gpus == 0:
+        placed["gpu_model"] = None  # the executor would ask for --gpus=<model>:0
+    return placed
 
 
 def snakemake_config_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -94,20 +104,28 @@ def cluster_kinds(
     qos: str | None = None,
     cpu_qos: str | None = None,
     gpu_qos: str | None = None,
+    cpu_constraint: str | None = None,
+    gpu_constraint: str | None = None,
+    gpu_model: str | None = None,
 ) -> dict[str, dict[str, str | None]]:
     """Per-kind settings from the command's options: ``--cpu-X`` / ``--gpu-X`` win over the shared ``--X``.
 
     Both kinds need a partition (one shared ``--partition`` is allowed: a cluster with one partition).
+    ``gpu_model`` (``--gpus=<model>:N``) and ``gpu_constraint`` (``-C``, node features such as a GPU
+    memory size) pin the GPU jobs to the cards a config needs.
     """
     given = {
         "partition": (partition, cpu_partition, gpu_partition),
         "account": (account, cpu_account, gpu_account),
         "qos": (qos, cpu_qos, gpu_qos),
+        "constraint": (None, cpu_constraint, gpu_constraint),
+        "gpu_model": (None, None, gpu_model),
     }
     for key, (shared, cpu, gpu) in given.items():
-        _check(f"--{key}", shared)
-        _check(f"--cpu-{key}", cpu)
-        _check(f"--gpu-{key}", gpu)
+        option = key.replace("gpu_model", "model")
+        _check(f"--{option}", shared)
+        _check(f"--cpu-{option}", cpu)
+        _check(f"--gpu-{option}", gpu)
     kinds = {
         kind: {key: (values[1 + i] or values[0] or None) for key, values in given.items()}
         for i, kind in enumerate(KINDS)
