@@ -32,7 +32,15 @@ from bongain.sampling.vllm import (
 from fakes import vllm_fake
 from fakes.tiny_tokenizer import build_tokenizer
 
-CHAT = {"prompt_format": "chat", "system_prompt": "answer with a number", "temperature": 0.7}
+CHAT = complete_block(
+    "methods.*",
+    {
+        "prompt_format": "chat",
+        "system_prompt": "answer with a number",
+        "temperature": 0.7,
+        "max_new_tokens": 12,
+    },
+)
 QUESTIONS = ["what is 3 + 4 ?", "what is 2 * 5 ?", "what is 9 - 1 ?"]
 
 
@@ -240,7 +248,7 @@ def test_sample_job_vllm_branch(fake_vllm, checkpoint, tmp_path):
         }
     )
     model_cfg = vllm_model({"tensor_parallel_size": 2, "logprobs": 3, "prompts_per_call": 2})
-    method = {**CHAT, "top_p": 0.95, "max_new_tokens": 12, "prompt_format": "chat", "fewshot_k": 0}
+    method = {**CHAT, "top_p": 0.95, "fewshot_k": 0}
     sampling = {"n": 6, "seed": 7, "batch_prompts": 2, "shard_prompts": None, "threads": 1}
     kw = {
         "manifest": checkpoint,
@@ -400,3 +408,20 @@ def test_sample_vllm_with_hf_rescore(fake_vllm, checkpoint, monkeypatch):
         for c, e in zip(batch, ent, strict=True):
             assert math.isfinite(c.sum_entropy) and c.sum_entropy == pytest.approx(float(e.sum()), abs=1e-4)
     assert len(comps) == 6
+
+
+def test_user_instruction_goes_into_the_user_turn():
+    """R1-distill style prompting: no system turn, the instruction after the question in the user turn."""
+    tok = build_tokenizer()
+    method = complete_block(
+        "methods.*",
+        {
+            "prompt_format": "chat",
+            "user_instruction": "please reason",
+            "temperature": 0.6,
+            "max_new_tokens": 8,
+        },
+    )
+    text = format_prompt("what is 3 + 4 ?", method, [], tok)
+    assert "<|system|>" not in text
+    assert "<|user|> what is 3 + 4 ?\n\nplease reason <|eot|>" in text
