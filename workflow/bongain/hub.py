@@ -118,12 +118,18 @@ def write_record(record: Mapping[str, Any], out: Path) -> None:
     os.replace(tmp, out)
 
 
+def use_cache(cache: str | None, env: MutableMapping[str, str] | None = None) -> None:
+    """Point ``HF_HOME`` at ``cache`` (when set) for this process and the jobs it starts."""
+    env = os.environ if env is None else env
+    if cache:
+        env["HF_HOME"] = str(Path(cache).expanduser().resolve())
+
+
 def offline_jobs(cache: str | None, env: MutableMapping[str, str] | None = None) -> None:
     """Environment of a compute job: the hub cache (``HF_HOME``) and ``HF_HUB_OFFLINE=1``.
 
     Call it before anything imports huggingface_hub (it reads the variables on import).
     """
     env = os.environ if env is None else env
-    if cache:
-        env["HF_HOME"] = str(Path(cache).expanduser().resolve())
+    use_cache(cache, env)
     env["HF_HUB_OFFLINE"] = "1"

@@ -7,8 +7,6 @@ from bongain.constants import SPLITS
 # the rules below read a complete config.
 bconf.validate_config(config)
 
-import os
-
 from bongain import hub as bhub
 from bongain import slurm as bslurm
 from bongain.fit import screening as bscreen
@@ -19,8 +17,7 @@ from bongain.scoring import registry as bscoring
 CELLS, SCREEN_CELLS = bscreen.split_cells(config)
 RESULTS = config["results_dir"]
 # The hub cache of every job (local ones and, through sbatch --export=ALL, cluster ones).
-if config["hub"]["cache"]:
-    os.environ["HF_HOME"] = os.path.abspath(os.path.expanduser(config["hub"]["cache"]))
+bhub.use_cache(config["hub"]["cache"])
 # Wildcard patterns of one cell and of one split of a cell, and the cell's results folder.
 CELL = "{model}/{method}/{task}"
 SPLIT = f"{CELL}/{{split}}"
@@ -59,31 +56,22 @@ def benchmark_path(stage, pattern=None):
 
 
 def job_placement(gpus):
-    """``resources:`` that place each job of a rule by its GPU count (``gpus``: wildcards -> int): ``gpu``
+    """``resources:`` placing each job by its GPU count (``gpus`` maps wildcards to an int): ``gpu``
     and, on SLURM, the partition, account and QoS of its kind from the ``slurm`` config block
-    (bongain.slurm.placement; a None value is dropped, leaving the cluster profile's default)."""
+    (bongain.slurm.placement; a None value is dropped, leaving the cluster profile's default).
+    """
 
     def resource(name):
-        return lambda wildcards: bslurm.placement(config["slurm"], gpus(wildcards))[name]
+        return lambda wildcards: bslurm.placement(config["slurm"], gpus(wildcards))[
+            name
+        ]
 
-    return {
-        name: resource(name)
-        for name in ("gpu", *bslurm.RESOURCE_OF.values())
-    }
+    return {name: resource(name) for name in ("gpu", *bslurm.RESOURCE_OF.values())}
 
 
 def sample_gpus(wildcards):
     """GPUs of a sample job: the model's backend decides (vLLM: tensor_parallel_size; transformers: 0)."""
     return bbackends.sample_gpus(config["models"][wildcards.model])
-
-
-# Light or internet-bound jobs run inside the snakemake process (on a cluster: the login node):
-# downloads and hub datasets need the internet, features and gains take a second each.
-localrules:
-    download,
-    task_split,
-    features,
-    gains,
 
 
 def _alternatives(names):
@@ -157,3 +145,28 @@ def shard_files(wildcards):
         f"{split_dir}/shards/{name}.parquet"
         for name in bshards.shard_names(size, SHARD_PROMPTS)
     ]
+
+
+# Hub checkpoints (every `hub` model, and a pretrained reward model on the hub), fetched by the local rule
+# `download` into the hub cache (`hub.cache` -> HF_HOME); other jobs read it with HF_HUB_OFFLINE=1.
+HUB_DOWNLOADS = bhub.hub_downloads(config, bscoring.is_trained(config["reward_model"]))
+
+
+wildcard_constraints:
+    download=_alternatives(HUB_DOWNLOADS) if HUB_DOWNLOADS else "(?!)",
+
+
+def download_record(name):
+    return f"{RESULTS}/downloads/{name}.json"
+
+
+def model_download(wildcards):
+    """The download record of a hub model (none for a local or wheel model)."""
+    name = f"model-{wildcards.model}"
+    return [download_record(name)] if name in HUB_DOWNLOADS else []
+
+
+def reward_model_download(wildcards):
+    """The reward model's download record, when it comes from the hub."""
+    name = bhub.REWARD_MODEL
+    return [download_record(name)] if name in HUB_DOWNLOADS else []

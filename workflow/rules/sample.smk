@@ -26,8 +26,8 @@ rule sample:
         "../../envs/sampling.yaml"
     threads: config["sampling"]["threads"]
     resources:
-        mem_mb=4000,
         **job_placement(sample_gpus),
+        mem_mb=4000,
     params:
         model=model_cfg,
         task=task_cfg,
