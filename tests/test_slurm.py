@@ -100,6 +100,18 @@ def test_placement_by_gpu_count():
         slurm.placement(cfg, -1)
     # off SLURM (no slurm block): only the GPU count, every other value None (Snakemake drops it)
     assert slurm.placement(complete_block("slurm", {}), 1) == {**none, "gpu": 1, "slurm_partition": None}
+    # the rules declare only what the block sets: a profile without it keeps its default partition
+    assert slurm.placed_resources(complete_block("slurm", {})) == ["gpu"]
+    assert slurm.placed_resources(cfg) == [
+        "gpu",
+        "slurm_partition",
+        "slurm_account",
+        "qos",
+        "constraint",
+        "gpu_model",
+    ]
+    part = complete_block("slurm", {"gpu": {"partition": "g"}})
+    assert slurm.placed_resources(part) == ["gpu", "slurm_partition"]
 
 
 def test_gpu_counts_come_from_the_config():

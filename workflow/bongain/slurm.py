@@ -70,6 +70,13 @@ def placement(slurm_cfg: Mapping[str, Any], gpus: int) -> dict[str, Any]:
     return placed
 
 
+def placed_resources(slurm_cfg: Mapping[str, Any]) -> list[str]:
+    """The resources :func:`placement` decides for this ``slurm`` block: ``gpu`` always, each sbatch
+    setting only when some kind sets it (a rule that declared it would otherwise replace the cluster
+    profile's default with nothing)."""
+    return ["gpu"] + [res for key, res in RESOURCE_OF.items() if any(slurm_cfg[k][key] for k in KINDS)]
+
+
 def snakemake_config_dir(env: Mapping[str, str] | None = None) -> Path:
     """The user's Snakemake config folder, where ``--profile NAME`` looks for ``NAME/``."""
     env = os.environ if env is None else env

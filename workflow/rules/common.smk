@@ -57,8 +57,9 @@ def benchmark_path(stage, pattern=None):
 
 def job_placement(gpus):
     """``resources:`` placing each job by its GPU count (``gpus`` maps wildcards to an int): ``gpu``
-    and, on SLURM, the partition, account and QoS of its kind from the ``slurm`` config block
-    (bongain.slurm.placement; a None value is dropped, leaving the cluster profile's default).
+    and, on SLURM, the partition, account, QoS, constraint and GPU model of its kind from the ``slurm``
+    config block (bongain.slurm.placement). Only settings the block has for some kind become resources,
+    so a cluster profile without the block keeps its own default partition and account for every job.
     """
 
     def resource(name):
@@ -66,7 +67,7 @@ def job_placement(gpus):
             name
         ]
 
-    return {name: resource(name) for name in ("gpu", *bslurm.RESOURCE_OF.values())}
+    return {name: resource(name) for name in bslurm.placed_resources(config["slurm"])}
 
 
 def sample_gpus(wildcards):
