@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -119,3 +120,26 @@ def test_hub_model_manifest_points_at_the_downloaded_commit(fake_hub, tmp_path):
     other = {**model_cfg, "source": {**model_cfg["source"], "revision": "v2"}}
     with pytest.raises(ValueError, match="no matching download record"):
         prepare_model(other, tmp_path / "m", record)
+
+
+@pytest.mark.parametrize("script", ["sample.py", "score.py", "prepare_model.py"])
+def test_compute_scripts_go_offline_before_any_other_import(repo, script):
+    """huggingface_hub reads HF_HUB_OFFLINE when imported: the compute jobs' scripts call offline_jobs
+    before they import anything that may import it."""
+    import ast
+
+    body = ast.parse((repo / "workflow" / "scripts" / script).read_text()).body
+    body = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    imports = [i for i, n in enumerate(body) if isinstance(n, ast.Import | ast.ImportFrom)]
+    call = next(
+        i
+        for i, n in enumerate(body)
+        if isinstance(n, ast.Expr)
+        and isinstance(n.value, ast.Call)
+        and getattr(n.value.func, "id", "") == "offline_jobs"
+    )
+    before = [body[i] for i in imports if i < call]
+    modules = {a.name for n in before if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module for n in before if isinstance(n, ast.ImportFrom)}
+    assert "bongain.hub" in modules
+    assert modules - {"bongain.hub"} <= set(sys.stdlib_module_names), (script, modules)
