@@ -22,6 +22,15 @@ include: "workflow/rules/allocation.smk"
 include: "workflow/rules/report.smk"
 
 
+# Light or internet-bound jobs run inside the snakemake process (on a cluster: the login node):
+# downloads and hub datasets need the internet, features and gains take a second each.
+localrules:
+    download,
+    task_split,
+    features,
+    gains,
+
+
 rule all:
     default_target: True
     input:

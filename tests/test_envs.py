@@ -1,9 +1,9 @@
-"""The conda env files in envs/ stay in step with pyproject.toml.
+"""The conda env files in envs/ stay in step with pyproject.toml, and the rules name the right one.
 
-envs/analysis.yaml (the CPU stack every rule's ``conda:`` names) pip-installs exactly the runtime
-dependencies; envs/sampling.yaml (the GPU stack) pip-installs the ``gpu`` extra plus runtime dependencies
-it needs, each with the same version specifier as pyproject.toml. Both install bongain itself (``-e ../``)
-and pin a Python that pyproject.toml allows.
+envs/analysis.yaml (the CPU stack) pip-installs exactly the runtime dependencies; envs/sampling.yaml (the
+GPU stack of the rules that may run vLLM: sample and score) the ``gpu`` extra plus every runtime
+dependency, each with the same version specifier as pyproject.toml. Both install bongain itself
+(``-e ../``) and pin a Python that pyproject.toml allows.
 """
 
 from __future__ import annotations
@@ -79,13 +79,30 @@ def test_analysis_env_is_the_runtime_dependencies(repo, project):
     assert {n: s for n, s in env.items() if runtime[n] != s} == {}, "specifiers differ from pyproject.toml"
 
 
-def test_sampling_env_has_the_gpu_extra(repo, project):
+def test_sampling_env_is_the_gpu_extra_plus_the_runtime(repo, project):
     _, pip = env_file(repo / "envs" / "sampling.yaml")
     reqs, _ = split_local(pip)
     env = requirement_map(reqs)
-    gpu = requirement_map(project["optional-dependencies"]["gpu"])
-    runtime = requirement_map(project["dependencies"])
-    assert gpu.keys() - env.keys() == set(), "the gpu extra is missing from envs/sampling.yaml"
-    known = {**runtime, **gpu}
+    known = {
+        **requirement_map(project["dependencies"]),
+        **requirement_map(project["optional-dependencies"]["gpu"]),
+    }
     assert env.keys() - known.keys() == set(), "in envs/sampling.yaml but not in pyproject.toml"
+    assert known.keys() - env.keys() == set(), (
+        "in pyproject.toml (runtime or gpu) but not in envs/sampling.yaml"
+    )
     assert {n: s for n, s in env.items() if known[n] != s} == {}, "specifiers differ from pyproject.toml"
+
+
+def test_vllm_rules_use_the_vllm_env(repo):
+    """Every rule names an env; the rules that can run vLLM (sample, score) name the one that has it."""
+    text = "\n".join(p.read_text() for p in (repo / "workflow" / "rules").glob("*.smk"))
+    rules = dict(
+        re.findall(r"^\s*rule (\w+):\n(?:(?!^\s*rule ).*\n)*?\s*conda:\n\s*\"([^\"]+)\"", text, re.M)
+    )
+    names = set(re.findall(r"^\s*rule (\w+):", text, re.M))
+    assert names == set(rules), names - set(rules)
+    for rule, env in rules.items():
+        expected = "sampling" if rule in ("sample", "score") else "analysis"
+        assert env == f"../../envs/{expected}.yaml", (rule, env)
+        assert (repo / "envs" / f"{expected}.yaml").is_file()

@@ -1,5 +1,5 @@
 """Reward models behind the Verifier protocol: HF paths run for real (tiny random Llama heads on CPU, a
-tokenizer built in code); vLLM pooling paths through the recorded fake (tests/fakes/vllm_fake.py)."""
+tokenizer built in code); vLLM pooling paths through the fake (tests/fakes/vllm_fake.py)."""
 
 from __future__ import annotations
 
@@ -87,6 +87,9 @@ def rm_dirs(tmp_path_factory):
     prm = LlamaForTokenClassification(_config(tok, num_labels=2, pad_token_id=tok.pad_token_id))
     prm.save_pretrained(root / "prm")
     tok.save_pretrained(root / "prm")
+    wide = LlamaForTokenClassification(_config(tok, num_labels=3, pad_token_id=tok.pad_token_id))
+    wide.save_pretrained(root / "prm3")
+    tok.save_pretrained(root / "prm3")
     # the same files declared as Qwen2.5-Math-PRM's architecture: only the fake reads this folder
     shutil.copytree(root / "prm", root / "qwen-prm")
     cfg = json.loads((root / "qwen-prm" / "config.json").read_text())
@@ -228,6 +231,21 @@ def test_hf_prm_step_scores(rm_dirs):
         np.testing.assert_allclose(r, [aggregate_steps(x, how) for x in steps], atol=1e-5)
 
 
+def test_hf_prm_refuses_a_model_without_a_two_class_head(rm_dirs, tmp_path):
+    """A remote-code PRM loaded without trust_remote_code is its bare base model: refused, not scored."""
+    bare = tmp_path / "remote-prm"
+    shutil.copytree(rm_dirs / "prm", bare)
+    cfg = json.loads((bare / "config.json").read_text())
+    # an architecture transformers does not ship: AutoModel falls back to the built-in base LlamaModel
+    (bare / "config.json").write_text(json.dumps({**cfg, "architectures": ["LlamaForProcessRewardModel"]}))
+    base = {"kind": "hf_prm", "dtype": "float32", "device": "cpu"}
+    with pytest.raises(ValueError, match=r"reward_model.model.*LlamaModel.*hidden states.*trust_remote_code"):
+        make_verifier({**base, "model": str(bare)}, questions=QUESTIONS)
+    with pytest.raises(ValueError, match="3 values per token"):
+        make_verifier({**base, "model": str(rm_dirs / "prm3")}, questions=QUESTIONS)
+    assert make_verifier({**base, "model": str(rm_dirs / "prm")}, questions=QUESTIONS)  # 2 labels: fine
+
+
 # --------------------------------------------------------------------------------- vLLM, through fake
 
 
@@ -247,6 +265,39 @@ def test_vllm_classify_returns_raw_logits(fake_vllm, rm_dirs):
     # the same inputs through the HF path: identical token ids
     hf = make_verifier(hf_cfg(rm_dirs / "seq"), questions=QUESTIONS)
     assert hf.encode(s) == ids
+
+
+def scored_samples() -> pl.DataFrame:
+    return samples_frame().with_columns(
+        model=pl.lit("m"), method=pl.lit("chat"), task=pl.lit("add1"), split=pl.lit("test")
+    )
+
+
+@pytest.mark.parametrize("kind", ["vllm_classify", "vllm_prm", "hf_sequence_classification", "hf_prm"])
+def test_too_long_inputs_get_a_status_not_a_crash(fake_vllm, rm_dirs, kind):
+    """Samples whose RM input is over the limit are not sent to the RM (the fake vLLM raises like vLLM
+    on an over-long prompt); they get score_status too_long and a reward below every scored one."""
+    from bongain.io import conform
+    from bongain.scoring.registry import score_split
+
+    folder = rm_dirs / ("prm" if kind.endswith("prm") else "seq")
+    cfg = complete_block("reward_model", {**hf_cfg(folder), "kind": kind})
+    s = scored_samples()
+    tasks = pl.DataFrame({"prompt_id": list(QUESTIONS), "question": list(QUESTIONS.values())})
+    full = score_split(cfg, s, GRADES, tasks=tasks)
+    assert full["score_status"].to_list() == ["ok"] * s.height
+    rm = make_scorer(cfg, questions=QUESTIONS)
+    lengths = rm.input_lengths(s)
+    limit = sorted(lengths)[len(lengths) // 2]
+    long = np.asarray(lengths) > limit
+    if kind.startswith("vllm"):  # without the check, one long input kills the job
+        with pytest.raises(ValueError, match="longer than the maximum model length"):
+            make_scorer({**cfg, "max_model_len": limit}, questions=QUESTIONS).score(s, GRADES)
+    out = conform(score_split({**cfg, "max_model_len": limit}, s, GRADES, tasks=tasks), "scores")
+    assert out["score_status"].to_list() == ["too_long" if x else "ok" for x in long]
+    ok = out.filter(pl.col("score_status") == "ok")["reward"].to_numpy()
+    np.testing.assert_allclose(ok, full["reward"].to_numpy()[~long], atol=1e-5)  # scored as before
+    assert (out.filter(pl.col("score_status") == "too_long")["reward"] == ok.min() - 1.0).all()
 
 
 @pytest.mark.parametrize("arch_dir", ["qwen-prm", "prm"])  # STEP pooling / ALL pooling

@@ -291,6 +291,8 @@ def test_paper_config_dry_run(repo, tmp_path):
     )
     counts = job_counts(res.stdout + res.stderr)
     assert counts["prepare_model"] == 18 and counts["task_split"] == 3 * len(sampled)
+    # every hub checkpoint (18 models + the reward model) is fetched once (a local rule: tests/test_slurm.py)
+    assert counts["download"] == 19
     assert counts["sample"] == shards_per_cell * n_cells == 162
     assert counts["merge_samples"] == counts["grade"] == len(sampled) * n_cells
     assert counts["gains"] == counts["features"] == counts["score"] == n_cells

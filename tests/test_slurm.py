@@ -7,11 +7,14 @@ starts that cluster with .ci/slurm/start.sh (see .ci/run).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,11 +22,14 @@ import yaml
 
 from bongain import slurm
 from bongain.cli import main
-from bongain.config import cells, load_config
+from bongain.config import cells, complete_block, load_config
 from bongain.io import read_parquet
+from bongain.sampling.backends import sample_gpus
+from bongain.scoring.registry import score_gpus
 
-GPU_RULES = ("sample", "score")
-GPU_KEYS = {"gpu", "mem_mb", "runtime", "cpus_per_gpu"}
+GPU_RULES = ("sample", "score")  # rules whose jobs may ask for GPUs (their count comes from the config)
+GPU_KEYS = {"mem_mb", "runtime", "cpus_per_gpu"}
+KINDS = slurm.cluster_kinds(cpu_partition="cpu", gpu_partition="gpu")
 
 
 def load_yaml(path: Path) -> dict:
@@ -40,7 +46,7 @@ def workflow_rules(repo: Path) -> set[str]:
 # -- profiles --------------------------------------------------------------------------------------------
 
 
-def test_workflow_profile_sets_gpu_rule_resources(repo):
+def test_workflow_profile_sets_rule_resources_but_no_gpus(repo):
     prof = load_yaml(repo / "profiles" / "default" / "config.yaml")
     # Only set-resources: a workflow profile replaces a user profile's key of the same name, so a
     # default-resources here would drop the cluster profile's partition and account.
@@ -48,12 +54,11 @@ def test_workflow_profile_sets_gpu_rule_resources(repo):
     res = prof["set-resources"]
     for rule in GPU_RULES:
         assert GPU_KEYS <= set(res[rule]), rule
-        assert res[rule]["gpu"] == 1
     for rule, values in res.items():
+        # GPU counts and placement come from the rules (config-dependent); a fixed value here would win
+        assert not {"gpu", "gres", "slurm_partition", "slurm_account", "qos"} & set(values), rule
         assert "cpus_per_task" not in values, rule  # it would override cpus_per_gpu
         assert isinstance(values["mem_mb"], int) and isinstance(values["runtime"], int), rule
-        if rule not in GPU_RULES:
-            assert "gpu" not in values and "gres" not in values, rule
     # Snakemake ignores set-resources of unknown rules: catch renamed or removed rules here.
     assert set(res) <= workflow_rules(repo)
 
@@ -67,28 +72,107 @@ def test_cluster_profile_template(repo):
     assert "cpus_per_task" not in prof["default-resources"]
 
 
+# -- placement of one job -----------------------------------------------------------------------------------
+
+
+def test_placement_by_gpu_count():
+    cfg = complete_block(
+        "slurm",
+        {
+            "cpu": {"partition": "c", "qos": "low"},
+            "gpu": {"partition": "g", "account": "ga", "constraint": "gpu80g", "gpu_model": "a100"},
+        },
+    )
+    none = {"slurm_account": None, "qos": None, "constraint": None, "gpu_model": None}
+    assert slurm.placement(cfg, 0) == {**none, "gpu": 0, "slurm_partition": "c", "qos": "low"}
+    assert slurm.placement(cfg, 2) == {
+        **none,
+        "gpu": 2,
+        "slurm_partition": "g",
+        "slurm_account": "ga",
+        "constraint": "gpu80g",
+        "gpu_model": "a100",
+    }
+    # a GPU model on the CPU kind is never passed: the executor would ask for --gpus=<model>:0
+    cfg["cpu"]["gpu_model"] = "a100"
+    assert slurm.placement(cfg, 0)["gpu_model"] is None
+    with pytest.raises(ValueError, match="-1 GPUs"):
+        slurm.placement(cfg, -1)
+    # off SLURM (no slurm block): only the GPU count, every other value None (Snakemake drops it)
+    assert slurm.placement(complete_block("slurm", {}), 1) == {**none, "gpu": 1, "slurm_partition": None}
+    # the rules declare only what the block sets: a profile without it keeps its default partition
+    assert slurm.placed_resources(complete_block("slurm", {})) == ["gpu"]
+    assert slurm.placed_resources(cfg) == [
+        "gpu",
+        "slurm_partition",
+        "slurm_account",
+        "qos",
+        "constraint",
+        "gpu_model",
+    ]
+    part = complete_block("slurm", {"gpu": {"partition": "g"}})
+    assert slurm.placed_resources(part) == ["gpu", "slurm_partition"]
+
+
+def test_gpu_counts_come_from_the_config():
+    vllm = {"backend": "vllm", "vllm": complete_block("models.*.vllm", {"tensor_parallel_size": 2})}
+    assert sample_gpus(vllm) == 2
+    assert sample_gpus({"backend": "transformers", "vllm": complete_block("models.*.vllm", {})}) == 0
+    assert score_gpus(complete_block("reward_model", {})) == 0  # offline verifier
+    rm = {"kind": "vllm_classify", "model": "x/rm", "tensor_parallel_size": 4}
+    assert score_gpus(complete_block("reward_model", rm)) == 4
+    hf = {"kind": "hf_sequence_classification", "model": "x/rm"}
+    assert score_gpus(complete_block("reward_model", hf)) == 1
+    assert score_gpus(complete_block("reward_model", {**hf, "device": "cpu"})) == 0
+
+
 # -- bongain slurm-profile -------------------------------------------------------------------------------
 
 
 def test_slurm_profile_writes_user_config(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    assert main(["slurm-profile", "--partition", "gpu", "--account", "proj1", "--qos", "normal"]) == 0
+    args = ["--cpu-partition", "cpu", "--gpu-partition", "gpu", "--account", "proj1", "--gpu-qos", "gq"]
+    args += ["--gpu-model", "a100", "--gpu-constraint", "gpu80g"]
+    assert main(["slurm-profile", *args]) == 0
     path = tmp_path / "snakemake" / "slurm" / "config.yaml"
     assert str(path) in capsys.readouterr().out
     prof = load_yaml(path)
     assert prof["executor"] == "slurm" and prof["retries"] >= 1
-    assert prof["default-resources"]["slurm_partition"] == "gpu"
+    # CPU kind: every job's default; both kinds: the workflow config's slurm block
+    assert prof["default-resources"]["slurm_partition"] == "cpu"
     assert prof["default-resources"]["slurm_account"] == "proj1"
-    assert prof["slurm-qos"] == "normal"
+    assert "qos" not in prof["default-resources"] and "slurm-qos" not in prof
+    assert prof["config"] == {
+        "slurm": {
+            "cpu": {"partition": "cpu", "account": "proj1"},
+            "gpu": {
+                "partition": "gpu",
+                "account": "proj1",
+                "qos": "gq",
+                "constraint": "gpu80g",
+                "gpu_model": "a100",
+            },
+        }
+    }
+    complete_block("slurm", prof["config"]["slurm"])  # what the profile passes validates
     assert "slurm-status-command" not in prof  # the plugin picks sacct where it works
     # an existing profile is kept unless --force
     assert main(["slurm-profile", "--partition", "other"]) == 2
     assert "--force" in capsys.readouterr().err
-    assert load_yaml(path)["default-resources"]["slurm_partition"] == "gpu"
+    assert load_yaml(path)["default-resources"]["slurm_partition"] == "cpu"
+    # one shared partition (a cluster with a single partition) is still allowed
     assert main(["slurm-profile", "--partition", "other", "--force"]) == 0
     prof = load_yaml(path)
     assert prof["default-resources"]["slurm_partition"] == "other"
-    assert "slurm_account" not in prof["default-resources"] and "slurm-qos" not in prof
+    assert prof["config"]["slurm"] == {"cpu": {"partition": "other"}, "gpu": {"partition": "other"}}
+    assert "slurm_account" not in prof["default-resources"]
+
+
+def test_slurm_profile_needs_both_partitions(tmp_path, capsys):
+    args = ["slurm-profile", "--cpu-partition", "cpu", "--config-dir", str(tmp_path)]
+    assert main(args) == 2
+    assert "--gpu-partition" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("config.yaml"))
 
 
 def test_slurm_profile_default_location(tmp_path):
@@ -99,7 +183,7 @@ def test_slurm_profile_default_location(tmp_path):
 
 def test_slurm_profile_options(tmp_path):
     path = slurm.write_profile(
-        "debug", name="ci", status_command="squeue", jobs=4, config_dir=tmp_path, force=False
+        KINDS, name="ci", status_command="squeue", jobs=4, config_dir=tmp_path, force=False
     )
     assert path == tmp_path / "ci" / "config.yaml"
     prof = load_yaml(path)
@@ -107,25 +191,31 @@ def test_slurm_profile_options(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kinds", "kwargs"),
     [
-        {"partition": "gpu; rm -rf ~"},
-        {"partition": ""},
-        {"partition": "p", "account": "a b"},
-        {"partition": "p", "name": "../x"},
-        {"partition": "p", "status_command": "sstat"},
-        {"partition": "p", "jobs": 0},
+        ({"partition": "gpu; rm -rf ~"}, {}),
+        ({"partition": ""}, {}),
+        ({"gpu_partition": "g"}, {}),
+        ({"partition": "p", "account": "a b"}, {}),
+        ({"partition": "p", "gpu_qos": "$(x)"}, {}),
+        ({"partition": "p", "gpu_model": "a100 b"}, {}),
+        ({"partition": "p"}, {"name": "../x"}),
+        ({"partition": "p"}, {"status_command": "sstat"}),
+        ({"partition": "p"}, {"jobs": 0}),
     ],
 )
-def test_slurm_profile_rejects_bad_values(tmp_path, kwargs):
+def test_slurm_profile_rejects_bad_values(tmp_path, kinds, kwargs):
     with pytest.raises(slurm.ProfileError):
-        slurm.write_profile(config_dir=tmp_path, **kwargs)
+        slurm.write_profile(slurm.cluster_kinds(**kinds), config_dir=tmp_path, **kwargs)
     assert not list(tmp_path.rglob("config.yaml"))
 
 
 def test_snakemake_finds_the_written_profile(repo, tmp_path):
     """The one documented step is enough for Snakemake to pick the profile up by name (dry run)."""
-    slurm.write_profile("debug", "proj1", config_dir=tmp_path / "snakemake")
+    slurm.write_profile(
+        slurm.cluster_kinds(cpu_partition="cpu", gpu_partition="gpu", account="proj1"),
+        config_dir=tmp_path / "snakemake",
+    )
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
     res = subprocess.run(
         [
@@ -143,7 +233,7 @@ def test_snakemake_finds_the_written_profile(repo, tmp_path):
     assert "slurm and workflow specific profile profiles/default" in out
 
 
-# -- a real run on a single-node SLURM cluster ------------------------------------------------------------
+# -- real runs on a single-node SLURM cluster with a `cpu` and a `gpu` partition -----------------------------
 
 
 def _sinfo_answers() -> bool:
@@ -159,6 +249,7 @@ cluster = pytest.mark.skipif(
     os.environ.get("BONGAIN_SLURM_TEST") != "1" or not _sinfo_answers(),
     reason="needs a SLURM cluster: set BONGAIN_SLURM_TEST=1 with one running (.ci/slurm/start.sh)",
 )
+CPU, GPU = "cpu", "gpu"  # the partitions of .ci/slurm/start.sh
 
 
 def node_memory_mb() -> int:
@@ -182,8 +273,8 @@ def single_node_resources(repo: Path, mem_cap: int) -> list[str]:
     return items
 
 
-def finished_jobs(run_uuid: str) -> list[dict[str, str]]:
-    """SLURM's record of a run's jobs (kept MinJobAge seconds after they end): comment and TRES."""
+def run_jobs(run_uuid: str) -> list[dict[str, str]]:
+    """SLURM's record of a run's jobs (kept MinJobAge seconds after they end), one dict per job."""
     out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True).stdout
     jobs = []
     for line in out.splitlines():
@@ -193,47 +284,100 @@ def finished_jobs(run_uuid: str) -> list[dict[str, str]]:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def slurm_run(repo, tmp_path_factory):
-    """The tiny config through the slurm executor with the project's profiles: the cluster profile as
-    `bongain slurm-profile` writes it (partition debug, no account: there is no slurmdbd, squeue polls),
-    and profiles/default's per-rule resources with memory capped to fit the node."""
-    base = tmp_path_factory.mktemp("slurm")
-    work, xdg = base / "work", base / "config"
-    args = ["--partition", "debug", "--status-command", "squeue", "--config-dir", str(xdg / "snakemake")]
-    assert main(["slurm-profile", *args]) == 0
-    mem_cap = max(1000, min(3000, node_memory_mb() // 4))
-    env = {
+def job_rule(job: dict[str, str]) -> str:
+    return re.match(r"rule_(\w+?)(_wildcards_|$)", job["Comment"]).group(1)
+
+
+def job_gpus(job: dict[str, str]) -> int:
+    """GPUs a job asked for (sbatch --gpus=N shows as TresPerJob=gres/gpu:N); 0 for none."""
+    m = re.search(r"gpu:(\d+)", job.get("TresPerJob", ""))
+    return int(m.group(1)) if m else 0
+
+
+def write_profile(xdg: Path) -> None:
+    """The cluster profile exactly as a researcher writes it (no account: there is no slurmdbd)."""
+    args = ["--cpu-partition", CPU, "--gpu-partition", GPU, "--status-command", "squeue"]
+    assert main(["slurm-profile", *args, "--config-dir", str(xdg / "snakemake"), "--force"]) == 0
+
+
+def snakemake_cmd(repo: Path, work: Path, configfile: Path, mem_cap: int, targets=()) -> list[str]:
+    return [
+        *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), *targets),
+        *("--directory", str(work), "--profile", "slurm"),
+        *("--configfile", str(configfile)),
+        *("--set-resources", *single_node_resources(repo, mem_cap)),
+        # poll soon after submitting: the tiny jobs take seconds, not the 40 s the plugin assumes
+        *("--slurm-init-seconds-before-status-checks", "2"),
+    ]
+
+
+def job_env(xdg: Path, extra_path: str = "") -> dict[str, str]:
+    return {
         **os.environ,
         "XDG_CONFIG_HOME": str(xdg),
         "USER": os.environ.get("USER")
         or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip(),
         # jobs run with --export=ALL: the venv's snakemake and python must come first on PATH
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(p for p in (extra_path, os.environ.get("PYTHONPATH", "")) if p),
         "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
     }
-    cmd = [
-        *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile")),
-        *("--directory", str(work), "--profile", "slurm"),
-        *("--configfile", str(repo / "config" / "test.yaml")),
-        *("--set-resources", *single_node_resources(repo, mem_cap)),
-        # poll soon after submitting: the tiny jobs take seconds, not the 40 s the plugin assumes
-        *("--slurm-init-seconds-before-status-checks", "2"),
-    ]
-    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
+
+
+def failure(cmd: list[str], code: int, out: str, work: Path) -> AssertionError:
+    logs = sorted((work / ".snakemake" / "slurm_logs").rglob("*.log"))
+    tail = "\n".join(f"== {p}\n{p.read_text()[-1500:]}" for p in logs[-3:])
+    return AssertionError(f"{' '.join(cmd)} failed ({code}):\n{out[-8000:]}\n{tail}")
+
+
+class CancelOnce(threading.Thread):
+    """Cancels the first sample job it sees running (scancel), once, a second after it started."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.cancelled: dict[str, str] | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set() and self.cancelled is None:
+            out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                job_id, state, comment = line.split("|", 2)
+                if state == "RUNNING" and comment.startswith("rule_sample_"):
+                    time.sleep(1.0)  # mid-run: the job is still starting snakemake or sampling
+                    subprocess.run(["scancel", job_id], check=True)
+                    self.cancelled = {"JobId": job_id, "Comment": comment}
+                    return
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(repo, tmp_path_factory):
+    """The tiny config through the slurm executor with the project's profiles: the cluster profile as
+    `bongain slurm-profile` writes it, profiles/default's per-rule resources with memory capped to fit the
+    node. One sample job is cancelled (scancel) while it runs: the profile's retries must redo it."""
+    base = tmp_path_factory.mktemp("slurm")
+    work, xdg = base / "work", base / "config"
+    write_profile(xdg)
+    mem_cap = max(1000, min(3000, node_memory_mb() // 4))
+    cmd = snakemake_cmd(repo, work, repo / "config" / "test.yaml", mem_cap)
+    canceller = CancelOnce()
+    canceller.start()
+    try:
+        res = subprocess.run(cmd, cwd=repo, env=job_env(xdg), capture_output=True, text=True, timeout=1500)
+    finally:
+        canceller.stop.set()
     out = res.stdout + res.stderr
     if res.returncode != 0:
-        logs = sorted((work / ".snakemake" / "slurm_logs").rglob("*.log"))
-        tail = "\n".join(f"== {p}\n{p.read_text()[-1500:]}" for p in logs[-3:])
-        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{out[-8000:]}\n{tail}")
+        raise failure(cmd, res.returncode, out, work)
     run_uuid = re.search(r"SLURM run ID: (\S+)", out).group(1)
-    return work / "results" / "test", out, run_uuid
+    return work, out, run_uuid, canceller.cancelled
 
 
 @cluster
 def test_slurm_run_artifacts(repo, slurm_run):
-    results, _, _ = slurm_run
+    work, _, _, _ = slurm_run
+    results = work / "results" / "test"
     cfg = load_config(repo / "config" / "test.yaml")
     report = (results / "report" / "report.md").read_text()
     assert "smollm2-135m" in report
@@ -245,21 +389,150 @@ def test_slurm_run_artifacts(repo, slurm_run):
 
 
 @cluster
-def test_slurm_gpu_rules_ran_as_gpu_jobs(slurm_run):
-    """Every job went through sbatch; sample and score jobs held the node's (fake) GPU, no other did."""
-    _, out, run_uuid = slurm_run
-    jobs = finished_jobs(run_uuid)
+def test_slurm_cpu_jobs_on_the_cpu_partition(slurm_run):
+    """Transformers sampling and the offline verifier need no GPU: every job of the tiny config went to
+    the cpu partition without GPUs; light rules ran locally (no SLURM job)."""
+    _, out, run_uuid, _ = slurm_run
+    jobs = run_jobs(run_uuid)
     assert jobs, f"no SLURM jobs named {run_uuid}"
-    assert all(j["JobState"] == "COMPLETED" for j in jobs), {j["JobId"]: j["JobState"] for j in jobs}
-    by_rule: dict[str, list[bool]] = {}
+    rules = {job_rule(j) for j in jobs}
+    assert {"sample", "score", "grade", "prepare_model", "fit", "report"} <= rules
+    assert not rules & {"task_split", "features", "gains", "download"}, rules  # local rules
     for j in jobs:
-        rule = re.match(r"rule_(\w+?)(_wildcards_|$)", j["Comment"]).group(1)
-        gpu = "gpu" in j.get("TresPerJob", "")  # --gpus=1
-        by_rule.setdefault(rule, []).append(gpu)
-        if gpu:
+        assert j["Partition"] == CPU and job_gpus(j) == 0, (job_rule(j), j["Partition"], j.get("TresPerJob"))
+    for rule in ("task_split", "features", "gains"):
+        assert re.search(rf"^localrule {rule}:", out, flags=re.M), rule
+
+
+@cluster
+def test_slurm_cancelled_job_is_retried_with_the_same_result(repo, slurm_run, tmp_path):
+    work, _, run_uuid, cancelled = slurm_run
+    assert cancelled, "no sample job was seen running"
+    jobs = run_jobs(run_uuid)
+    states = [j["JobState"] for j in jobs if j["Comment"] == cancelled["Comment"]]
+    assert states[0] == "CANCELLED" and states[-1] == "COMPLETED", states
+    assert all(j["JobState"] == "COMPLETED" for j in jobs if j["Comment"] != cancelled["Comment"])
+    # the retried job's samples equal an uninterrupted local run of the same job
+    cfg = load_config(repo / "config" / "test.yaml")
+    (target,) = [
+        f"{c.model}/{c.method}/{c.task}/{split}"
+        for c in cells(cfg)
+        for split in ("verifier_train", "validation", "test")
+        if cancelled["Comment"] == f"rule_sample_wildcards_{c.model}_{c.method}_{c.task}_{split}"
+    ]
+    ref = tmp_path / "ref"
+    for sub in ("models", "tasks"):  # the prepared model and task tables, as inputs (mtimes kept)
+        shutil.copytree(work / "results" / "test" / sub, ref / "results" / "test" / sub)
+    out = f"results/test/cells/{target}/samples.parquet"
+    cmd = [
+        *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), out, "--cores", "1"),
+        *("--directory", str(ref), "--configfile", str(repo / "config" / "test.yaml")),
+        *("--allowed-rules", "sample"),
+    ]
+    res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert read_parquet(work / out, "samples").equals(read_parquet(ref / out, "samples"))
+
+
+# -- GPU jobs: vLLM models (tensor parallel 1 and 2) and a vLLM reward model, hub checkpoints ----------------
+
+COMMITS = {"tiny-a": "a" * 40, "tiny-b": "b" * 40, "tiny-rm": "c" * 40}
+
+
+def seed_hub_cache(cache: Path) -> None:
+    """The hub cache as `download` finds it for a pinned commit: a tiny tokenizer + Llama config per repo
+    (weights are a placeholder file: only the FAKE vLLM reads these checkpoints)."""
+    from transformers import LlamaConfig
+
+    from fakes.tiny_tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    for name, commit in COMMITS.items():
+        snap = cache / "hub" / f"models--bongain-ci--{name}" / "snapshots" / commit
+        arch = "LlamaForSequenceClassification" if name == "tiny-rm" else "LlamaForCausalLM"
+        LlamaConfig(vocab_size=len(tok), architectures=[arch], num_labels=1).save_pretrained(snap)
+        tok.save_pretrained(snap)
+        (snap / "model.safetensors").write_bytes(b"")
+
+
+def gpu_config(cache: Path) -> dict:
+    def model(name: str, tp: int) -> dict:
+        repo = {"kind": "hub", "repo": f"bongain-ci/{name}", "revision": COMMITS[name]}
+        return {"backend": "vllm", "source": repo, "vllm": {"tensor_parallel_size": tp, "logprobs": 3}}
+
+    return {
+        "title": "GPU placement",
+        "results_dir": "results/gpu",
+        "models": {"tiny-tp1": model("tiny-a", 1), "tiny-tp2": model("tiny-b", 2)},
+        "methods": {"chat": {"prompt_format": "chat", "temperature": 0.7, "max_new_tokens": 8}},
+        "tasks": {"add1": {"generator": "add1", "answer_type": "number"}},
+        "cells": "grid",
+        "splits": {"exemplars": 3, "verifier_train": 2, "validation": 3, "test": 3, "seed": 0},
+        "sampling": {"n": 3, "seed": 1, "batch_prompts": 3},
+        "reward_model": {
+            "kind": "vllm_classify",
+            "model": "bongain-ci/tiny-rm",
+            "revision": COMMITS["tiny-rm"],
+            "dtype": "float32",
+        },
+        "hub": {"cache": str(cache)},
+    }
+
+
+@pytest.fixture(scope="module")
+def gpu_run(repo, tmp_path_factory):
+    """Hub models on vLLM with tensor parallel 1 and 2 and a vLLM reward model, through the slurm executor
+    up to the test split's scores: downloads from a pre-seeded hub cache (HF_HUB_OFFLINE=1: a pinned
+    commit needs no hub), vLLM is the FAKE package (tests/fakes/vllm_pkg on the jobs' PYTHONPATH)."""
+    base = tmp_path_factory.mktemp("slurm-gpu")
+    work, xdg, cache = base / "work", base / "config", base / "hf"
+    seed_hub_cache(cache)
+    cfg_path = base / "gpu.yaml"
+    cfg_path.write_text(yaml.safe_dump(gpu_config(cache)))
+    write_profile(xdg)
+    mem_cap = max(1000, min(3000, node_memory_mb() // 4))
+    targets = [f"results/gpu/cells/{m}/chat/add1/test/scores.parquet" for m in ("tiny-tp1", "tiny-tp2")]
+    cmd = snakemake_cmd(repo, work, cfg_path, mem_cap, targets)
+    fake_vllm = str(repo / "tests" / "fakes" / "vllm_pkg")
+    res = subprocess.run(
+        cmd, cwd=repo, env=job_env(xdg, fake_vllm), capture_output=True, text=True, timeout=900
+    )
+    out = res.stdout + res.stderr
+    if res.returncode != 0:
+        raise failure(cmd, res.returncode, out, work)
+    run_uuid = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    return work, out, run_uuid, cache
+
+
+@cluster
+def test_slurm_gpu_jobs_on_the_gpu_partition(gpu_run):
+    """sample asks for the model's tensor-parallel size in GPUs, score for the reward model's, both on the
+    gpu partition; every other job on the cpu partition without GPUs; downloads ran locally."""
+    work, out, run_uuid, cache = gpu_run
+    jobs = run_jobs(run_uuid)
+    assert all(j["JobState"] == "COMPLETED" for j in jobs), {j["JobId"]: j["JobState"] for j in jobs}
+    placed = sorted((job_rule(j), j["Partition"], job_gpus(j)) for j in jobs)
+    assert placed == [
+        ("grade", CPU, 0),
+        ("grade", CPU, 0),
+        ("prepare_model", CPU, 0),
+        ("prepare_model", CPU, 0),
+        ("sample", GPU, 1),
+        ("sample", GPU, 2),  # tiny-tp2: tensor_parallel_size 2
+        ("score", GPU, 1),
+        ("score", GPU, 1),
+    ], placed
+    for j in jobs:
+        if job_gpus(j):
             assert j.get("CpusPerTres") == "gres:gpu:1", j  # cpus_per_gpu, not cpus_per_task
-    assert set(GPU_RULES) <= set(by_rule)
-    for rule, gpu in by_rule.items():
-        assert all(gpu) if rule in GPU_RULES else not any(gpu), (rule, gpu)
-    submitted = int(re.search(r"(\d+) of (\d+) steps \(100%\) done", out).group(2))
-    assert len(jobs) == submitted - 1  # every job but the local target rule 'all'
+    assert len(re.findall(r"^localrule download:", out, flags=re.M)) == 3  # 2 models + the reward model
+    for name in ("model-tiny-tp1", "model-tiny-tp2", "reward-model"):
+        record = json.loads((work / "results" / "gpu" / "downloads" / f"{name}.json").read_text())
+        assert record["commit"] in COMMITS.values() and Path(record["path"]).is_relative_to(cache)
+    manifest = json.loads((work / "results" / "gpu" / "models" / "tiny-tp2" / "manifest.json").read_text())
+    assert manifest["commit"] == COMMITS["tiny-b"]
+    scores = read_parquet(
+        work / "results" / "gpu" / "cells" / "tiny-tp2" / "chat" / "add1" / "test" / "scores.parquet",
+        "scores",
+    )
+    assert scores.height == 3 * 3 and scores["reward"].is_finite().all()

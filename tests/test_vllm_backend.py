@@ -1,9 +1,10 @@
-"""The vLLM backend: contract tests through the recorded fake (tests/fakes/vllm_fake.py), and the exact
-entropy rescoring run for real with a tiny random Llama on CPU. vLLM itself never runs here."""
+"""The vLLM backend: contract tests through the sampling fake (tests/fakes/vllm_fake.py: a fake LM whose
+next-token logits the tests recompute independently, so seeds, n, EOS, stop strings and raw-vs-processed
+logprobs are checked against what vLLM's semantics give), the sample job's vLLM branch end to end, and
+the exact entropy rescoring run for real with a tiny random Llama on CPU. vLLM itself never runs here."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 
@@ -19,6 +20,7 @@ from bongain.sampling.prompts import format_prompt, tokenize_prompt
 from bongain.sampling.vllm import (
     engine_kwargs,
     make_engine,
+    make_sampling_params,
     map_finish_reason,
     request_seed,
     rescore_entropy,
@@ -30,8 +32,15 @@ from bongain.sampling.vllm import (
 from fakes import vllm_fake
 from fakes.tiny_tokenizer import build_tokenizer
 
-RECORDED = json.loads(vllm_fake.RECORDING.read_text())
-CHAT = {"prompt_format": "chat", "system_prompt": "answer with a number", "temperature": 0.7}
+CHAT = complete_block(
+    "methods.*",
+    {
+        "prompt_format": "chat",
+        "system_prompt": "answer with a number",
+        "temperature": 0.7,
+        "max_new_tokens": 12,
+    },
+)
 QUESTIONS = ["what is 3 + 4 ?", "what is 2 * 5 ?", "what is 9 - 1 ?"]
 
 
@@ -42,7 +51,7 @@ def vllm_model(vllm_opts):
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    """``import vllm`` resolves to the recorded fake for the duration of a test."""
+    """``import vllm`` resolves to the fake for the duration of a test."""
     monkeypatch.setitem(sys.modules, "vllm", vllm_fake)
     vllm_fake.LLM.instances.clear()
     return vllm_fake
@@ -152,18 +161,33 @@ def test_sample_vllm_contract(fake_vllm, checkpoint):
     assert all(sp.temperature == 0.7 and sp.top_p == 0.95 and sp.top_k == 0 for sp in sps)
 
     assert [(c.prompt_index, c.sample_idx) for c in comps] == [(i, j) for i in range(3) for j in range(4)]
+    vocab = len(tok)
     for c in comps:
         assert c.seed == sps[c.prompt_index].seed + c.sample_idx
-        rec = RECORDED["requests"][c.prompt_index]["outputs"][c.sample_idx]
-        assert c.text == rec["text"] and list(c.token_ids) == rec["token_ids"]
-        sampled = [
-            next(lp for t, lp, _, _ in pos["entries"] if t == tid)
-            for tid, pos in zip(rec["token_ids"], rec["positions"], strict=True)
+        prompt = token_ids[c.prompt_index]
+        # raw logprobs (T=1, full vocabulary), recomputed from the fake LM, not the sampling distribution
+        raw = [
+            log_softmax(vllm_fake.fake_next_logits(prompt + list(c.token_ids[:t]), vocab, tok.eos_token_id))
+            for t in range(c.n_tokens)
         ]
-        assert c.sum_logprob == pytest.approx(math.fsum(sampled))
-        exact = math.fsum(pos["_exact_entropy"] for pos in rec["positions"])
-        assert c.sum_entropy <= exact + 1e-9  # topk_lower is a lower bound
-    assert [c.finish_reason for c in comps[:4]] == ["eos", "stop", "length", "eos"]
+        assert c.sum_logprob == pytest.approx(math.fsum(r[t] for r, t in zip(raw, c.token_ids, strict=True)))
+        exact = math.fsum(float(-(np.exp(r) * r).sum()) for r in raw)
+        assert 0 <= c.sum_entropy <= exact + 1e-9  # topk_lower is a lower bound of the raw entropy
+        if c.finish_reason == "eos":
+            assert c.token_ids[-1] == tok.eos_token_id and tok.eos_token not in c.text
+        elif c.finish_reason == "length":
+            assert c.n_tokens == p.max_new_tokens
+    reasons = {c.finish_reason for c in comps}
+    assert {"eos", "length"} <= reasons, reasons
+    # the stored seed reproduces the sample on its own (vLLM: child i of seed s is seed s + i)
+    llm2 = vllm_fake.LLM(checkpoint["path"])
+    for c in comps:
+        sp = make_sampling_params(p, c.seed, 4)
+        sp.n = 1
+        (ro,) = llm2.generate(tokens_prompts([token_ids[c.prompt_index]]), sp)
+        assert ro.outputs[0].token_ids == list(c.token_ids)
+    # the prompts matter: another prompt under the same seed samples something else
+    assert [c.token_ids for c in comps[:4]] != [c.token_ids for c in comps[4:8]]
 
     cols = completions_frame(comps, prompts, pids)
     df = pl.DataFrame(cols).with_columns(
@@ -171,8 +195,88 @@ def test_sample_vllm_contract(fake_vllm, checkpoint):
     )
     out = conform(df, "samples")
     assert out.height == 12 and out["n_tokens"].min() >= 1
-    assert out.filter(pl.col("finish_reason") == "length")["n_tokens"].to_list() == [6, 6, 6]
     np.testing.assert_allclose(out["mean_logprob"], out["sum_logprob"] / out["n_tokens"])
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())
+
+
+def test_stop_strings_and_large_n(fake_vllm, checkpoint):
+    """A stop string ends a sample (cut from the text); N > 4 gives N distinct seeded samples."""
+    tok = build_tokenizer()
+    _, token_ids = chat_prompts(tok)
+    p = SamplingParams(n=12, temperature=1.0, top_p=1.0, max_new_tokens=24, stop=("the",), seed=3)
+    comps = sample_vllm(checkpoint, vllm_model({"logprobs": 2}), token_ids[:1], ["q"], p)
+    assert len(comps) == 12 and len({c.seed for c in comps}) == 12
+    assert len({c.token_ids for c in comps}) > 6
+    stopped = [c for c in comps if c.finish_reason == "stop"]
+    assert stopped, [c.finish_reason for c in comps]
+    for c in stopped:
+        full = tok.decode(list(c.token_ids), skip_special_tokens=True)
+        assert c.text == full[: full.find("the")]  # cut at the stop string, which the last token completed
+        assert "the" not in tok.decode(list(c.token_ids[:-1]), skip_special_tokens=True)
+
+
+def test_processed_logprobs_differ_from_raw(fake_vllm, checkpoint):
+    """What the engine's logprobs_mode changes: bongain keeps vLLM's default (raw) and its sums match the
+    raw values; processed ones (after temperature and top-p) would give other sums."""
+    tok = build_tokenizer()
+    _, token_ids = chat_prompts(tok)
+    assert "logprobs_mode" not in engine_kwargs(checkpoint, vllm_model({})["vllm"])
+    sp = vllm_fake.SamplingParams(n=2, seed=5, temperature=0.5, top_p=0.9, max_tokens=8, logprobs=0)
+    raw = vllm_fake.LLM(checkpoint["path"]).generate(tokens_prompts(token_ids[:1]), sp)[0]
+    proc = vllm_fake.LLM(checkpoint["path"], logprobs_mode="processed_logprobs").generate(
+        tokens_prompts(token_ids[:1]), sp
+    )[0]
+    for a, b in zip(raw.outputs, proc.outputs, strict=True):
+        assert a.token_ids == b.token_ids  # the same draw
+        assert sum_logprob(a) != pytest.approx(sum_logprob(b))
+        assert sum_logprob(b) > sum_logprob(a)  # sharpened, truncated distribution
+
+
+def test_sample_job_vllm_branch(fake_vllm, checkpoint, tmp_path):
+    """The sample job (bongain.sampling.split.sample_split) on a vllm model, through the fake."""
+    from bongain.sampling.split import sample_split
+
+    tasks = pl.DataFrame(
+        {
+            "prompt_id": [f"add1-{i:05d}" for i in range(5)],
+            "question": [*QUESTIONS, "what is 1 + 1 ?", "what is 6 - 2 ?"],
+            "answer": ["7", "10", "8", "2", "4"],
+        }
+    )
+    model_cfg = vllm_model({"tensor_parallel_size": 2, "logprobs": 3, "prompts_per_call": 2})
+    method = {**CHAT, "top_p": 0.95, "fewshot_k": 0}
+    sampling = {"n": 6, "seed": 7, "batch_prompts": 2, "shard_prompts": None, "threads": 1}
+    kw = {
+        "manifest": checkpoint,
+        "model_cfg": model_cfg,
+        "method": method,
+        "task_cfg": {"generator": "add1", "answer_type": "number"},
+        "sampling": sampling,
+        "sizes": {"exemplars": 0, "verifier_train": 0, "validation": 0, "test": 5},
+        "split_seed": 0,
+        "version": 1,
+    }
+    cell = {"model": "m", "method": "chat", "task": "add1", "split": "test"}
+    df, reused = sample_split(tasks, cell, output=str(tmp_path / "a.parquet"), **kw)
+    out = conform(df, "samples")
+    assert out.height == 30 and reused == 0
+    (engine,) = vllm_fake.LLM.instances  # one engine for the job's three batches
+    assert engine.tensor_parallel_size == 2
+    gens = [c for name, c in engine.calls if name == "generate"]
+    assert [len(c["prompts"]) for c in gens] == [2, 2, 1]
+    seeds = out.group_by("prompt_id", maintain_order=True).agg(pl.col("seed"))
+    for pid, s in zip(seeds["prompt_id"], seeds["seed"], strict=True):
+        base = request_seed(7, pid, 6)
+        assert s.to_list() == [base + i for i in range(6)]
+    assert out["sample_idx"].to_list() == list(range(6)) * 5
+    assert set(out["finish_reason"]) <= {"eos", "stop", "length"}
+    # same inputs, fresh engine: byte-identical samples
+    again, _ = sample_split(tasks, cell, output=str(tmp_path / "b.parquet"), **kw)
+    assert conform(again, "samples").equals(out)
 
 
 @pytest.mark.parametrize(
@@ -249,39 +353,75 @@ def test_topk_bounds_contain_exact_entropy(k):
     assert lo == pytest.approx(hi) == pytest.approx(float(-(p * np.log(p)).sum()))
 
 
-def test_topk_bounds_on_recorded_positions():
-    vocab, k = RECORDED["vocab_size"], RECORDED["top_logprobs_recorded"]
-    for req in RECORDED["requests"]:
-        for o in req["outputs"]:
-            for pos in o["positions"]:
-                entries = {t: vllm_fake.Logprob(lp, r, d) for t, lp, r, d in pos["entries"]}
-                lo, hi = topk_entropy_bounds(entries, k, vocab)
-                assert lo - 1e-9 <= pos["_exact_entropy"] <= hi + 1e-9
-
-
-def test_rescore_entropy_matches_the_cpu_sampler(tiny_lm):
-    """The HF rescoring pass reproduces the entropies the CPU sampler recorded while sampling."""
+@pytest.mark.parametrize("chunk", [1, 3, 256])
+def test_rescore_entropy_matches_the_cpu_sampler(tiny_lm, chunk):
+    """The HF rescoring pass reproduces the entropies the CPU sampler recorded while sampling, with the
+    LM head applied to at most ``chunk`` positions per row at a time."""
     prompts = [[5, 6, 7, 8, 9], [5, 6, 3]]
     p = SamplingParams(n=3, temperature=1.0, top_p=1.0, max_new_tokens=7, stop=(), seed=2)
     seeds = [[sample_seed(2, f"p{i}", j) for j in range(3)] for i in range(2)]
     comps = sample_batch(tiny_lm, lambda ids: "", prompts, seeds, p, pad_id=0, eos_ids=frozenset([1]))
     seqs = [(prompts[c.prompt_index], c.token_ids) for c in comps]
-    for batch_size in (1, 4):
-        ent = rescore_entropy(tiny_lm, seqs, batch_size=batch_size, pad_id=0)
-        assert [len(e) for e in ent] == [c.n_tokens for c in comps]
-        for c, e in zip(comps, ent, strict=True):
-            assert float(e.sum()) == pytest.approx(c.sum_entropy, abs=1e-4)
+    widths = []
+    hook = tiny_lm.get_output_embeddings().register_forward_hook(
+        lambda mod, args, out: widths.append(out.shape[-2])
+    )
+    try:
+        for batch_size in (1, 4):
+            ent = rescore_entropy(tiny_lm, seqs, batch_size=batch_size, pad_id=0, logits_chunk=chunk)
+            assert [len(e) for e in ent] == [c.n_tokens for c in comps]
+            for c, e in zip(comps, ent, strict=True):
+                assert float(e.sum()) == pytest.approx(c.sum_entropy, abs=1e-4)
+    finally:
+        hook.remove()
+    assert widths and max(widths) <= chunk  # logits of at most `chunk` positions exist at once
 
 
-def test_sample_vllm_with_hf_rescore(fake_vllm, checkpoint):
+def test_sample_vllm_with_hf_rescore(fake_vllm, checkpoint, monkeypatch):
+    from bongain.sampling import vllm as bvllm
+    from bongain.sampling.backends import VllmBackend
     from bongain.sampling.models import load_causal_lm
 
+    loaded = bvllm._rescoring_model
+
+    def rescoring_model(*args):  # the HF copy may only load once every engine is shut down
+        assert all(e.shut_down for e in vllm_fake.LLM.instances), "engine alive while the HF copy loads"
+        return loaded(*args)
+
+    monkeypatch.setattr(bvllm, "_rescoring_model", rescoring_model)
     tok = build_tokenizer()
     _, token_ids = chat_prompts(tok)
     cfg = vllm_model({"entropy": "hf_rescore", "logprobs": 0, "rescore_batch_size": 3})
-    comps = sample_vllm(checkpoint, cfg, token_ids[:2], ["a", "b"], params(n=3))
-    assert all(sp.logprobs == 0 for _, c in vllm_fake.LLM.instances[0].calls for sp in c["sampling_params"])
+    backend = VllmBackend(checkpoint, cfg, seed=11)
+    batches = [
+        backend.sample([], token_ids[i : i + 1], [f"p{i}"], params(n=3), batch_prompts=1) for i in (0, 1)
+    ]
+    comps = [c for b in batches for c in b]
+    # one engine per batch, each released before its rescoring; a released engine is never reused
+    assert len(vllm_fake.LLM.instances) == 2 and all(e.shut_down for e in vllm_fake.LLM.instances)
+    assert all(
+        sp.logprobs == 0 for e in vllm_fake.LLM.instances for _, c in e.calls for sp in c["sampling_params"]
+    )
     model, _ = load_causal_lm(checkpoint)
-    ent = rescore_entropy(model, [(token_ids[c.prompt_index], c.token_ids) for c in comps], batch_size=1)
-    for c, e in zip(comps, ent, strict=True):
-        assert math.isfinite(c.sum_entropy) and c.sum_entropy == pytest.approx(float(e.sum()), abs=1e-4)
+    for i, batch in enumerate(batches):
+        ent = rescore_entropy(model, [(token_ids[i], c.token_ids) for c in batch], batch_size=1)
+        for c, e in zip(batch, ent, strict=True):
+            assert math.isfinite(c.sum_entropy) and c.sum_entropy == pytest.approx(float(e.sum()), abs=1e-4)
+    assert len(comps) == 6
+
+
+def test_user_instruction_goes_into_the_user_turn():
+    """R1-distill style prompting: no system turn, the instruction after the question in the user turn."""
+    tok = build_tokenizer()
+    method = complete_block(
+        "methods.*",
+        {
+            "prompt_format": "chat",
+            "user_instruction": "please reason",
+            "temperature": 0.6,
+            "max_new_tokens": 8,
+        },
+    )
+    text = format_prompt("what is 3 + 4 ?", method, [], tok)
+    assert "<|system|>" not in text
+    assert "<|user|> what is 3 + 4 ?\n\nplease reason <|eot|>" in text

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Start a real single-node SLURM cluster for CI (Debian packages: munge, slurmctld, slurmd,
-# slurm-client), without systemd. The node declares one fake GPU (a GRES backed by /dev/null) so that
-# the workflow's GPU rules are scheduled as GPU jobs (two of them, so that two sampling jobs share the
-# two CPUs as on a local run). No slurmdbd: sacct does not work, so clients
-# must poll with squeue (finished jobs stay visible to squeue for MinJobAge seconds).
+# slurm-client), without systemd. Two partitions over the one node, as on a typical cluster: `cpu` (the
+# default) and `gpu`. The node declares fake GPUs (GRES backed by /dev/null, /dev/zero: two, so that a
+# tensor-parallel-2 job fits) so that GPU jobs are scheduled as such; nothing can use them. No slurmdbd:
+# sacct does not work, so clients must poll with squeue (finished jobs stay visible for MinJobAge seconds).
 # Stop it again with .ci/slurm/stop.sh, which kills exactly the PIDs in the pid files.
 # Runs as root. Safe to rerun: a daemon that is already up is left alone.
 set -euo pipefail
 
-PARTITION=${SLURM_CI_PARTITION:-debug}
+CPU_PARTITION=${SLURM_CI_CPU_PARTITION:-cpu}
+GPU_PARTITION=${SLURM_CI_GPU_PARTITION:-gpu}
 RUN=/run/slurm                 # pid files of slurmctld and slurmd
 MUNGE_RUN=/run/munge
 HOST=$(hostname -s)
@@ -57,7 +58,7 @@ retry 15 sh -c 'munge -n | unmunge' || die "munge does not answer"
 install -d -o slurm -g slurm -m 0755 "$RUN" /var/spool/slurmctld /var/log/slurm
 install -d -m 0755 /var/spool/slurmd /etc/slurm
 cat >/etc/slurm/slurm.conf <<CONF
-# written by bongain .ci/slurm/start.sh: one node, one fake GPU, no accounting database
+# written by bongain .ci/slurm/start.sh: one node, fake GPUs, a CPU and a GPU partition, no accounting
 ClusterName=bongainci
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=slurm
@@ -84,7 +85,8 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 GresTypes=gpu
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$NCPU RealMemory=$REAL_MEM Gres=gpu:$NGPU State=UNKNOWN
-PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=$CPU_PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=$GPU_PARTITION Nodes=ALL Default=NO MaxTime=INFINITE State=UP
 CONF
 {
   echo "# GPUs without a device: SLURM schedules them, nothing can use them (the jobs run on the CPU)"
@@ -110,7 +112,7 @@ if ! retry 30 node_up; then
 fi
 
 # -- smoke test: a CPU job and a GPU job ------------------------------------------------------------------
-srun -Q -t 1 -n 1 true
-srun -Q -t 1 -n 1 --gpus=1 true
-say "up: partition=$PARTITION node=$HOST cpus=$NCPU RealMemory=${REAL_MEM}M gres=gpu:$NGPU"
+srun -Q -t 1 -n 1 -p "$CPU_PARTITION" true
+srun -Q -t 1 -n 1 -p "$GPU_PARTITION" --gpus=1 true
+say "up: partitions=$CPU_PARTITION,$GPU_PARTITION node=$HOST cpus=$NCPU RealMemory=${REAL_MEM}M gres=gpu:$NGPU"
 say "pids: munged $(cat $MUNGE_RUN/munged.pid) slurmctld $(cat $RUN/slurmctld.pid) slurmd $(cat $RUN/slurmd.pid)"

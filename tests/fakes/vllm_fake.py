@@ -1,14 +1,23 @@
-"""A recorded fake of the vLLM 0.33 offline API, importable as ``vllm`` (``sys.modules["vllm"] = vllm_fake``).
+"""A FAKE of the vLLM 0.33 offline API, importable as ``vllm`` (``sys.modules["vllm"] = vllm_fake``, or the
+package shim ``tests/fakes/vllm_pkg`` on PYTHONPATH for a whole job).
 
 It reproduces the *documented* structure and semantics (docs/vllm-and-reward-models.md, the only source of
 truth here; vLLM itself was never run), not vLLM's numbers:
 
-* ``LLM.generate`` replays ``recorded_vllm_generate.json`` (a FAKE, synthetic recording; see
-  ``make_recording.py``): request j of the engine's lifetime gets recorded request ``j % 3``. SamplingParams
-  semantics applied on top: ``n`` outputs with ``index`` 0..n-1; ``logprobs=None`` -> ``logprobs`` and
-  ``cumulative_logprob`` None; ``logprobs=k`` -> the top-k entries plus the sampled token per position.
-  A raw string prompt is tokenised with ``add_special_tokens`` from ``tokenization_kwargs`` (default True:
-  a chat-templated string gets a second BOS, as in vLLM); a ``TokensPrompt`` dict is taken as is.
+* ``LLM.generate`` *samples* from a fake language model: the next-token logits are
+  :func:`fake_next_logits` of the whole context (prompt + tokens so far) over the model's tokenizer
+  vocabulary, so different prompts give different completions. SamplingParams semantics: ``n`` children
+  with ``index`` 0..n-1, child i drawn with its own generator seeded ``seed + i`` (so a request
+  ``n=1, seed=s+i`` reproduces child i; without a seed, the engine seed and request number); temperature
+  and top-p applied before drawing; EOS (the tokenizer's) or a ``stop_token_ids`` token ends a sample
+  with ``finish_reason="stop"`` and ``stop_reason`` None / that id, the token kept in ``token_ids`` and
+  left out of ``text``; a stop string ends it with ``stop_reason`` = the string, cut from ``text``;
+  ``max_tokens`` gives ``"length"``. ``logprobs=None`` -> ``logprobs`` and ``cumulative_logprob`` None;
+  ``logprobs=k`` -> the top-k entries plus the sampled token per position, with values from the engine's
+  ``logprobs_mode``: ``raw_logprobs`` (default: full-vocabulary softmax at T=1) or ``processed_logprobs``
+  (after temperature and top-p, renormalised). A raw string prompt is tokenised with
+  ``add_special_tokens`` from ``tokenization_kwargs`` (default True: a chat-templated string gets a second
+  BOS, as in vLLM); a ``TokensPrompt`` dict is taken as is.
 * ``LLM.chat`` renders the template and tokenises with ``add_special_tokens=False``.
 * ``LLM.classify`` returns ``probs = [sigmoid(logit)]`` by default and ``[logit]`` with
   ``PoolingParams(use_activation=False)``; the logit is :func:`fake_logit` of the prompt's token ids.
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,7 +41,7 @@ import numpy as np
 import torch
 
 __version__ = "0.33.0+fake"
-RECORDING = Path(__file__).with_name("recorded_vllm_generate.json")
+LOGPROBS_MODES = ("raw_logprobs", "processed_logprobs")
 
 # EngineArgs that 0.33 accepts through **kwargs (subset the code under test may use); `task`, `swap_space`
 # and `best_of` are gone in 0.33 and rejected like vLLM does
@@ -139,6 +149,36 @@ def fake_token_logits(token_ids: list[int]) -> np.ndarray:
     return np.stack([np.sin(ids + pos), np.cos(0.5 * ids - pos)], axis=-1)
 
 
+def fake_next_logits(context: list[int], vocab_size: int, eos_id: int | None) -> np.ndarray:
+    """The fake LM's raw next-token logits after ``context``: a pseudo-random function of the last tokens,
+    the context length and the prompt, with EOS ever more likely as the context grows."""
+    key = zlib.crc32(np.asarray([*context[-3:], len(context)], dtype=np.int64).tobytes())
+    key = zlib.crc32(np.asarray(context, dtype=np.int64).tobytes(), key)
+    z = np.random.default_rng(key).normal(0.0, 2.0, vocab_size)
+    if eos_id is not None:
+        z[eos_id] = -2.0 + 0.25 * len(context)
+    return z
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max()
+    return z - math.log(float(np.exp(z).sum()))
+
+
+def processed_logprobs(z: np.ndarray, temperature: float, top_p: float) -> np.ndarray:
+    """Log-probabilities of the sampling distribution: temperature, then top-p (the smallest set of most
+    likely tokens whose mass reaches top_p), renormalised; truncated tokens get -inf."""
+    lp = _log_softmax(z / max(temperature, 1e-6))
+    if top_p < 1.0:
+        order = np.argsort(-lp, kind="stable")
+        mass = np.cumsum(np.exp(lp[order]))
+        keep = order[: int(np.searchsorted(mass, top_p) + 1)]
+        out = np.full_like(lp, -np.inf)
+        out[keep] = lp[keep] - math.log(float(np.exp(lp[keep]).sum()))
+        return out
+    return lp
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -172,16 +212,55 @@ class LLM:
         for f in named:
             setattr(self, f, kwargs.get(f, self.__dataclass_fields__[f].default))
         self.extra = {k: v for k, v in kwargs.items() if k in _ENGINE_KWARGS}
+        if self.extra.get("logprobs_mode", "raw_logprobs") not in LOGPROBS_MODES:
+            raise ValueError(f"logprobs_mode must be one of {LOGPROBS_MODES}")
         self.calls = []
         self._next_request = 0
         self._tok: Any = None
-        self._recording = json.loads(RECORDING.read_text())
+        self.shut_down = False
         LLM.instances.append(self)
+
+    def shutdown(self) -> None:
+        """Release the engine (the fake only records it; later calls fail as on a dead engine)."""
+        self.shut_down = True
 
     # ---------------------------------------------------------------------------------------- helpers
     @property
+    def model_dir(self) -> Path:
+        """A local folder as is; a hub id resolved in the local cache only (vLLM under HF_HUB_OFFLINE=1)."""
+        if Path(self.model).is_dir():
+            return Path(self.model)
+        from huggingface_hub import snapshot_download
+
+        return Path(
+            snapshot_download(repo_id=self.model, revision=self.revision or "main", local_files_only=True)
+        )
+
+    @property
+    def max_model_len(self) -> int:
+        """``max_model_len`` if given, else the model's ``max_position_embeddings`` (vLLM's default)."""
+        if self.extra.get("max_model_len"):
+            return int(self.extra["max_model_len"])
+        cfg = json.loads((self.model_dir / "config.json").read_text())
+        return int(cfg.get("max_position_embeddings", 2048))
+
+    @property
+    def llm_engine(self) -> Any:
+        """``LLM.llm_engine.model_config.max_model_len``, the only engine attribute bongain reads."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(model_config=SimpleNamespace(max_model_len=self.max_model_len))
+
+    def _check_length(self, ids: list[int]) -> None:
+        if len(ids) > self.max_model_len:
+            raise ValueError(
+                f"The decoder prompt (length {len(ids)}) is longer than the maximum model length of "
+                f"{self.max_model_len}."
+            )
+
+    @property
     def architecture(self) -> str:
-        cfg = json.loads((Path(self.model) / "config.json").read_text())
+        cfg = json.loads((self.model_dir / "config.json").read_text())
         return (cfg.get("architectures") or ["LlamaForCausalLM"])[0]
 
     @property
@@ -197,7 +276,7 @@ class LLM:
         if self._tok is None:
             from transformers import AutoTokenizer
 
-            self._tok = AutoTokenizer.from_pretrained(self.tokenizer or self.model)
+            self._tok = AutoTokenizer.from_pretrained(self.tokenizer or str(self.model_dir))
         return self._tok
 
     def _prompt_ids(self, prompt: Any, tokenization_kwargs: dict | None) -> tuple[str | None, list[int]]:
@@ -235,49 +314,63 @@ class LLM:
             )
         )
         return [
-            self._replay(*self._prompt_ids(p, tokenization_kwargs), sp or SamplingParams())
+            self._simulate(*self._prompt_ids(p, tokenization_kwargs), sp or SamplingParams())
             for p, sp in zip(prompts, sps, strict=True)
         ]
 
-    def _replay(self, prompt: str | None, prompt_ids: list[int], sp: SamplingParams) -> RequestOutput:
+    def _simulate(self, prompt: str | None, prompt_ids: list[int], sp: SamplingParams) -> RequestOutput:
         max_lp = self.extra.get("max_logprobs", 20)
         if sp.logprobs is not None and max_lp != -1 and sp.logprobs > max_lp:
             raise ValueError(f"Requested sample logprobs of {sp.logprobs}, which is greater than max allowed")
+        if self.shut_down:
+            raise RuntimeError("the engine was shut down")
+        self._check_length(prompt_ids)
         rid = self._request_id()
-        rec = self._recording["requests"][int(rid) % len(self._recording["requests"])]["outputs"]
-        if sp.n > len(rec):
-            raise NotImplementedError(f"the recording holds {len(rec)} samples per request, n={sp.n}")
-        k = sp.logprobs
-        if k is not None and k > self._recording["top_logprobs_recorded"]:
-            raise NotImplementedError("the recording holds top-4 logprobs only")
+        tok = self.get_tokenizer()
+        vocab, eos = len(tok), tok.eos_token_id
+        mode = self.extra.get("logprobs_mode", "raw_logprobs")
+        stops = [sp.stop] if isinstance(sp.stop, str) else list(sp.stop or [])
         outputs = []
-        for o in rec[: sp.n]:
-            if sp.max_tokens is not None and len(o["token_ids"]) > sp.max_tokens:
-                raise NotImplementedError("max_tokens shorter than the recorded sample")
-            logprobs = None
-            cumulative = None
-            if k is not None:
-                logprobs = []
-                for tid, pos in zip(o["token_ids"], o["positions"], strict=True):
-                    logprobs.append(
+        for i in range(sp.n):
+            seed = sp.seed + i if sp.seed is not None else zlib.crc32(f"{self.seed}/{rid}/{i}".encode())
+            rng = np.random.default_rng(seed)
+            ids: list[int] = []
+            positions: list[dict[int, Logprob]] = []
+            finish, stop_reason, text = "length", None, None
+            for _ in range(sp.max_tokens or 16):
+                z = fake_next_logits(prompt_ids + ids, vocab, eos)
+                proc = processed_logprobs(z, sp.temperature, sp.top_p)
+                p = np.exp(proc)
+                t = int(rng.choice(vocab, p=p / p.sum()))
+                ids.append(t)
+                shown = _log_softmax(z) if mode == "raw_logprobs" else proc
+                if sp.logprobs is not None:
+                    keep = [int(v) for v in np.argsort(-shown, kind="stable")[: sp.logprobs]] + [t]
+                    positions.append(
                         {
-                            int(t): Logprob(lp, rank, dec)
-                            for t, lp, rank, dec in pos["entries"]
-                            if rank <= k or t == tid
+                            v: Logprob(float(shown[v]), int((shown > shown[v]).sum()) + 1, tok.decode([v]))
+                            for v in keep
                         }
                     )
-                cumulative = math.fsum(lp[t].logprob for lp, t in zip(logprobs, o["token_ids"], strict=True))
-            outputs.append(
-                CompletionOutput(
-                    index=o["index"],
-                    text=o["text"],
-                    token_ids=list(o["token_ids"]),
-                    cumulative_logprob=cumulative,
-                    logprobs=logprobs,
-                    finish_reason=o["finish_reason"],
-                    stop_reason=o["stop_reason"],
-                )
+                if t == eos or t in (sp.stop_token_ids or []):
+                    finish, stop_reason = "stop", (None if t == eos else t)
+                    break
+                decoded = tok.decode(ids, skip_special_tokens=sp.skip_special_tokens)
+                hit = [(decoded.find(x), x) for x in stops if x and x in decoded]
+                if hit:
+                    at, x = min(hit)
+                    finish, stop_reason = "stop", x
+                    text = decoded[: at + (len(x) if sp.include_stop_str_in_output else 0)]
+                    break
+            if text is None:
+                text = tok.decode(ids, skip_special_tokens=sp.skip_special_tokens)
+            logprobs = positions if sp.logprobs is not None else None
+            cumulative = (
+                math.fsum(pos[t].logprob for pos, t in zip(positions, ids, strict=True))
+                if sp.logprobs is not None
+                else None
             )
+            outputs.append(CompletionOutput(i, text, ids, cumulative, logprobs, finish, stop_reason))
         return RequestOutput(rid, prompt, prompt_ids, None, outputs)
 
     def chat(
@@ -329,6 +422,7 @@ class LLM:
         out = []
         for p in prompts:
             _, ids = self._prompt_ids(p, tokenization_kwargs)
+            self._check_length(ids)
             logit = fake_logit(ids)
             prob = 1.0 / (1.0 + math.exp(-logit)) if activate else logit  # num_labels < 2: sigmoid
             out.append(ClassificationRequestOutput(self._request_id(), ClassificationOutput([prob]), ids))
@@ -361,6 +455,7 @@ class LLM:
         out = []
         for p in prompts:
             _, ids = self._prompt_ids(p, tokenization_kwargs)
+            self._check_length(ids)
             rows = fake_token_logits(ids)
             if activate:
                 rows = _softmax(rows)

@@ -90,11 +90,19 @@ def _cmd_slurm_profile(args: argparse.Namespace) -> int:
     from bongain import slurm
 
     try:
+        kinds = slurm.cluster_kinds(
+            **{
+                f"{prefix}{key}": getattr(args, f"{prefix}{key}")
+                for key in ("partition", "account", "qos")
+                for prefix in ("", "cpu_", "gpu_")
+            },
+            cpu_constraint=args.cpu_constraint,
+            gpu_constraint=args.gpu_constraint,
+            gpu_model=args.gpu_model,
+        )
         path = slurm.write_profile(
-            args.partition,
-            args.account,
+            kinds,
             name=args.name,
-            qos=args.qos,
             status_command=args.status_command,
             jobs=args.jobs,
             config_dir=args.config_dir,
@@ -104,7 +112,11 @@ def _cmd_slurm_profile(args: argparse.Namespace) -> int:
     except slurm.ProfileError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {path}\nrun the workflow on the cluster with: snakemake --profile {args.name}")
+    print(
+        f"wrote {path}\n"
+        f"GPU jobs: partition {kinds['gpu']['partition']}; CPU jobs: partition {kinds['cpu']['partition']}\n"
+        f"run the workflow on the cluster with: snakemake --profile {args.name} [--configfile ...]"
+    )
     return 0
 
 
@@ -132,9 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "slurm-profile",
         help="write the SLURM cluster profile to ~/.config/snakemake/NAME/ (run: snakemake --profile NAME)",
     )
-    p.add_argument("--partition", required=True, help="SLURM partition of the jobs")
-    p.add_argument("--account", help="SLURM account to charge (left out: the executor guesses one)")
-    p.add_argument("--qos", help="SLURM QoS of every job")
+    for kind, what in (("", "both kinds of job"), ("cpu-", "CPU jobs"), ("gpu-", "GPU jobs")):
+        p.add_argument(f"--{kind}partition", help=f"SLURM partition of {what}")
+        p.add_argument(f"--{kind}account", help=f"SLURM account of {what} (left out: the executor guesses)")
+        p.add_argument(f"--{kind}qos", help=f"SLURM QoS of {what}")
+    p.add_argument("--cpu-constraint", help="node features CPU jobs need (sbatch -C)")
+    p.add_argument("--gpu-constraint", help="node features GPU jobs need (sbatch -C), e.g. a GPU memory size")
+    p.add_argument("--gpu-model", help="GPU model of GPU jobs (sbatch --gpus=MODEL:N), e.g. a100")
     p.add_argument(
         "--status-command",
         choices=["sacct", "squeue"],

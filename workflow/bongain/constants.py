@@ -25,3 +25,5 @@ PROMPT_FORMATS: tuple[str, ...] = ("fewshot", "chat")
 #: Outcome of grading one sample: ``ok`` (an answer was extracted and compared), ``no_answer``,
 #: ``timeout`` (the equivalence check ran past ``grading.timeout_s``) or ``error``.
 GRADE_STATUSES: tuple[str, ...] = ("ok", "no_answer", "timeout", "error")
+#: Scoring status of a sample (scores table): scored, or its reward-model input is over the RM's length limit.
+SCORE_STATUSES: tuple[str, ...] = ("ok", "too_long")

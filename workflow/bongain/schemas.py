@@ -139,6 +139,13 @@ SCORES = TableSchema(
         "sample_idx": (pl.Int32, "sample index"),
         "reward": (pl.Float64, "higher is better; only the order within a prompt matters"),
         "verifier": (pl.String, "which verifier produced it"),
+        "score_status": (
+            pl.String,
+            "ok | too_long: the reward model's input (question + completion, templated) is longer than its "
+            "token limit (reward_model.max_model_len, else the model's); such a sample is not scored and "
+            "gets a reward 1 below the lowest scored reward of the split, so best-of-N never picks it over "
+            "a scored sample",
+        ),
     },
 )
 

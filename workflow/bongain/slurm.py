@@ -1,10 +1,22 @@
-"""Write the SLURM cluster profile into the user's Snakemake config folder.
+"""Where jobs run on SLURM: the cluster profile ``bongain slurm-profile`` writes, and each job's placement.
 
-``bongain slurm-profile --partition P --account A`` fills the repository's template
+``bongain slurm-profile --cpu-partition C --gpu-partition G [--account A]`` fills the repository's template
 (``profiles/slurm/config.yaml``) with the user's cluster settings and writes it to
 ``$XDG_CONFIG_HOME/snakemake/<name>/config.yaml`` (default ``~/.config/snakemake/slurm/config.yaml``),
-where ``snakemake --profile <name>`` finds it. Per-rule resources (GPUs, memory, time) are not part of
-it: they stay in the workflow profile ``profiles/default``, which Snakemake applies on top.
+where ``snakemake --profile <name>`` finds it.
+
+Jobs are of two *kinds*: a job that asks for at least one GPU is a GPU job, every other job a CPU job. Each
+kind has its own partition, and optionally its own account and QoS. The profile carries them twice:
+
+* ``default-resources`` holds the CPU kind (``slurm_partition``, ``slurm_account``, ``qos``), so every rule
+  that sets nothing itself runs on the CPU partition;
+* ``config: {slurm: {cpu: {...}, gpu: {...}}}`` (the workflow config's ``slurm`` block) lets the rules
+  whose GPU count depends on the config (``sample``, ``score``) place each job by its kind with
+  :func:`placement`: GPU jobs on the GPU partition with ``--gpus=N``, the others on the CPU partition.
+
+Per-rule memory and time stay in the workflow profile ``profiles/default``, which Snakemake applies on top;
+GPU counts come from the rules themselves (``bongain.sampling.backends.sample_gpus``,
+``bongain.scoring.registry.score_gpus``).
 """
 
 from __future__ import annotations
@@ -19,6 +31,16 @@ import yaml
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "profiles" / "slurm" / "config.yaml"
 STATUS_COMMANDS = ("sacct", "squeue")
+KINDS = ("cpu", "gpu")
+#: A kind's setting -> the Snakemake resource the slurm executor turns into an sbatch option
+#: (``gpu_model`` makes ``--gpus=<model>:N``, so only GPU jobs get it; ``constraint`` is ``-C``).
+RESOURCE_OF = {
+    "partition": "slurm_partition",
+    "account": "slurm_account",
+    "qos": "qos",
+    "constraint": "constraint",
+    "gpu_model": "gpu_model",
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Values passed to sbatch: no whitespace, quotes or shell metacharacters.
 _SLURM_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,:+-]*$")
@@ -26,6 +48,33 @@ _SLURM_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,:+-]*$")
 
 class ProfileError(ValueError):
     """A bad argument for the profile or a profile that must not be overwritten."""
+
+
+def job_kind(gpus: int) -> str:
+    """``gpu`` for a job that asks for at least one GPU, else ``cpu``."""
+    if gpus < 0:
+        raise ValueError(f"a job cannot ask for {gpus} GPUs")
+    return "gpu" if gpus > 0 else "cpu"
+
+
+def placement(slurm_cfg: Mapping[str, Any], gpus: int) -> dict[str, Any]:
+    """Resources that place one job: ``gpu`` (its GPU count) and its kind's partition, account and QoS.
+
+    ``slurm_cfg`` is the complete ``slurm`` config block; an unset setting is ``None`` (Snakemake drops a
+    resource whose value is None, so the cluster's own default applies).
+    """
+    kind = slurm_cfg[job_kind(gpus)]
+    placed = {"gpu": gpus, **{res: kind[key] for key, res in RESOURCE_OF.items()}}
+    if gpus == 0:
+        placed["gpu_model"] = None  # the executor would ask for --gpus=<model>:0
+    return placed
+
+
+def placed_resources(slurm_cfg: Mapping[str, Any]) -> list[str]:
+    """The resources :func:`placement` decides for this ``slurm`` block: ``gpu`` always, each sbatch
+    setting only when some kind sets it (a rule that declared it would otherwise replace the cluster
+    profile's default with nothing)."""
+    return ["gpu"] + [res for key, res in RESOURCE_OF.items() if any(slurm_cfg[k][key] for k in KINDS)]
 
 
 def snakemake_config_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -51,39 +100,78 @@ def _check(option: str, value: str | None) -> None:
         raise ProfileError(f"{option} {value!r}: use letters, digits and _ . , : + - only")
 
 
+def cluster_kinds(
+    *,
+    partition: str | None = None,
+    cpu_partition: str | None = None,
+    gpu_partition: str | None = None,
+    account: str | None = None,
+    cpu_account: str | None = None,
+    gpu_account: str | None = None,
+    qos: str | None = None,
+    cpu_qos: str | None = None,
+    gpu_qos: str | None = None,
+    cpu_constraint: str | None = None,
+    gpu_constraint: str | None = None,
+    gpu_model: str | None = None,
+) -> dict[str, dict[str, str | None]]:
+    """Per-kind settings from the command's options: ``--cpu-X`` / ``--gpu-X`` win over the shared ``--X``.
+
+    Both kinds need a partition (one shared ``--partition`` is allowed: a cluster with one partition).
+    ``gpu_model`` (``--gpus=<model>:N``) and ``gpu_constraint`` (``-C``, node features such as a GPU
+    memory size) pin the GPU jobs to the cards a config needs.
+    """
+    given = {
+        "partition": (partition, cpu_partition, gpu_partition),
+        "account": (account, cpu_account, gpu_account),
+        "qos": (qos, cpu_qos, gpu_qos),
+        "constraint": (None, cpu_constraint, gpu_constraint),
+        "gpu_model": (None, None, gpu_model),
+    }
+    for key, (shared, cpu, gpu) in given.items():
+        option = key.replace("gpu_model", "model")
+        _check(f"--{option}", shared)
+        _check(f"--cpu-{option}", cpu)
+        _check(f"--gpu-{option}", gpu)
+    kinds = {
+        kind: {key: (values[1 + i] or values[0] or None) for key, values in given.items()}
+        for i, kind in enumerate(KINDS)
+    }
+    for kind in KINDS:
+        if not kinds[kind]["partition"]:
+            raise ProfileError(f"no partition for {kind} jobs: pass --{kind}-partition (or --partition)")
+    return kinds
+
+
 def render_profile(
     template: dict[str, Any],
-    partition: str,
-    account: str | None = None,
-    qos: str | None = None,
+    kinds: Mapping[str, Mapping[str, str | None]],
     status_command: str | None = None,
     jobs: int | None = None,
 ) -> dict[str, Any]:
     """The template with the user's cluster settings filled in (the template is not modified).
 
-    Without an account the plugin guesses one (or submits without, where the cluster allows it).
-    ``status_command``: how the executor polls job states; the plugin picks ``sacct`` where it works,
-    ``squeue`` is for clusters without an accounting database.
+    The CPU kind becomes the default resources of every job; both kinds go into the workflow config's
+    ``slurm`` block, from which ``sample`` and ``score`` place each job by its GPU count. Without an
+    account the plugin guesses one (or submits without, where the cluster allows it). ``status_command``:
+    how the executor polls job states; the plugin picks ``sacct`` where it works, ``squeue`` is for
+    clusters without an accounting database.
     """
-    _check("--partition", partition)
-    _check("--account", account)
-    _check("--qos", qos)
-    if not partition:
-        raise ProfileError("--partition is required")
     if status_command is not None and status_command not in STATUS_COMMANDS:
         raise ProfileError(f"--status-command must be one of {', '.join(STATUS_COMMANDS)}")
     if jobs is not None and jobs < 1:
         raise ProfileError("--jobs must be at least 1")
     profile = dict(template)
-    resources = dict(template["default-resources"])
-    resources["slurm_partition"] = partition
-    if account:
-        resources["slurm_account"] = account
-    else:
-        resources.pop("slurm_account", None)
+    resources = {k: v for k, v in template["default-resources"].items() if k not in RESOURCE_OF.values()}
+    for key, res in RESOURCE_OF.items():
+        if kinds["cpu"][key]:
+            resources[res] = kinds["cpu"][key]
     profile["default-resources"] = resources
-    if qos:
-        profile["slurm-qos"] = qos
+    # only the settings that are set: Snakemake's --config turns a YAML null into the string 'None'
+    profile["config"] = {
+        "slurm": {kind: {k: v for k, v in kinds[kind].items() if v} for kind in KINDS},
+    }
+    profile.pop("slurm-qos", None)  # QoS is per kind (a job resource), never one for every job
     if status_command:
         profile["slurm-status-command"] = status_command
     if jobs is not None:
@@ -94,31 +182,31 @@ def render_profile(
 def profile_text(profile: dict[str, Any], template: Path = TEMPLATE) -> str:
     header = (
         f"# Snakemake cluster profile for bongain, written by `bongain slurm-profile` from {template}.\n"
-        "# Use: snakemake --profile <this folder's name>. Per-rule resources (GPUs, memory, time) come\n"
+        "# Use: snakemake --profile <this folder's name> [--configfile ...]. Per-rule memory and time come\n"
         "# from the workflow profile profiles/default in the repository, which Snakemake applies on top.\n"
+        "# `config: slurm` places GPU jobs (sample, score with a GPU reward model) on the GPU partition;\n"
+        "# a --config on the command line would replace it: put such overrides into a --configfile.\n"
     )
     return header + yaml.safe_dump(profile, sort_keys=False, default_flow_style=False)
 
 
 def write_profile(
-    partition: str,
-    account: str | None = None,
+    kinds: Mapping[str, Mapping[str, str | None]],
     *,
     name: str = "slurm",
-    qos: str | None = None,
     status_command: str | None = None,
     jobs: int | None = None,
     config_dir: Path | None = None,
     template: Path = TEMPLATE,
     force: bool = False,
 ) -> Path:
-    """Write ``<config_dir>/<name>/config.yaml`` and return its path.
+    """Write ``<config_dir>/<name>/config.yaml`` and return its path (``kinds``: :func:`cluster_kinds`).
 
     An existing file is only replaced with ``force`` (it may hold the user's own edits).
     """
     if not _NAME.match(name):
         raise ProfileError(f"profile name {name!r}: use letters, digits and _ . - only")
-    profile = render_profile(load_template(template), partition, account, qos, status_command, jobs)
+    profile = render_profile(load_template(template), kinds, status_command, jobs)
     target = (config_dir or snakemake_config_dir()) / name / "config.yaml"
     if target.exists() and not force:
         raise ProfileError(f"{target} exists; pass --force to replace it")

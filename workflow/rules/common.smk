@@ -7,12 +7,17 @@ from bongain.constants import SPLITS
 # the rules below read a complete config.
 bconf.validate_config(config)
 
+from bongain import hub as bhub
+from bongain import slurm as bslurm
 from bongain.fit import screening as bscreen
+from bongain.sampling import backends as bbackends
 from bongain.scoring import registry as bscoring
 
 # Evaluated cells (`cells:`, every stage) and screened cells (`screen:`, validation pass + features only).
 CELLS, SCREEN_CELLS = bscreen.split_cells(config)
 RESULTS = config["results_dir"]
+# The hub cache of every job (local ones and, through sbatch --export=ALL, cluster ones).
+bhub.use_cache(config["hub"]["cache"])
 # Wildcard patterns of one cell and of one split of a cell, and the cell's results folder.
 CELL = "{model}/{method}/{task}"
 SPLIT = f"{CELL}/{{split}}"
@@ -50,6 +55,26 @@ def benchmark_path(stage, pattern=None):
     """The benchmark file of a rule (benchmarks/stage_memory.py reads the <stage> folder name)."""
     base = f"{RESULTS}/benchmarks/{stage}"
     return f"{base}/{pattern}.tsv" if pattern else f"{base}.tsv"
+
+
+def job_placement(gpus):
+    """``resources:`` placing each job by its GPU count (``gpus`` maps wildcards to an int): ``gpu``
+    and, on SLURM, the partition, account, QoS, constraint and GPU model of its kind from the ``slurm``
+    config block (bongain.slurm.placement). Only settings the block has for some kind become resources,
+    so a cluster profile without the block keeps its own default partition and account for every job.
+    """
+
+    def resource(name):
+        return lambda wildcards: bslurm.placement(config["slurm"], gpus(wildcards))[
+            name
+        ]
+
+    return {name: resource(name) for name in bslurm.placed_resources(config["slurm"])}
+
+
+def sample_gpus(wildcards):
+    """GPUs of a sample job: the model's backend decides (vLLM: tensor_parallel_size; transformers: 0)."""
+    return bbackends.sample_gpus(config["models"][wildcards.model])
 
 
 def _alternatives(names):
@@ -123,3 +148,28 @@ def shard_files(wildcards):
         f"{split_dir}/shards/{name}.parquet"
         for name in bshards.shard_names(size, SHARD_PROMPTS)
     ]
+
+
+# Hub checkpoints (every `hub` model, and a pretrained reward model on the hub), fetched by the local rule
+# `download` into the hub cache (`hub.cache` -> HF_HOME); other jobs read it with HF_HUB_OFFLINE=1.
+HUB_DOWNLOADS = bhub.hub_downloads(config, bscoring.is_trained(config["reward_model"]))
+
+
+wildcard_constraints:
+    download=_alternatives(HUB_DOWNLOADS) if HUB_DOWNLOADS else "(?!)",
+
+
+def download_record(name):
+    return f"{RESULTS}/downloads/{name}.json"
+
+
+def model_download(wildcards):
+    """The download record of a hub model (none for a local or wheel model)."""
+    name = f"model-{wildcards.model}"
+    return [download_record(name)] if name in HUB_DOWNLOADS else []
+
+
+def reward_model_download(wildcards):
+    """The reward model's download record, when it comes from the hub."""
+    name = bhub.REWARD_MODEL
+    return [download_record(name)] if name in HUB_DOWNLOADS else []

@@ -23,9 +23,10 @@ rule sample:
     benchmark:
         benchmark_path("sample", SAMPLE_JOB)
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/sampling.yaml"
     threads: config["sampling"]["threads"]
     resources:
+        **job_placement(sample_gpus),
         mem_mb=4000,
     params:
         model=model_cfg,

@@ -26,6 +26,7 @@ rule train_verifier:
 rule score:
     input:
         unpack(bscoring.score_inputs(REWARD_MODEL, RESULTS)),
+        rm_download=reward_model_download,
     output:
         f"{CELL_DIR}/{{split}}/scores.parquet",
     log:
@@ -33,9 +34,9 @@ rule score:
     benchmark:
         benchmark_path("score", SPLIT)
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/sampling.yaml"
     resources:
-        gpu=bscoring.score_gpus(REWARD_MODEL),
+        **job_placement(lambda wildcards: bscoring.score_gpus(REWARD_MODEL)),
     params:
         reward_model=REWARD_MODEL,
         version=VERSION["score"],

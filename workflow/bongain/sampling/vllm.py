@@ -33,7 +33,6 @@ Conventions (all documented in ``docs/backends.md``):
 
 from __future__ import annotations
 
-import functools
 import gc
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -258,19 +257,26 @@ def rescore_entropy(
     *,
     batch_size: int = 4,
     pad_id: int = 0,
+    logits_chunk: int = 256,
 ) -> list[np.ndarray]:
     """Exact per-token entropy (nats) of the model's raw next-token distribution at each generated token.
 
     ``sequences`` holds (prompt token ids, completion token ids). For completion token t the logits z
     are those after prompt + completion[:t]; ``H = logsumexp(z) - sum(softmax(z) * z)``, in float32.
-    Rows are left-padded with explicit position ids and batched by length; only the last
-    ``max completion length + 1`` positions are turned into logits.
+    Rows are left-padded with explicit position ids and batched by length. The decoder runs once per
+    batch; the LM head turns at most ``logits_chunk`` positions per row into float32 logits at a time
+    (batch x 4096 positions x a 128k vocabulary would be ~10 GB at once), and only the last
+    ``max completion length + 1`` positions at all.
     """
     import torch
 
     from bongain.scoring.rm_inputs import batches_by_length
 
+    if logits_chunk < 1:
+        raise ValueError(f"logits_chunk must be >= 1, got {logits_chunk}")
     device = next(model.parameters()).device
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
     result: list[np.ndarray] = [np.zeros(0)] * len(sequences)
     lengths = [len(p) + len(c) for p, c in sequences]
     for batch in batches_by_length(lengths, batch_size):
@@ -283,20 +289,48 @@ def rescore_entropy(
             ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
             mask[r, width - len(s) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ent = torch.empty((len(batch), keep), dtype=torch.float32)
         with torch.inference_mode():
-            logits = model(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=positions.to(device),
-                logits_to_keep=keep,
-            ).logits.float()
-            ent = torch.logsumexp(logits, -1) - (torch.softmax(logits, -1) * logits).sum(-1)
-        ent = ent.cpu().numpy()
+            hidden = decoder(
+                input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
+            ).last_hidden_state[:, -keep:]
+            for start in range(0, keep, logits_chunk):
+                z = head(hidden[:, start : start + logits_chunk]).float()
+                if softcap:
+                    z = torch.tanh(z / softcap) * softcap
+                h = torch.logsumexp(z, -1) - (torch.softmax(z, -1) * z).sum(-1)
+                ent[:, start : start + logits_chunk] = h.cpu()
+                del z, h
+        ent = ent.numpy()
         for r, i in enumerate(batch):
             c = comp_lens[r]
             # kept position j predicts the token after it: completion tokens are predicted at keep-1-c..keep-2
             result[i] = ent[r, keep - 1 - c : keep - 1].astype(np.float64)
     return result
+
+
+def release_engine(engine: Any) -> None:
+    """Free a vLLM engine's GPU memory before another model (the HF rescoring copy) loads.
+
+    Shuts the engine down where it offers a ``shutdown()`` (its V1 engine core runs in a separate
+    process), then collects and empties the CUDA cache. The caller must drop its own reference too.
+    """
+    shutdown = getattr(engine, "shutdown", None)
+    if shutdown is None:
+        shutdown = getattr(
+            getattr(getattr(engine, "llm_engine", None), "engine_core", None), "shutdown", None
+        )
+    if callable(shutdown):
+        shutdown()
+    gc.collect()
+    _empty_cuda_cache()
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 # ------------------------------------------------------------------------------------------ the driver
@@ -326,7 +360,6 @@ def sample_vllm(
     if len(prompt_token_ids) != len(prompt_ids):
         raise ValueError("prompt_token_ids and prompt_ids must have the same length")
     opts = model_cfg["vllm"]  # complete: the config schema fills its defaults
-    own_engine = engine is None
     if engine is None:
         engine = make_engine(manifest, model_cfg, seed=params.seed)
     v = vocab_size(manifest, tokenizer)
@@ -342,23 +375,22 @@ def sample_vllm(
         if log is not None:
             log.info("vllm: %d/%d prompts sampled", sl.stop, len(prompt_ids))
     if opts["entropy"] == "hf_rescore":
-        del engine  # let the engine go before the HF model claims device memory
-        if own_engine:
-            gc.collect()
+        # the engine holds most of the GPU: release it (a caller's engine too: it must not reuse it) and
+        # only then load the HF copy, which is freed again before the next engine starts
+        release_engine(engine)
+        del engine
         out = _fill_rescored_entropy(manifest, prompt_token_ids, out, int(opts["rescore_batch_size"]))
     return out
 
 
-@functools.lru_cache(maxsize=1)
 def _rescoring_model(path: str, dtype: str, trust_remote_code: bool) -> tuple[Any, int]:
-    """The HF causal LM of the sampled model (kept for the job's later batches) and a pad id."""
+    """The HF causal LM of the sampled model, on the GPU when there is one, and a pad id."""
     import torch
 
     from bongain.sampling.models import load_causal_lm
 
     model, tok = load_causal_lm({"path": path, "dtype": dtype, "trust_remote_code": trust_remote_code})
     if torch.cuda.is_available():
-        torch.cuda.empty_cache()
         model = model.to("cuda")
     return model, tok.pad_token_id if tok.pad_token_id is not None else 0
 
@@ -374,10 +406,15 @@ def _fill_rescored_entropy(
         manifest.get("dtype", "bfloat16"),
         bool(manifest.get("trust_remote_code", False)),
     )
-    ent = rescore_entropy(
-        model,
-        [(prompt_token_ids[c.prompt_index], c.token_ids) for c in completions],
-        batch_size=batch_size,
-        pad_id=pad,
-    )
+    try:
+        ent = rescore_entropy(
+            model,
+            [(prompt_token_ids[c.prompt_index], c.token_ids) for c in completions],
+            batch_size=batch_size,
+            pad_id=pad,
+        )
+    finally:
+        del model
+        gc.collect()
+        _empty_cuda_cache()
     return [replace(c, sum_entropy=float(e.sum())) for c, e in zip(completions, ent, strict=True)]

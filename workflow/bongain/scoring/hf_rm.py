@@ -26,6 +26,8 @@ from bongain.scoring.rm_inputs import (
     batches_by_length,
     check_pad_id,
     encode_conversations,
+    length_limit,
+    model_max_positions,
     prm_sequences,
     questions_for,
     resolve_pad_id,
@@ -110,6 +112,31 @@ def prm_step_scores(
     return out
 
 
+def check_prm_head(model: Any, tag_id: int, name: str) -> None:
+    """Refuse a process RM whose head does not give 2 values per token (P(wrong), P(right)).
+
+    Without ``trust_remote_code`` a remote-code PRM (Qwen2.5-Math-PRM) loads as its bare base model
+    (``AutoModel`` finds a built-in ``Qwen2Model``): it returns hidden states, and softmax column 1 of
+    those would be read as step scores, silently. One forward over the step tag tells.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        res = model(input_ids=torch.tensor([[tag_id]], device=device))
+    bare = not hasattr(res, "logits") and hasattr(res, "last_hidden_state")
+    out = res.logits if hasattr(res, "logits") else res[0]
+    width = int(out.shape[-1])
+    if bare or width != 2:
+        what = "hidden states (a bare base model, no reward head)" if bare else f"{width} values per token"
+        raise ValueError(
+            f"config key 'reward_model.model': {name} loaded as {type(model).__name__}, which outputs "
+            f"{what}; a process RM needs a 2-class head per token. For a remote-code PRM (Qwen2.5-Math-PRM) "
+            "set reward_model.trust_remote_code: true; otherwise use a *ForTokenClassification model with "
+            "2 labels"
+        )
+
+
 def _device(name: str) -> str:
     if name != "auto":
         return name
@@ -146,6 +173,7 @@ class HFSequenceClassifierRM:
     system_prompt: str | None = None
     padding_side: str = "right"
     name: str = "hf_sequence_classification"
+    max_tokens: int | None = None  # longer inputs are not scored (bongain.scoring.registry.score_split)
 
     @classmethod
     def load(cls, cfg: Mapping[str, Any], questions: Mapping[str, str]) -> HFSequenceClassifierRM:
@@ -166,7 +194,11 @@ class HFSequenceClassifierRM:
             pad_token=opts["pad_token"],
             system_prompt=opts["system_prompt"],
             name=f"hf_sequence_classification:{opts['model']}",
+            max_tokens=length_limit(opts["max_model_len"], model_max_positions(model.config)),
         )
+
+    def input_lengths(self, samples: pl.DataFrame) -> list[int]:
+        return [len(s) for s in self.encode(samples)]
 
     def encode(self, samples: pl.DataFrame) -> list[list[int]]:
         convs = [
@@ -198,6 +230,7 @@ class HFProcessRM:
     step_tag: str = "<extra_0>"
     step_separator: str = "\n\n"
     name: str = "hf_prm"
+    max_tokens: int | None = None  # longer inputs are not scored (bongain.scoring.registry.score_split)
 
     @classmethod
     def load(cls, cfg: Mapping[str, Any], questions: Mapping[str, str]) -> HFProcessRM:
@@ -220,6 +253,7 @@ class HFProcessRM:
         )
         model = auto.from_pretrained(opts["model"], **kw)
         model.to(_device(opts["device"])).eval()
+        check_prm_head(model, step_tag_id(tok, opts["step_tag"]), opts["model"])
         return cls(
             model=model,
             tokenizer=tok,
@@ -230,7 +264,11 @@ class HFProcessRM:
             step_tag=opts["step_tag"],
             step_separator=opts["step_separator"],
             name=f"hf_prm:{opts['model']}:{opts['aggregation']}",
+            max_tokens=length_limit(opts["max_model_len"], model_max_positions(model.config)),
         )
+
+    def input_lengths(self, samples: pl.DataFrame) -> list[int]:
+        return [len(s) for s in prm_sequences(self, samples)]
 
     def step_scores(self, samples: pl.DataFrame) -> list[list[float]]:
         seqs = prm_sequences(self, samples)

@@ -14,13 +14,18 @@ Each kind says what its score job needs, how many GPUs it asks for and how it is
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
+from bongain.constants import SCORE_STATUSES
 from bongain.scoring.offline import OfflineLogisticVerifier, Verifier
+
+log = logging.getLogger("bongain.score")
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,31 @@ def score_split(
     if tasks is not None:
         questions = dict(zip(tasks["prompt_id"].to_list(), tasks["question"].to_list(), strict=True))
     scorer = make_scorer(cfg, verifier_table=verifier_table, questions=questions)
-    rewards = scorer.score(samples, grades)
+    too_long = too_long_mask(scorer, samples)
+    rewards = np.full(samples.height, np.nan)
+    if not too_long.all():
+        keep = pl.Series(~too_long)
+        rewards[~too_long] = scorer.score(samples.filter(keep), grades)
+    if too_long.any():
+        rewards[too_long] = rewards[~too_long].min() - 1.0 if not too_long.all() else 0.0
+        log.warning(
+            "%d of %d samples are longer than the reward model's %d tokens: not scored (score_status "
+            "too_long), ranked below every scored sample",
+            int(too_long.sum()),
+            samples.height,
+            scorer.max_tokens,
+        )
     return samples.select("model", "method", "task", "split", "prompt_id", "sample_idx").with_columns(
-        reward=pl.Series(rewards, dtype=pl.Float64), verifier=pl.lit(scorer.name)
+        reward=pl.Series(rewards, dtype=pl.Float64),
+        verifier=pl.lit(scorer.name),
+        score_status=pl.Series(np.where(too_long, SCORE_STATUSES[1], SCORE_STATUSES[0]), dtype=pl.String),
     )
+
+
+def too_long_mask(scorer: Verifier, samples: pl.DataFrame) -> np.ndarray:
+    """Which samples' reward-model inputs exceed the scorer's token limit (``max_tokens``; a scorer
+    without one, like the offline verifier, reads every sample)."""
+    limit = getattr(scorer, "max_tokens", None)
+    if not limit:
+        return np.zeros(samples.height, dtype=bool)
+    return np.asarray(scorer.input_lengths(samples), dtype=np.int64) > int(limit)

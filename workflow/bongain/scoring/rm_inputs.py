@@ -137,3 +137,15 @@ def prm_sequences(rm: Any, samples: pl.DataFrame) -> list[list[int]]:
         for q, c in zip(questions_for(samples, rm.questions), samples["completion"], strict=True)
     ]
     return encode_conversations(rm.tokenizer, convs)
+
+
+def length_limit(configured: int | None, model_limit: int | None) -> int | None:
+    """Longest reward-model input in tokens: ``reward_model.max_model_len`` when set, else the model's."""
+    return int(configured) if configured else (int(model_limit) if model_limit else None)
+
+
+def model_max_positions(model_config: Any) -> int | None:
+    """``max_position_embeddings`` of an HF config (its text config for multimodal ones), if any."""
+    text_cfg = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    value = getattr(text_cfg, "max_position_embeddings", None)
+    return int(value) if value else None

@@ -21,11 +21,19 @@ from bongain.scoring.rm_inputs import (
     PRM_SYSTEM_PROMPT,
     aggregate_steps,
     encode_conversations,
+    length_limit,
     prm_sequences,
     questions_for,
     rm_conversation,
     step_tag_id,
 )
+
+
+def engine_max_len(llm: Any) -> int | None:
+    """The engine's own context limit (``LLM.llm_engine.model_config.max_model_len``), if it exposes one."""
+    cfg = getattr(getattr(llm, "llm_engine", None), "model_config", None)
+    value = getattr(cfg, "max_model_len", None)
+    return int(value) if value else None
 
 
 def make_pooling_engine(cfg: Mapping[str, Any]) -> Any:
@@ -56,6 +64,7 @@ class VllmClassifyRM:
     questions: Mapping[str, str]
     system_prompt: str | None = None
     name: str = "vllm_classify"
+    max_tokens: int | None = None  # longer inputs are not scored (bongain.scoring.registry.score_split)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], questions: Mapping[str, str], llm: Any) -> VllmClassifyRM:
@@ -64,16 +73,23 @@ class VllmClassifyRM:
             questions=questions,
             system_prompt=cfg["system_prompt"],
             name=f"vllm_classify:{cfg['model']}",
+            max_tokens=length_limit(cfg["max_model_len"], engine_max_len(llm)),
         )
 
-    def score(self, samples: pl.DataFrame, grades: pl.DataFrame) -> np.ndarray:
-        from vllm import PoolingParams
-
+    def encode(self, samples: pl.DataFrame) -> list[list[int]]:
         convs = [
             rm_conversation(q, c, self.system_prompt)
             for q, c in zip(questions_for(samples, self.questions), samples["completion"], strict=True)
         ]
-        seqs = encode_conversations(self.llm.get_tokenizer(), convs)
+        return encode_conversations(self.llm.get_tokenizer(), convs)
+
+    def input_lengths(self, samples: pl.DataFrame) -> list[int]:
+        return [len(s) for s in self.encode(samples)]
+
+    def score(self, samples: pl.DataFrame, grades: pl.DataFrame) -> np.ndarray:
+        from vllm import PoolingParams
+
+        seqs = self.encode(samples)
         outs = self.llm.classify(
             [{"prompt_token_ids": s} for s in seqs],
             pooling_params=PoolingParams(use_activation=False),
@@ -117,6 +133,7 @@ class VllmProcessRM:
     step_tag: str = "<extra_0>"
     step_separator: str = "\n\n"
     name: str = "vllm_prm"
+    max_tokens: int | None = None  # longer inputs are not scored (bongain.scoring.registry.score_split)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], questions: Mapping[str, str], llm: Any) -> VllmProcessRM:
@@ -128,7 +145,11 @@ class VllmProcessRM:
             step_tag=cfg["step_tag"],
             step_separator=cfg["step_separator"],
             name=f"vllm_prm:{cfg['model']}:{cfg['aggregation']}",
+            max_tokens=length_limit(cfg["max_model_len"], engine_max_len(llm)),
         )
+
+    def input_lengths(self, samples: pl.DataFrame) -> list[int]:
+        return [len(s) for s in prm_sequences(self, samples)]
 
     @property
     def tokenizer(self) -> Any:
