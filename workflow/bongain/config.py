@@ -149,9 +149,12 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
         )
     for slug, model in config.get("models", {}).items():
         src = model.get("source", {})
-        needs = {"wheel_gguf": ("package", "file"), "hub": ("repo",), "local": ("path",)}.get(
-            src.get("kind"), ()
-        )
+        needs = {
+            "wheel_gguf": ("package", "file"),
+            "gguf_chunks": ("chunks", "sha256", "file"),
+            "hub": ("repo",),
+            "local": ("path",),
+        }.get(src.get("kind"), ())
         for field in needs:
             if field not in src:
                 errors.append(
@@ -170,6 +173,9 @@ def validate_config(config: MutableMapping[str, Any]) -> MutableMapping[str, Any
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     complete = fill_defaults(copy.deepcopy(dict(config)))
+    for slug, model in complete["models"].items():
+        if model["family"] is None:  # a model without a family is a family of its own
+            model["family"] = slug
     errors = _reference_errors(complete)
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
@@ -217,6 +223,11 @@ def cells(config: Mapping[str, Any]) -> list[Cell]:
 def split_sizes(config: Mapping[str, Any]) -> dict[str, int]:
     """Prompts per task block (``exemplars`` and the sampled splits) of a validated config."""
     return {name: config["splits"][name] for name in BLOCKS}
+
+
+def model_families(config: Mapping[str, Any]) -> dict[str, str]:
+    """Model slug -> base-model family of a validated config (the unit of a leave-one-family-out fit)."""
+    return {slug: model["family"] for slug, model in config["models"].items()}
 
 
 def package_default_config() -> Path:
