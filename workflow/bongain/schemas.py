@@ -61,7 +61,7 @@ TASKS = TableSchema(
     description="One row per prompt of one split of one task.",
     columns={
         "task": (pl.String, "task slug"),
-        "split": (pl.String, "verifier_train | validation | test"),
+        "split": (pl.String, "verifier_train | validation | test | posttrain"),
         "prompt_id": (
             pl.String,
             "stable id, unique within the task: '<task>-<i:05d>' (generated), '<task>-<id>' or "

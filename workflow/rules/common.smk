@@ -1,7 +1,7 @@
 import re
 
 from bongain import config as bconf
-from bongain.constants import SPLITS
+from bongain.constants import SAMPLED_SPLITS, SPLITS
 
 # Fails before any job runs, naming the bad key; fills in every default (from the config schema) so that
 # the rules below read a complete config.
@@ -58,7 +58,7 @@ wildcard_constraints:
     model=_alternatives(config["models"]),
     method=_alternatives(config["methods"]),
     task=_alternatives(config["tasks"]),
-    split=_alternatives(SPLITS),
+    split=_alternatives(SAMPLED_SPLITS),
 
 
 def model_cfg(wildcards):
