@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+import math
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,7 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
             f"config key 'sampling.shard_prompts': {shard} is not a multiple of sampling.batch_prompts "
             f"({batch}); shards must hold whole batches so that sharded samples equal unsharded ones"
         )
+    errors += _posttrain_errors(config)
     for slug, model in config.get("models", {}).items():
         src = model.get("source", {})
         needs = {
@@ -161,6 +163,69 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
                     f"config key 'models.{slug}.source.{field}': required for kind {src.get('kind')!r}"
                 )
     return errors
+
+
+def _posttrain_errors(config: Mapping[str, Any]) -> list[str]:
+    """Recipes named by methods exist; a recipe's init and method exist and agree; no init cycle; an sft
+    recipe's posttrain split is big enough for its steps (rft / dpo are checked on their samples)."""
+    recipes = config["posttrain"]["recipes"]
+    methods = config["methods"]
+    errors = []
+    for slug, method in methods.items():
+        if method["recipe"] != "none" and method["recipe"] not in recipes:
+            errors.append(
+                f"config key 'methods.{slug}.recipe': unknown recipe {method['recipe']!r} (defined under "
+                f"'posttrain.recipes': {sorted(recipes)}; 'none' is the model as shipped)"
+            )
+    for name, recipe in recipes.items():
+        key = f"posttrain.recipes.{name}"
+        init = recipe["init"]
+        if init is not None and init not in recipes:
+            errors.append(
+                f"config key '{key}.init': {init!r} is not a recipe under 'posttrain.recipes' (defined: "
+                f"{sorted(recipes)}): the checkpoint this recipe starts from does not exist"
+            )
+        chain, cur = [name], init
+        while cur in recipes and cur not in chain:
+            chain.append(cur)
+            cur = recipes[cur]["init"]
+        if cur in chain:
+            errors.append(
+                f"config key '{key}.init': recipes start from each other in a cycle {[*chain, cur]}"
+            )
+        if recipe["method"] not in methods:
+            errors.append(
+                f"config key '{key}.method': {recipe['method']!r} is not defined under 'methods' "
+                f"(defined: {sorted(methods)})"
+            )
+        elif methods[recipe["method"]]["recipe"] != (init or "none"):
+            errors.append(
+                f"config key '{key}.method': method {recipe['method']!r} samples recipe "
+                f"{methods[recipe['method']]['recipe']!r}, but training starts from {init or 'none'!r} "
+                f"(posttrain.recipes.{name}.init): the method must sample the checkpoint training starts from"
+            )
+        if recipe["kind"] == "sft":
+            available = config["splits"]["posttrain"] * len(config["tasks"])
+            problem = posttrain_size_problem(
+                name, recipe, available, "sft examples (one per posttrain prompt)"
+            )
+            if problem:
+                errors.append(f"config key 'splits.posttrain': {problem}")
+    return errors
+
+
+def posttrain_size_problem(name: str, recipe: Mapping[str, Any], available: int, what: str) -> str | None:
+    """Why ``available`` training examples are too few for recipe ``name``'s steps (None: enough)."""
+    needed = recipe["steps"] * recipe["batch_size"]
+    least = max(recipe["batch_size"], math.ceil(needed / recipe["max_epochs"]))
+    if available >= least:
+        return None
+    return (
+        f"posttrain split too small for recipe {name!r}: {available} {what}, but "
+        f"posttrain.recipes.{name}.steps x batch_size = {recipe['steps']} x {recipe['batch_size']} = "
+        f"{needed} needs at least {least} at max_epochs = {recipe['max_epochs']}; raise splits.posttrain "
+        "or lower the steps"
+    )
 
 
 def validate_config(config: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

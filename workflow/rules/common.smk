@@ -8,6 +8,7 @@ from bongain.constants import SAMPLED_SPLITS, SPLITS
 bconf.validate_config(config)
 
 from bongain.fit import screening as bscreen
+from bongain.posttrain import recipes as bpt_recipes
 from bongain.scoring import registry as bscoring
 
 # Evaluated cells (`cells:`, every stage) and screened cells (`screen:`, validation pass + features only).
@@ -32,6 +33,7 @@ VERSION = {
     "stability": 1,
     "concentration": 1,
     "report": 5,
+    "posttrain": 1,
 }
 
 
@@ -51,7 +53,8 @@ def benchmark_path(stage, pattern=None):
 
 
 def _alternatives(names):
-    return "|".join(re.escape(n) for n in sorted(names))
+    """A regex that matches exactly the given names (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
 
 
 wildcard_constraints:
@@ -59,6 +62,7 @@ wildcard_constraints:
     method=_alternatives(config["methods"]),
     task=_alternatives(config["tasks"]),
     split=_alternatives(SAMPLED_SPLITS),
+    recipe=_alternatives(config["posttrain"]["recipes"]),
 
 
 def model_cfg(wildcards):
@@ -73,8 +77,32 @@ def task_cfg(wildcards):
     return config["tasks"][wildcards.task]
 
 
+def recipe_cfg(wildcards):
+    return config["posttrain"]["recipes"][wildcards.recipe]
+
+
+def start_manifest(wildcards):
+    return bpt_recipes.start_manifest(RESULTS, wildcards.model, recipe_cfg(wildcards))
+
+
+def posttrain_inputs(wildcards):
+    """Every task's posttrain table; for rft / dpo also the method's samples and grades on it."""
+    rc, tasks = recipe_cfg(wildcards), list(config["tasks"])
+    return {
+        "tasks": [f"{RESULTS}/tasks/{t}/posttrain.parquet" for t in tasks],
+        "samples": bpt_recipes.sample_files(
+            RESULTS, wildcards.model, rc, tasks, "samples"
+        ),
+        "grades": bpt_recipes.sample_files(
+            RESULTS, wildcards.model, rc, tasks, "grades"
+        ),
+    }
+
+
 def model_manifest(wildcards):
-    return f"{RESULTS}/models/{wildcards.model}/manifest.json"
+    """The checkpoint a cell samples: the model as shipped (recipe none) or its post-trained variant."""
+    recipe = config["methods"][wildcards.method]["recipe"]
+    return bpt_recipes.checkpoint_manifest(RESULTS, wildcards.model, recipe)
 
 
 def cell_files(name, cells=None):

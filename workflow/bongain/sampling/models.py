@@ -57,12 +57,12 @@ def prepare_model(model_cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     if src["kind"] == "wheel_gguf":
         gguf = locate_wheel_file(src["package"], src["file"])
-        manifest = {"path": str(_convert_gguf(gguf, out_dir / "hf", model_cfg["dtype"]))}
+        manifest = {"path": str(convert_gguf(gguf, out_dir / "hf", model_cfg["dtype"]))}
     elif src["kind"] == "gguf_chunks":
         work = out_dir / "gguf.tmp"
         gguf = assemble_chunks(src["chunks"], src["sha256"], work / src["file"])
         manifest = {
-            "path": str(_convert_gguf(gguf, out_dir / "hf", model_cfg["dtype"])),
+            "path": str(convert_gguf(gguf, out_dir / "hf", model_cfg["dtype"])),
             "sha256": src["sha256"],
         }
         shutil.rmtree(work)
@@ -125,7 +125,7 @@ def assemble_chunks(chunks: Sequence[Mapping[str, str]], sha256: str, dest: Path
     return dest
 
 
-def _convert_gguf(gguf: Path, dest: Path, dtype: str) -> Path:
+def convert_gguf(gguf: Path, dest: Path, dtype: str) -> Path:
     """Dequantise a GGUF file into a plain HF checkpoint folder ``dest`` (model and tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
