@@ -531,3 +531,66 @@ def test_bad_recipe_fails_the_dag_before_any_job(repo, tmp_path):
     res = smk(repo, "-n", "--cores", "1", "--configfile", str(bad), check=False)
     assert res.returncode != 0
     assert "config key 'methods.rft.recipe': unknown recipe 'rtf'" in res.stdout + res.stderr
+
+
+# ------------------------------------------------------------------ real model, real Snakemake
+
+
+@pytest.mark.slow
+def test_real_sft_end_to_end_through_snakemake(repo, tmp_path):
+    """SmolLM2 post-trained with sft for 2 steps through the real workflow, then sampled and graded:
+    only the posttrain split is learned from, and the sft method samples the merged checkpoint."""
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bongain.io import read_parquet
+    from test_workflow import job_counts, smk
+
+    cfg = yaml.safe_load((repo / "config" / "posttrain-test.yaml").read_text())
+    cfg["results_dir"] = "results"
+    cfg["methods"] = {m: cfg["methods"][m] for m in ("base", "sft")}
+    cfg["posttrain"]["recipes"] = {"sft": {**cfg["posttrain"]["recipes"]["sft"], "steps": 2}}
+    config = tmp_path / "sft.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "work"
+    targets = [
+        f"results/cells/smollm2-135m/{m}/{t}/validation/grades.parquet"
+        for m in ("base", "sft")
+        for t in cfg["tasks"]
+    ]
+    res = smk(repo, "--cores", "2", *targets, "--configfile", str(config), workdir=work)
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts["posttrain_data"] == counts["posttrain_train"] == counts["posttrain_merge"] == 1
+    results = work / "results"
+    pt = results / "posttrain" / "smollm2-135m" / "sft"
+    log = read_parquet(pt / "train_log.parquet", "posttrain_log")
+    assert log["step"].to_list() == [1, 2] and log["loss"].is_finite().all()
+    data = read_parquet(pt / "dataset.parquet", "posttrain_data")
+    assert data.height == cfg["splits"]["posttrain"] * len(cfg["tasks"]) == log["n_examples"][0]
+    for task in cfg["tasks"]:
+        posttrain_ids = set(
+            read_parquet(results / "tasks" / task / "posttrain.parquet", "tasks")["prompt_id"]
+        )
+        validation_ids = set(
+            read_parquet(results / "tasks" / task / "validation.parquet", "tasks")["prompt_id"]
+        )
+        assert set(data.filter(pl.col("task") == task)["prompt_id"]) == posttrain_ids
+        assert not posttrain_ids & validation_ids
+    manifest = (pt / "manifest.json").read_text()
+    assert str((pt / "hf").resolve()) in manifest
+    base = read_parquet(results / "cells/smollm2-135m/base/add1/validation/samples.parquet", "samples")
+    sft = read_parquet(results / "cells/smollm2-135m/sft/add1/validation/samples.parquet", "samples")
+    assert base["prompt"].to_list() == sft["prompt"].to_list() and base["seed"].equals(sft["seed"])
+    assert not base["sum_logprob"].equals(sft["sum_logprob"])  # same prompts and seeds, another checkpoint
+
+
+def test_rft_and_dpo_need_a_posttrain_split_that_could_feed_their_steps(cfg):
+    cfg["posttrain"]["recipes"]["sft"]["steps"] = 2
+    cfg["splits"]["posttrain"] = 2  # 4 prompts: sft 4 examples, rft <= 16, dpo <= 4 x min(4, n - 1 = 3) = 12
+    cfg["posttrain"]["recipes"]["sft"]["batch_size"] = 4
+    cfg["posttrain"]["recipes"]["rft"]["steps"] = 20  # 80 > 4 epochs x 16
+    cfg["posttrain"]["recipes"]["sft-dpo"]["steps"] = 60  # 120 > 8 epochs x 12
+    msg = error_of(cfg)
+    assert "recipe 'rft': 16 rft examples at most (posttrain prompts x sampling.n)" in msg
+    assert "recipe 'sft-dpo': 12 dpo pairs at most" in msg
+    assert "recipe 'sft'" not in msg

@@ -166,8 +166,9 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
 
 
 def _posttrain_errors(config: Mapping[str, Any]) -> list[str]:
-    """Recipes named by methods exist; a recipe's init and method exist and agree; no init cycle; an sft
-    recipe's posttrain split is big enough for its steps (rft / dpo are checked on their samples)."""
+    """Recipes named by methods exist; a recipe's init and method exist and agree; no init cycle; the
+    posttrain split is big enough for each recipe's steps (exactly for sft; for rft / dpo against the most
+    their samples can give: the real count is checked when the training data is built)."""
     recipes = config["posttrain"]["recipes"]
     methods = config["methods"]
     errors = []
@@ -204,13 +205,19 @@ def _posttrain_errors(config: Mapping[str, Any]) -> list[str]:
                 f"{methods[recipe['method']]['recipe']!r}, but training starts from {init or 'none'!r} "
                 f"(posttrain.recipes.{name}.init): the method must sample the checkpoint training starts from"
             )
-        if recipe["kind"] == "sft":
-            available = config["splits"]["posttrain"] * len(config["tasks"])
-            problem = posttrain_size_problem(
-                name, recipe, available, "sft examples (one per posttrain prompt)"
-            )
-            if problem:
-                errors.append(f"config key 'splits.posttrain': {problem}")
+        prompts = config["splits"]["posttrain"] * len(config["tasks"])
+        n = config["sampling"]["n"]
+        available, what = {  # exact for sft; for rft / dpo the most the samples can give
+            "sft": (prompts, "sft examples (one per posttrain prompt)"),
+            "rft": (prompts * n, "rft examples at most (posttrain prompts x sampling.n)"),
+            "dpo": (
+                prompts * min(recipe["max_pairs_per_prompt"], n - 1),
+                "dpo pairs at most (posttrain prompts x min(max_pairs_per_prompt, sampling.n - 1))",
+            ),
+        }[recipe["kind"]]
+        problem = posttrain_size_problem(name, recipe, available, what)
+        if problem:
+            errors.append(f"config key 'splits.posttrain': {problem}")
     return errors
 
 
