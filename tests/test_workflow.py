@@ -129,7 +129,8 @@ def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
     target_cell, *others = cells(cfg)
     d = e2e / "cells" / target_cell.model / target_cell.method / target_cell.task
     tables_before = {p.relative_to(d): pl.read_parquet(p) for p in sorted(d.rglob("*.parquet"))}
-    assert len(tables_before) == 3 * 2 + 4  # samples + grades per split; verifier, test scores, features, gains
+    # samples + grades per split; verifier, test scores, features, gains
+    assert len(tables_before) == 3 * 2 + 4
     before = {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("samples.parquet"))}
     other_files = [
         p for o in others for p in (e2e / "cells" / o.model / o.method / o.task).rglob("*.parquet")
