@@ -10,6 +10,7 @@ if not workflow.overwrite_configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/posttrain.smk"
 include: "workflow/rules/tasks.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/grade.smk"

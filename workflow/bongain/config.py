@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+import math
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,17 +148,91 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
             f"config key 'sampling.shard_prompts': {shard} is not a multiple of sampling.batch_prompts "
             f"({batch}); shards must hold whole batches so that sharded samples equal unsharded ones"
         )
+    errors += _posttrain_errors(config)
     for slug, model in config.get("models", {}).items():
         src = model.get("source", {})
-        needs = {"wheel_gguf": ("package", "file"), "hub": ("repo",), "local": ("path",)}.get(
-            src.get("kind"), ()
-        )
+        needs = {
+            "wheel_gguf": ("package", "file"),
+            "gguf_chunks": ("chunks", "sha256", "file"),
+            "hub": ("repo",),
+            "local": ("path",),
+        }.get(src.get("kind"), ())
         for field in needs:
             if field not in src:
                 errors.append(
                     f"config key 'models.{slug}.source.{field}': required for kind {src.get('kind')!r}"
                 )
     return errors
+
+
+def _posttrain_errors(config: Mapping[str, Any]) -> list[str]:
+    """Recipes named by methods exist; a recipe's init and method exist and agree; no init cycle; the
+    posttrain split is big enough for each recipe's steps (exactly for sft; for rft / dpo against the most
+    their samples can give: the real count is checked when the training data is built)."""
+    recipes = config["posttrain"]["recipes"]
+    methods = config["methods"]
+    errors = []
+    for slug, method in methods.items():
+        if method["recipe"] != "none" and method["recipe"] not in recipes:
+            errors.append(
+                f"config key 'methods.{slug}.recipe': unknown recipe {method['recipe']!r} (defined under "
+                f"'posttrain.recipes': {sorted(recipes)}; 'none' is the model as shipped)"
+            )
+    for name, recipe in recipes.items():
+        key = f"posttrain.recipes.{name}"
+        init = recipe["init"]
+        if init is not None and init not in recipes:
+            errors.append(
+                f"config key '{key}.init': {init!r} is not a recipe under 'posttrain.recipes' (defined: "
+                f"{sorted(recipes)}): the checkpoint this recipe starts from does not exist"
+            )
+        chain, cur = [name], init
+        while cur in recipes and cur not in chain:
+            chain.append(cur)
+            cur = recipes[cur]["init"]
+        if cur in chain:
+            errors.append(
+                f"config key '{key}.init': recipes start from each other in a cycle {[*chain, cur]}"
+            )
+        if recipe["method"] not in methods:
+            errors.append(
+                f"config key '{key}.method': {recipe['method']!r} is not defined under 'methods' "
+                f"(defined: {sorted(methods)})"
+            )
+        elif methods[recipe["method"]]["recipe"] != (init or "none"):
+            errors.append(
+                f"config key '{key}.method': method {recipe['method']!r} samples recipe "
+                f"{methods[recipe['method']]['recipe']!r}, but training starts from {init or 'none'!r} "
+                f"(posttrain.recipes.{name}.init): the method must sample the checkpoint training starts from"
+            )
+        prompts = config["splits"]["posttrain"] * len(config["tasks"])
+        n = config["sampling"]["n"]
+        available, what = {  # exact for sft; for rft / dpo the most the samples can give
+            "sft": (prompts, "sft examples (one per posttrain prompt)"),
+            "rft": (prompts * n, "rft examples at most (posttrain prompts x sampling.n)"),
+            "dpo": (
+                prompts * min(recipe["max_pairs_per_prompt"], n - 1),
+                "dpo pairs at most (posttrain prompts x min(max_pairs_per_prompt, sampling.n - 1))",
+            ),
+        }[recipe["kind"]]
+        problem = posttrain_size_problem(name, recipe, available, what)
+        if problem:
+            errors.append(f"config key 'splits.posttrain': {problem}")
+    return errors
+
+
+def posttrain_size_problem(name: str, recipe: Mapping[str, Any], available: int, what: str) -> str | None:
+    """Why ``available`` training examples are too few for recipe ``name``'s steps (None: enough)."""
+    needed = recipe["steps"] * recipe["batch_size"]
+    least = max(recipe["batch_size"], math.ceil(needed / recipe["max_epochs"]))
+    if available >= least:
+        return None
+    return (
+        f"posttrain split too small for recipe {name!r}: {available} {what}, but "
+        f"posttrain.recipes.{name}.steps x batch_size = {recipe['steps']} x {recipe['batch_size']} = "
+        f"{needed} needs at least {least} at max_epochs = {recipe['max_epochs']}; raise splits.posttrain "
+        "or lower the steps"
+    )
 
 
 def validate_config(config: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -170,6 +245,9 @@ def validate_config(config: MutableMapping[str, Any]) -> MutableMapping[str, Any
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     complete = fill_defaults(copy.deepcopy(dict(config)))
+    for slug, model in complete["models"].items():
+        if model["family"] is None:  # a model without a family is a family of its own
+            model["family"] = slug
     errors = _reference_errors(complete)
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
@@ -233,6 +311,11 @@ def entropy_kind(config: Mapping[str, Any], model: str) -> str:
 def split_sizes(config: Mapping[str, Any]) -> dict[str, int]:
     """Prompts per task block (``exemplars`` and the sampled splits) of a validated config."""
     return {name: config["splits"][name] for name in BLOCKS}
+
+
+def model_families(config: Mapping[str, Any]) -> dict[str, str]:
+    """Model slug -> base-model family of a validated config (the unit of a leave-one-family-out fit)."""
+    return {slug: model["family"] for slug, model in config["models"].items()}
 
 
 def package_default_config() -> Path:

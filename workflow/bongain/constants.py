@@ -10,11 +10,18 @@ from __future__ import annotations
 #: The three coordinates of a cell, in the order used by paths, sorts and joins.
 CELL_KEYS: tuple[str, ...] = ("model", "method", "task")
 
-#: The blocks a task is carved into, in carving order. ``exemplars`` feeds few-shot prompts only.
-BLOCKS: tuple[str, ...] = ("exemplars", "verifier_train", "validation", "test")
+#: The block post-training recipes learn from (``rft`` and ``dpo`` also sample the base model on it).
+POSTTRAIN: str = "posttrain"
 
-#: The blocks that are sampled and graded (every block but ``exemplars``).
-SPLITS: tuple[str, ...] = BLOCKS[1:]
+#: The blocks a task is carved into, in carving order. ``exemplars`` feeds few-shot prompts only;
+#: ``posttrain`` comes last so that adding it never moves a question of the blocks before it.
+BLOCKS: tuple[str, ...] = ("exemplars", "verifier_train", "validation", "test", POSTTRAIN)
+
+#: The evaluation splits, sampled and graded for the cells (every block but ``exemplars`` and ``posttrain``).
+SPLITS: tuple[str, ...] = ("verifier_train", "validation", "test")
+
+#: Every block that the sample and grade rules may run on.
+SAMPLED_SPLITS: tuple[str, ...] = (*SPLITS, POSTTRAIN)
 
 #: How a gold answer and an extracted answer are compared (grading).
 ANSWER_TYPES: tuple[str, ...] = ("number", "choice", "math")

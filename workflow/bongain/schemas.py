@@ -61,7 +61,7 @@ TASKS = TableSchema(
     description="One row per prompt of one split of one task.",
     columns={
         "task": (pl.String, "task slug"),
-        "split": (pl.String, "verifier_train | validation | test"),
+        "split": (pl.String, "verifier_train | validation | test | posttrain"),
         "prompt_id": (
             pl.String,
             "stable id, unique within the task: '<task>-<i:05d>' (generated), '<task>-<id>' or "
@@ -673,6 +673,51 @@ FIT_ALLOCATION_BINS = TableSchema(
     },
 )
 
+POSTTRAIN_DATA = TableSchema(
+    name="posttrain_data",
+    path="results/posttrain/{model}/{recipe}/dataset.parquet",
+    description="The training data of one (base model, recipe) adapter, from the tasks' posttrain splits "
+    "only: one row per example (sft, rft) or per preference pair (dpo).",
+    columns={
+        "model": (pl.String, "base model slug"),
+        "recipe": (pl.String, "recipe slug (posttrain.recipes)"),
+        "kind": (pl.String, "sft | rft | dpo"),
+        "task": (pl.String, "task slug"),
+        "prompt_id": (pl.String, "posttrain prompt id"),
+        "prompt": (pl.String, "the formatted prompt, as the sampler formats it"),
+        "completion": (
+            pl.String,
+            "target completion (sft: the gold; rft: a correct sample; dpo: the chosen one)",
+        ),
+        "sample_idx": (pl.Int32, "sample behind the completion (null for sft)"),
+        "rejected": (pl.String, "dpo: the rejected (incorrect) completion; null otherwise"),
+        "rejected_sample_idx": (pl.Int32, "dpo: sample behind the rejected completion; null otherwise"),
+    },
+)
+
+POSTTRAIN_LOG = TableSchema(
+    name="posttrain_log",
+    path="results/posttrain/{model}/{recipe}/train_log.parquet",
+    description="The training log of one adapter: one row per optimizer step.",
+    columns={
+        "model": (pl.String, "base model slug"),
+        "recipe": (pl.String, "recipe slug"),
+        "kind": (pl.String, "sft | rft | dpo"),
+        "step": (pl.Int64, "optimizer step, 1-based"),
+        "loss": (
+            pl.Float64,
+            "training loss of the step (TRL's: token cross-entropy for sft/rft, DPO loss for dpo)",
+        ),
+        "learning_rate": (pl.Float64, "learning rate of the step"),
+        "grad_norm": (pl.Float64, "gradient norm before clipping (NaN when not logged)"),
+        "examples_seen": (pl.Int64, "examples (or pairs) consumed up to this step: step x batch_size"),
+        "n_examples": (pl.Int64, "examples (or pairs) in the training data (same in every row)"),
+        "wall_s": (pl.Float64, "wall-clock seconds since training started, at the end of the step"),
+        "seed": (pl.Int64, "training seed (same in every row)"),
+        "threads": (pl.Int64, "torch threads (same in every row)"),
+    },
+)
+
 ALL: dict[str, TableSchema] = {
     s.name: s
     for s in (
@@ -684,6 +729,8 @@ ALL: dict[str, TableSchema] = {
         FEATURES,
         GAINS,
         SCALING,
+        POSTTRAIN_DATA,
+        POSTTRAIN_LOG,
         FIT_PREDICTIONS,
         FIT_METRICS,
         FIT_COEFFICIENTS,

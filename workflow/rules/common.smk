@@ -1,7 +1,7 @@
 import re
 
 from bongain import config as bconf
-from bongain.constants import SPLITS
+from bongain.constants import SAMPLED_SPLITS, SPLITS
 
 # Fails before any job runs, naming the bad key; fills in every default (from the config schema) so that
 # the rules below read a complete config.
@@ -11,6 +11,7 @@ from bongain import hub as bhub
 from bongain import slurm as bslurm
 from bongain.fit import screening as bscreen
 from bongain.sampling import backends as bbackends
+from bongain.posttrain import recipes as bpt_recipes
 from bongain.scoring import registry as bscoring
 
 # Evaluated cells (`cells:`, every stage) and screened cells (`screen:`, validation pass + features only).
@@ -39,6 +40,7 @@ VERSION = {
     "concentration": 2,
     "allocation": 1,
     "report": 7,
+    "posttrain": 1,
 }
 
 
@@ -78,14 +80,16 @@ def sample_gpus(wildcards):
 
 
 def _alternatives(names):
-    return "|".join(re.escape(n) for n in sorted(names))
+    """A regex that matches exactly the given names (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
 
 
 wildcard_constraints:
     model=_alternatives(config["models"]),
     method=_alternatives(config["methods"]),
     task=_alternatives(config["tasks"]),
-    split=_alternatives(SPLITS),
+    split=_alternatives(SAMPLED_SPLITS),
+    recipe=_alternatives(config["posttrain"]["recipes"]),
 
 
 def model_cfg(wildcards):
@@ -100,8 +104,32 @@ def task_cfg(wildcards):
     return config["tasks"][wildcards.task]
 
 
+def recipe_cfg(wildcards):
+    return config["posttrain"]["recipes"][wildcards.recipe]
+
+
+def start_manifest(wildcards):
+    return bpt_recipes.start_manifest(RESULTS, wildcards.model, recipe_cfg(wildcards))
+
+
+def posttrain_inputs(wildcards):
+    """Every task's posttrain table; for rft / dpo also the method's samples and grades on it."""
+    rc, tasks = recipe_cfg(wildcards), list(config["tasks"])
+    return {
+        "tasks": [f"{RESULTS}/tasks/{t}/posttrain.parquet" for t in tasks],
+        "samples": bpt_recipes.sample_files(
+            RESULTS, wildcards.model, rc, tasks, "samples"
+        ),
+        "grades": bpt_recipes.sample_files(
+            RESULTS, wildcards.model, rc, tasks, "grades"
+        ),
+    }
+
+
 def model_manifest(wildcards):
-    return f"{RESULTS}/models/{wildcards.model}/manifest.json"
+    """The checkpoint a cell samples: the model as shipped (recipe none) or its post-trained variant."""
+    recipe = config["methods"][wildcards.method]["recipe"]
+    return bpt_recipes.checkpoint_manifest(RESULTS, wildcards.model, recipe)
 
 
 def cell_files(name, cells=None):

