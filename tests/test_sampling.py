@@ -11,11 +11,14 @@ from bongain.sampling.loop import (
     SamplingParams,
     choose_tokens,
     common_prefix_length,
+    first_stop_prefix,
     raw_logprob_entropy,
     sample_batch,
     sample_prompts,
     sample_seed,
+    stop_candidate_table,
     truncate_at_stop,
+    uniform_block,
     uniform_stream,
 )
 
@@ -178,3 +181,156 @@ def test_per_sample_prefill_baseline_gives_the_same_samples(tiny_lm):
     )
     assert [c.token_ids for c in shared] == [c.token_ids for c in naive]
     assert [(c.prompt_index, c.sample_idx) for c in naive] == [(c.prompt_index, c.sample_idx) for c in shared]
+
+
+# --------------------------------------------------------------------------------------------------
+# The fast decode loop against the reference loop
+# --------------------------------------------------------------------------------------------------
+
+
+def both_loops(model, prompts, p, **kw):
+    seeds = [[sample_seed(p.seed, f"p{i}", j) for j in range(p.n)] for i in range(len(prompts))]
+    common = dict(pad_id=0, eos_ids=frozenset([1]), **kw)
+    ref = sample_batch(model, decode_digits, prompts, seeds, p, loop="reference", **common)
+    fast = sample_batch(model, decode_digits, prompts, seeds, p, loop="fast", **common)
+    return ref, fast
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(n=8, max_new_tokens=12),  # newline stop, EOS, length; rows leave at different steps
+        dict(n=8, max_new_tokens=12, stop=("\n", "ab", "zz")),  # multi-token stop strings
+        dict(n=6, max_new_tokens=9, top_p=0.8, temperature=0.7),  # nucleus
+        dict(n=4, max_new_tokens=7, stop=()),  # no stop strings: EOS and length only
+        dict(n=16, max_new_tokens=1),
+    ],
+)
+def test_fast_loop_equals_reference_loop(tiny_lm, kw):
+    """Same token ids, texts, finish reasons and (float32, same order of additions) the same summed
+    logprobs and entropies: the fast loop changes cost, not samples."""
+    prompts = [[5, 6, 7, 8], [5, 6, 9], [5, 2, 3, 4, 9, 9, 12]]
+    ref, fast = both_loops(tiny_lm, prompts, params(**kw))
+    assert [c.token_ids for c in fast] == [c.token_ids for c in ref]
+    assert [(c.text, c.finish_reason, c.seed) for c in fast] == [
+        (c.text, c.finish_reason, c.seed) for c in ref
+    ]
+    assert {c.finish_reason for c in ref} >= ({"length"} if kw["max_new_tokens"] == 1 else {"length", "eos"})
+    for a, b in zip(fast, ref, strict=True):
+        assert a.sum_logprob == pytest.approx(b.sum_logprob, abs=1e-5)
+        assert a.sum_entropy == pytest.approx(b.sum_entropy, abs=1e-5)
+
+
+def test_fast_loop_per_sample_prefill_equals_reference(tiny_lm):
+    ref, fast = both_loops(tiny_lm, [[5, 6, 7, 8], [5, 6, 9]], params(n=4), share_prefill=False)
+    assert [c.token_ids for c in fast] == [c.token_ids for c in ref]
+
+
+def test_fast_loop_statistics_are_teacher_forced_exact(tiny_lm):
+    """Recompute every sample's per-token raw logprob and entropy by one plain forward pass over
+    prompt + completion (no cache, no batching): the fast loop recorded the same numbers."""
+    prompts = [[5, 6, 7, 8], [5, 6, 9]]
+    p = params(n=4, max_new_tokens=10, temperature=0.7)
+    _, fast = both_loops(tiny_lm, prompts, p)
+    with torch.inference_mode():
+        for c in fast:
+            ids = list(prompts[c.prompt_index]) + list(c.token_ids)
+            logits = tiny_lm(input_ids=torch.tensor([ids])).logits[0, len(prompts[c.prompt_index]) - 1 : -1]
+            lp, h = raw_logprob_entropy(logits, torch.tensor(c.token_ids))
+            assert c.sum_logprob == pytest.approx(float(lp.double().sum()), abs=1e-4)
+            assert c.sum_entropy == pytest.approx(float(h.double().sum()), abs=1e-4)
+
+
+def test_missing_stop_candidates_are_caught_by_the_exact_check(tiny_lm):
+    """An empty candidate table (no step ever decodes): the final exact check still cuts every sample at
+    the first stop string, exactly where the reference loop stopped."""
+    prompts = [[5, 6, 7, 8], [5, 6, 9]]
+    p = params(n=8, max_new_tokens=12, stop=("\n", "ab"))
+    none = torch.zeros(64, dtype=torch.bool)
+    ref, fast = both_loops(tiny_lm, prompts, p)
+    seeds = [[sample_seed(p.seed, f"p{i}", j) for j in range(p.n)] for i in range(len(prompts))]
+    blind = sample_batch(
+        tiny_lm, decode_digits, prompts, seeds, p, pad_id=0, eos_ids=frozenset([1]), stop_candidates=none
+    )
+    assert any(c.finish_reason == "stop" for c in ref)
+    assert [(c.token_ids, c.text, c.finish_reason) for c in blind] == [
+        (c.token_ids, c.text, c.finish_reason) for c in ref
+    ]
+    for a, b in zip(blind, fast, strict=True):
+        assert a.sum_logprob == pytest.approx(b.sum_logprob, abs=1e-6)
+
+
+def test_stop_candidate_table_and_first_stop_prefix():
+    table = stop_candidate_table(decode_digits, 64, ("\n", "ab"))
+    # tokens whose text holds '\n', 'a' or 'b': 10 (newline), 0/26/52 ('a'), 1/27/53 ('b')
+    assert sorted(torch.nonzero(table).flatten().tolist()) == [0, 1, 10, 26, 27, 52, 53]
+    assert not stop_candidate_table(decode_digits, 64, ()).any()
+    assert first_stop_prefix([2, 0, 1, 5], decode_digits, ("ab",)) == 3  # "c a b f": "ab" ends at token 3
+    assert first_stop_prefix([2, 3], decode_digits, ("ab",)) is None
+    assert first_stop_prefix([10], decode_digits, ()) is None
+
+
+def test_uniform_block_is_the_stream():
+    stream = uniform_stream(99)
+    assert uniform_block(99, 40).tolist() == [next(stream) for _ in range(40)]
+
+
+def test_unknown_loop_is_refused(tiny_lm):
+    with pytest.raises(ValueError, match="loop must be one of"):
+        sample_batch(
+            tiny_lm, decode_digits, [[5, 6]], [[1]], params(n=1), pad_id=0, eos_ids=frozenset(), loop="x"
+        )
+
+
+@pytest.mark.slow
+def test_embedded_model_fast_loop_equals_reference(embedded_model):
+    """The real model, few-shot prompts with a newline stop and longer answers without one. In float32
+    the fast loop's samples equal the reference loop's and its statistics equal a teacher-forced pass
+    over prompt + completion. In bf16 (the default dtype) the logits of a row depend at rounding level
+    on the batch it is computed in (the loops batch differently), so only the teacher-forced statistics
+    are compared, within bf16 tolerance, and a rerun is identical."""
+    import copy
+
+    from bongain.sampling.prompts import fewshot_prompt
+
+    model16, tok = embedded_model
+    model32 = copy.deepcopy(model16).float()
+    shots = [("What is 2 + 3?", "5"), ("What is 4 + 4?", "8")]
+    prompts = [fewshot_prompt(f"What is {a} + {b}?", shots) for a, b in [(3, 4), (12, 5), (7, 1)]]
+    ids = [tok(x).input_ids for x in prompts]
+    pids = [str(i) for i in range(len(prompts))]
+
+    def teacher_forced(model, c):
+        with torch.inference_mode():
+            full = torch.tensor([ids[c.prompt_index] + list(c.token_ids)])
+            logits = model(input_ids=full).logits[0, len(ids[c.prompt_index]) - 1 : -1]
+            lp, h = raw_logprob_entropy(logits, torch.tensor(c.token_ids))
+        return float(lp.double().sum()), float(h.double().sum())
+
+    for p in (
+        SamplingParams(n=4, temperature=0.7, top_p=1.0, max_new_tokens=8, stop=("\n",), seed=5),
+        SamplingParams(n=3, temperature=1.0, top_p=0.9, max_new_tokens=16, stop=(), seed=6),
+    ):
+        run = {
+            loop: sample_prompts(
+                model32, tok, prompts, ids, pids, p, batch_prompts=3, progress=False, loop=loop
+            )
+            for loop in ("reference", "fast")
+        }
+        ref, fast = run["reference"], run["fast"]
+        assert [(c.token_ids, c.text, c.finish_reason) for c in fast] == [
+            (c.token_ids, c.text, c.finish_reason) for c in ref
+        ]
+        for a, b in zip(fast, ref, strict=True):
+            assert a.sum_logprob == pytest.approx(b.sum_logprob, abs=1e-3)
+            assert a.sum_entropy == pytest.approx(b.sum_entropy, abs=1e-3)
+            lp, h = teacher_forced(model32, a)
+            assert a.sum_logprob == pytest.approx(lp, abs=1e-3) and a.sum_entropy == pytest.approx(
+                h, abs=1e-3
+            )
+        bf16 = sample_prompts(model16, tok, prompts, ids, pids, p, batch_prompts=3, progress=False)
+        for c in bf16:
+            lp, h = teacher_forced(model16, c)
+            assert c.sum_logprob == pytest.approx(lp, abs=0.1 * c.n_tokens)
+            assert c.sum_entropy == pytest.approx(h, abs=0.1 * c.n_tokens)
+        assert bf16 == sample_prompts(model16, tok, prompts, ids, pids, p, batch_prompts=3, progress=False)

@@ -297,3 +297,89 @@ def test_paper_config_dry_run(repo, tmp_path):
     assert counts["merge_samples"] == counts["grade"] == len(sampled) * n_cells
     assert counts["gains"] == counts["features"] == counts["score"] == n_cells
     assert not (tmp_path / "results").exists()
+
+
+# ---------------------------------------------------------------- one job per cell
+
+
+class CellTokenizer(DigitTokenizer):
+    """DigitTokenizer that also encodes text (a character's code modulo the tiny model's vocabulary)."""
+
+    def __call__(self, text, add_special_tokens=True):
+        return type("Enc", (), {"input_ids": [2 + ord(ch) % 60 for ch in text[-12:]]})()
+
+
+class TinyBackend:
+    """The transformers backend's sampling call on the tiny model (no checkpoint on disk to load)."""
+
+    def __init__(self, model):
+        self.model, self.tokenizer = model, CellTokenizer()
+
+    def sample(self, prompts, prompt_token_ids, prompt_ids, params, *, batch_prompts):
+        return sample_prompts(
+            self.model,
+            self.tokenizer,
+            prompts,
+            prompt_token_ids,
+            prompt_ids,
+            params,
+            batch_prompts=batch_prompts,
+            progress=False,
+        )
+
+
+def test_one_job_per_cell_equals_one_job_per_split_and_resumes(tiny_lm, tmp_path):
+    """sample_cell (one loaded model, every split) writes for each split exactly the table of a job that
+    samples that split alone; killed after its first split, a rerun reads that split back from its
+    checkpoints and computes only the rest."""
+    from bongain.sampling.split import finish, sample_cell, sample_split
+    from bongain.tasks.sources import TaskSpec
+    from bongain.tasks.splits import build_splits
+
+    sizes = {"exemplars": 2, "verifier_train": 3, "validation": 4, "test": 2}
+    spec = TaskSpec.from_config({"generator": "add1", "answer_type": "number"})
+    tables = build_splits("add1", spec, sizes, 0)
+    splits = ["verifier_train", "validation", "test"]
+    common = dict(
+        manifest={"path": "tiny"},
+        model_cfg={"backend": "transformers"},
+        method={
+            "prompt_format": "fewshot",
+            "fewshot_k": 2,
+            "system_prompt": None,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_new_tokens": 4,
+        },
+        task_cfg={"generator": "add1", "answer_type": "number"},
+        sampling={"n": 3, "seed": 5, "batch_prompts": 2, "shard_prompts": None},
+        sizes=sizes,
+        split_seed=0,
+        version=1,
+        backend=TinyBackend(tiny_lm),
+    )
+    cell = {"model": "m", "method": "me", "task": "add1"}
+    alone = {
+        s: sample_split(tables[s], {**cell, "split": s}, output=str(tmp_path / "alone" / s), **common)[0]
+        for s in splits
+    }
+    outputs = {s: str(tmp_path / "cell" / s / "samples.parquet") for s in splits}
+    written = []
+
+    def write(df, path):
+        write_parquet_atomic(df, path, "samples")
+        written.append(path)
+        if len(written) == 1 and crash:
+            raise KeyboardInterrupt  # killed right after writing its first split
+
+    crash = True
+    with pytest.raises(KeyboardInterrupt):
+        sample_cell({s: tables[s] for s in splits}, cell, outputs=outputs, write=write, **common)
+    crash = False
+    reused = sample_cell({s: tables[s] for s in splits}, cell, outputs=outputs, write=write, **common)
+    assert reused == {"verifier_train": 2, "validation": 0, "test": 0}  # 3 prompts = 2 batches of 2
+    finish(*outputs.values())
+    for s in splits:
+        assert read_parquet(outputs[s], "samples").equals(alone[s]), s
+        assert alone[s]["split"].unique().to_list() == [s]
+        assert not partial_dir(outputs[s]).exists()

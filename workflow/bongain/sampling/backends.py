@@ -1,6 +1,9 @@
 """Sampling backends behind one interface, chosen by ``models.<slug>.backend`` (``docs/backends.md``).
 
-* ``transformers`` (default, CPU or any torch device): :func:`bongain.sampling.loop.sample_prompts`;
+* ``transformers`` (default, CPU or any torch device): :func:`bongain.sampling.loop.sample_prompts` with
+  the fast decode loop;
+* ``transformers_reference``: the same sampler with the original (reference) decode loop: same tokens,
+  logprobs and entropies in float32, slower; kept to check the fast loop against;
 * ``vllm`` (GPU): :func:`bongain.sampling.vllm.sample_vllm`. Only the tokenizer loads up front (it formats
   the prompts); the engine starts on the first batch and serves every later batch of the job.
 
@@ -34,6 +37,8 @@ class Backend(Protocol):
 class TransformersBackend:
     """HF transformers model sampled by bongain's own loop (shared prompt prefill, exact entropy)."""
 
+    loop = "fast"
+
     def __init__(self, manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> None:
         from bongain.sampling.models import load_causal_lm
 
@@ -58,7 +63,14 @@ class TransformersBackend:
             prompt_ids,
             params,
             batch_prompts=batch_prompts,
+            loop=self.loop,
         )
+
+
+class ReferenceTransformersBackend(TransformersBackend):
+    """The transformers backend with the reference decode loop (``loop.LOOPS``)."""
+
+    loop = "reference"
 
 
 class VllmBackend:
@@ -93,6 +105,7 @@ class VllmBackend:
 
 BACKENDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], int], Backend]] = {
     "transformers": TransformersBackend,
+    "transformers_reference": ReferenceTransformersBackend,
     "vllm": VllmBackend,
 }
 
@@ -101,6 +114,7 @@ BACKENDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], int], Backen
 #: runs on the job's CPUs; a GPU would sit idle while the job holds it).
 GPUS: dict[str, Callable[[Mapping[str, Any]], int]] = {
     "transformers": lambda model_cfg: 0,
+    "transformers_reference": lambda model_cfg: 0,
     "vllm": lambda model_cfg: int(model_cfg["vllm"]["tensor_parallel_size"]),
 }
 

@@ -9,6 +9,12 @@ The loop is a lean replacement for ``model.generate``:
   share its batch, only on the model's logits;
 * rows that hit a stop string, EOS or ``max_new_tokens`` leave the batch (``batch_select_indices``).
 
+That is the reference loop (``loop="reference"``). The default fast loop (:func:`_sample_batch_fast`)
+draws the same tokens from the same uniforms but runs the model once per distinct (prompt, prefix)
+instead of once per sample, finds stops by token id and preallocates the KV cache (docs/backends.md).
+In bf16 a row's logits depend at rounding level on its batch, so the two loops can differ in rare
+samples; in float32 they agree.
+
 Per token it records the raw (temperature 1, full vocabulary) log-probability of the sampled token and
 the entropy of the raw next-token distribution: the same quantities as vLLM's default ``raw_logprobs``.
 """
@@ -18,9 +24,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,11 @@ def uniform_stream(seed: int) -> Iterator[float]:
         yield from gen.random(16).tolist()
 
 
+def uniform_block(seed: int, count: int) -> np.ndarray:
+    """The first ``count`` values of :func:`uniform_stream` (same seed) as one array."""
+    return np.random.Generator(np.random.Philox(key=seed)).random(count)
+
+
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the earliest stop string; return (text, whether a stop string was found)."""
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
@@ -98,10 +111,45 @@ def choose_tokens(
         cum = sorted_p.cumsum(dim=-1)
     target = uniforms.to(cum.dtype).unsqueeze(-1) * cum[:, -1:]
     pos = torch.searchsorted(cum, target, right=True).clamp(max=cum.shape[-1] - 1)
-    # never land on a zero-probability token (possible only through rounding at the very end)
-    last_nonzero = sorted_p.shape[-1] - 1 - (sorted_p.flip(-1) > 0).int().argmax(dim=-1, keepdim=True)
-    pos = torch.minimum(pos, last_nonzero)
+    # never land on a zero-probability token (possible only through rounding at the very end); the
+    # guard is computed only when some row landed on one (a position with p > 0 is never past the last
+    # non-zero one, so skipping it then changes nothing)
+    if not bool((sorted_p.gather(-1, pos) > 0).all()):
+        last_nonzero = sorted_p.shape[-1] - 1 - (sorted_p.flip(-1) > 0).int().argmax(dim=-1, keepdim=True)
+        pos = torch.minimum(pos, last_nonzero)
     return (order.gather(-1, pos) if order is not None else pos).squeeze(-1)
+
+
+def _draw_shared(
+    logits: torch.Tensor, node: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`choose_tokens` and :func:`raw_logprob_entropy` for samples whose logits are rows of
+    ``logits`` (``node[i]`` is sample i's row): the per-row work (softmax, sort, cumulative sums,
+    log-softmax, entropy) runs once per row, then every sample inverts its row's CDF with its own
+    uniform. Equal, value for value, to those functions on ``logits[node]``."""
+    if len(node) == logits.shape[0]:  # as many samples as rows: no row is shared, work per sample
+        if not torch.equal(node, torch.arange(len(node))):
+            logits = logits[node]
+        tokens = choose_tokens(logits, uniforms, temperature, top_p)
+        return tokens, *raw_logprob_entropy(logits, tokens)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p >= 1.0:
+        sorted_p, order = probs, None
+    else:
+        sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+        cum = sorted_p.cumsum(dim=-1)
+        sorted_p = sorted_p * ((cum - sorted_p) < top_p)
+    cum = sorted_p.cumsum(dim=-1)[node]
+    sorted_p = sorted_p[node]
+    target = uniforms.to(cum.dtype).unsqueeze(-1) * cum[:, -1:]
+    pos = torch.searchsorted(cum, target, right=True).clamp(max=cum.shape[-1] - 1)
+    if not bool((sorted_p.gather(-1, pos) > 0).all()):
+        last_nonzero = sorted_p.shape[-1] - 1 - (sorted_p.flip(-1) > 0).int().argmax(dim=-1, keepdim=True)
+        pos = torch.minimum(pos, last_nonzero)
+    tokens = (order[node].gather(-1, pos) if order is not None else pos).squeeze(-1)
+    logp = torch.log_softmax(logits, dim=-1)
+    entropy = -(logp.exp() * logp).sum(dim=-1)
+    return tokens, logp[node, tokens], entropy[node]
 
 
 def raw_logprob_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,24 +190,308 @@ def sample_batch(
     pad_id: int,
     eos_ids: frozenset[int],
     share_prefill: bool = True,
+    loop: str = "fast",
+    stop_candidates: torch.Tensor | None = None,
 ) -> list[Completion]:
     """Sample ``params.n`` completions for each prompt of one batch with one shared prefill.
 
     ``seeds[i][j]`` is the seed of sample j of prompt i. Returns completions in (prompt, sample) order.
     ``share_prefill=False`` is the naive baseline (benchmarks only): every sample prefills its own copy of
-    the prompt, as ``generate(num_return_sequences=N)`` does.
+    the prompt, as ``generate(num_return_sequences=N)`` does. ``loop`` picks the decode loop: ``fast``
+    (:func:`_sample_batch_fast`) or ``reference`` (:func:`_sample_batch`, the original loop); both draw a
+    sample's t-th token from the same uniform and record the same statistics. ``stop_candidates`` (fast
+    loop) is the boolean table of :func:`stop_candidate_table`, computed here when not given.
     """
     n = params.n
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
+    run = _sample_batch if loop == "reference" else _sample_batch_fast
+    extra = {} if loop == "reference" else {"stop_candidates": stop_candidates}
     if not share_prefill:
         copies = [p for p in prompt_token_ids for _ in range(n)]
         flat_seeds = [[s] for row in seeds for s in row]
         once = SamplingParams(**{**params.__dict__, "n": 1})
-        flat = _sample_batch(model, decode, copies, flat_seeds, once, pad_id, eos_ids, share_prefix=False)
+        flat = run(model, decode, copies, flat_seeds, once, pad_id, eos_ids, share_prefix=False, **extra)
         return [
             Completion(**{**c.__dict__, "prompt_index": i // n, "sample_idx": i % n})
             for i, c in enumerate(flat)
         ]
-    return _sample_batch(model, decode, prompt_token_ids, seeds, params, pad_id, eos_ids, share_prefix=True)
+    return run(model, decode, prompt_token_ids, seeds, params, pad_id, eos_ids, share_prefix=True, **extra)
+
+
+LOOPS = ("fast", "reference")
+
+
+def stop_candidate_table(
+    decode: Callable[[Sequence[int]], str], vocab: int, stop: Sequence[str]
+) -> torch.Tensor:
+    """Boolean table over token ids: True where a token could complete a stop string.
+
+    A token is a candidate when its text alone contains a character of some stop string, or is not
+    plain text on its own (empty, or a partial UTF-8 sequence shown as U+FFFD). The fast loop decodes a
+    row only at steps that drew a candidate; a final exact check (:func:`first_stop_prefix`) catches any
+    stop string this table would miss, so the table changes speed, never results.
+    """
+    table = torch.zeros(vocab, dtype=torch.bool)
+    chars = set("".join(stop))
+    if not chars:
+        return table
+    for t in range(vocab):
+        text = decode([t])
+        if not text or "\ufffd" in text or chars.intersection(text):
+            table[t] = True
+    return table
+
+
+def first_stop_prefix(
+    token_ids: Sequence[int], decode: Callable[[Sequence[int]], str], stop: Sequence[str]
+) -> int | None:
+    """The fewest leading tokens whose decoded text contains a stop string (None: no prefix does)."""
+    if not stop or not truncate_at_stop(decode(token_ids), stop)[1]:
+        return None
+    for i in range(1, len(token_ids) + 1):
+        if truncate_at_stop(decode(token_ids[:i]), stop)[1]:
+            return i
+    return None  # pragma: no cover - the full text contains a stop string
+
+
+class _PreallocLayer(DynamicLayer):
+    """A DynamicLayer whose keys/values are views of buffers allocated once with room for every row and
+    token to come: a decode step writes one slice instead of concatenating (copying) the whole cache, and
+    new rows (samples leaving a shared prefix) are appended by copying only their own prefix."""
+
+    def reserve(self, extra: int, rows: int) -> None:
+        """Room for ``extra`` more positions and up to ``rows`` batch rows."""
+        b, h, length, d = self.keys.shape
+        self._bufs = []
+        for t in (self.keys, self.values):
+            buf = torch.empty((max(rows, b), h, length + extra, d), dtype=t.dtype, device=t.device)
+            buf[:b, :, :length] = t
+            self._bufs.append(buf)
+        self._rows, self._length = b, length
+        self._views()
+
+    def _views(self) -> None:
+        self.keys = self._bufs[0][: self._rows, :, : self._length]
+        self.values = self._bufs[1][: self._rows, :, : self._length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        m = key_states.shape[-2]
+        self._bufs[0][: self._rows, :, self._length : self._length + m] = key_states
+        self._bufs[1][: self._rows, :, self._length : self._length + m] = value_states
+        self._length += m
+        self._views()
+        return self.keys, self.values
+
+    def append_rows(self, sources: torch.Tensor) -> None:
+        """Add rows at the end of the batch, copies of rows ``sources``."""
+        new = self._rows + len(sources)
+        for buf in self._bufs:
+            buf[self._rows : new, :, : self._length] = buf[sources, :, : self._length]
+        self._rows = new
+        self._views()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        for buf in self._bufs:
+            buf[: len(indices), :, : self._length] = buf[indices, :, : self._length]
+        self._rows = len(indices)
+        self._views()
+
+
+def _reserve_cache(cache: Any, extra: int, rows: int) -> bool:
+    """Preallocate every layer of ``cache`` when all are plain dynamic layers; False when they are not
+    (then the cache grows by concatenation and gains rows by ``batch_select_indices``)."""
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return False
+    for layer in layers:
+        layer.__class__ = _PreallocLayer
+        layer.reserve(extra, rows)
+    return True
+
+
+def _append_rows(cache: Any, sources: torch.Tensor, rows_now: int, preallocated: bool) -> None:
+    """Append copies of cache rows ``sources`` at the end of the batch."""
+    if preallocated:
+        for layer in cache.layers:
+            layer.append_rows(sources)
+    else:
+        cache.batch_select_indices(torch.cat([torch.arange(rows_now), sources]))
+
+
+def _prefill(
+    model: torch.nn.Module, prompt_token_ids: Sequence[Sequence[int]], pad_id: int, share_prefix: bool
+) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward pass over a batch of prompts (the common prefix once): cache, last logits, 2-D mask
+    and the position of each prompt's last token."""
+    b = len(prompt_token_ids)
+    shared = common_prefix_length(prompt_token_ids) if share_prefix else 0
+    cache = None
+    if shared > 0:
+        prefix = torch.tensor([prompt_token_ids[0][:shared]], dtype=torch.long)
+        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(b)
+    ids, suffix_mask = _left_pad([p[shared:] for p in prompt_token_ids], pad_id)
+    mask = torch.cat([torch.ones((b, shared), dtype=torch.long), suffix_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return out.past_key_values, out.logits[:, -1, :], mask, positions[:, -1]
+
+
+def _sample_batch_fast(
+    model: torch.nn.Module,
+    decode: Callable[[Sequence[int]], str],
+    prompt_token_ids: Sequence[Sequence[int]],
+    seeds: Sequence[Sequence[int]],
+    params: SamplingParams,
+    pad_id: int,
+    eos_ids: frozenset[int],
+    *,
+    share_prefix: bool,
+    stop_candidates: torch.Tensor | None = None,
+) -> list[Completion]:
+    """The lean decode loop: same prefill, tokens, stops and statistics as :func:`_sample_batch`.
+
+    Samples that share their prompt and every token so far have the same KV cache and next-token logits,
+    so the forward pass runs once per distinct (prompt, prefix) *node*, not once per sample: the batch
+    starts with one row per prompt (no copy of the prompt cache per sample) and a node splits only when
+    its samples draw different tokens (short, confident answers stay a few rows). Each sample still
+    draws its own token from its own uniform and the node's logits, so samples are those of the
+    reference loop. Per step it runs a fixed handful of tensor operations: uniforms come from a
+    precomputed (rows x max_new_tokens) block, tokens and per-token statistics go into preallocated
+    tables, EOS and stop candidates are looked up by token id (a sample is decoded only when it drew a
+    stop candidate), and the KV cache is preallocated (:class:`_PreallocLayer`).
+    """
+    n, max_new = params.n, params.max_new_tokens
+    cache, logits, mask, last_pos = _prefill(model, prompt_token_ids, pad_id, share_prefix)
+    vocab = logits.shape[-1]
+    rows = len(prompt_token_ids) * n
+    logits = logits.float()  # one row per node; converted once per step, used twice
+    preallocated = _reserve_cache(cache, max_new, rows)
+    mask = torch.cat([mask, torch.ones((mask.shape[0], max_new), dtype=mask.dtype)], 1)
+    mask = (
+        torch.cat([mask, torch.ones((rows - mask.shape[0], mask.shape[1]), dtype=mask.dtype)])
+        if rows > mask.shape[0]
+        else mask
+    )
+    width = mask.shape[1] - max_new  # attention-mask columns in use
+    next_pos = torch.cat([last_pos + 1, torch.zeros(max(rows - len(last_pos), 0), dtype=last_pos.dtype)])
+    slots = len(prompt_token_ids)  # cache rows in use: nodes, plus nodes whose samples all finished
+
+    flat_seeds = [seeds[r // n][r % n] for r in range(rows)]
+    uniforms = torch.from_numpy(np.stack([uniform_block(s, max_new) for s in flat_seeds]))
+    tokens_table = torch.zeros((rows, max_new), dtype=torch.long)
+    lp_table = torch.zeros((rows, max_new), dtype=torch.float32)
+    h_table = torch.zeros((rows, max_new), dtype=torch.float32)
+    is_eos = torch.zeros(vocab, dtype=torch.bool)
+    is_eos[[t for t in eos_ids if 0 <= t < vocab]] = True
+    if params.stop and stop_candidates is None:
+        stop_candidates = stop_candidate_table(decode, vocab, params.stop)
+    check_stop = params.stop and stop_candidates is not None
+    if check_stop and stop_candidates.shape[0] < vocab:
+        stop_candidates = torch.cat(
+            [stop_candidates, torch.ones(vocab - stop_candidates.shape[0], dtype=torch.bool)]
+        )
+
+    lengths = [0] * rows
+    reasons: list[str | None] = [None] * rows
+    live = torch.arange(rows)  # the samples still decoding
+    node = torch.arange(rows) // n  # the cache row (node) of each live sample
+    for step in range(max_new):
+        tokens, lp, h = _draw_shared(logits, node, uniforms[live, step], params.temperature, params.top_p)
+        tokens_table[live, step] = tokens
+        lp_table[live, step] = lp
+        h_table[live, step] = h
+        done = is_eos[tokens]
+        for r in live[done].tolist():
+            reasons[r], lengths[r] = "eos", step + 1
+        if check_stop:
+            for j in (stop_candidates[tokens] & ~done).nonzero().flatten().tolist():
+                r = int(live[j])
+                if truncate_at_stop(decode(tokens_table[r, : step + 1].tolist()), params.stop)[1]:
+                    reasons[r], lengths[r] = "stop", step + 1
+                    done[j] = True
+        if step == max_new - 1 or bool(done.all()):
+            break
+        keep = ~done
+        live, tokens, parent = live[keep], tokens[keep], node[keep]
+        # the next nodes: one per distinct (node, token) among the samples still decoding; a node's first
+        # child keeps its cache row, the others get new rows (copies of the parent's)
+        children, which = torch.unique(parent * vocab + tokens, return_inverse=True)
+        c_parent, c_token = children // vocab, children % vocab
+        first = torch.ones(len(children), dtype=torch.bool)
+        first[1:] = c_parent[1:] != c_parent[:-1]
+        row = c_parent.clone()
+        extra = (~first).nonzero().flatten()
+        if len(extra):
+            row[extra] = torch.arange(slots, slots + len(extra))
+            _append_rows(cache, c_parent[extra], slots, preallocated)
+            mask[slots : slots + len(extra)] = mask[c_parent[extra]]
+            next_pos[slots : slots + len(extra)] = next_pos[c_parent[extra]]
+            slots += len(extra)
+        node = row[which]
+        used = torch.zeros(slots, dtype=torch.bool)
+        used[row] = True
+        step_tokens = torch.zeros(slots, dtype=torch.long)  # rows of finished nodes decode token 0
+        step_tokens[row] = c_token
+        if int(used.sum()) * 4 <= slots * 3:  # a quarter of the rows serve no sample: drop them
+            kept = used.nonzero().flatten()
+            cache.batch_select_indices(kept)
+            renumber = torch.full((slots,), -1, dtype=torch.long)
+            renumber[kept] = torch.arange(len(kept))
+            node, step_tokens = renumber[node], step_tokens[kept]
+            mask[: len(kept)], next_pos[: len(kept)] = mask[kept], next_pos[kept]
+            slots = len(kept)
+        width += 1
+        out = model(
+            input_ids=step_tokens.unsqueeze(-1),
+            attention_mask=mask[:slots, :width],
+            position_ids=next_pos[:slots].unsqueeze(-1),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits = out.logits[:, -1, :].float()
+        next_pos[:slots] += 1
+    for r in range(rows):
+        if reasons[r] is None:
+            reasons[r], lengths[r] = "length", max_new
+
+    result = []
+    for r in range(rows):
+        toks = tokens_table[r, : lengths[r]].tolist()
+        reason = reasons[r]
+        if params.stop:  # exact check: the earliest prefix whose text holds a stop string ends the sample
+            body = toks[:-1] if reason in ("eos", "stop") else toks
+            cut = first_stop_prefix(body, decode, params.stop)
+            if cut is not None:
+                toks, reason = toks[:cut], "stop"
+        text_ids = toks[:-1] if reason == "eos" else toks
+        text, _ = truncate_at_stop(decode(text_ids), params.stop)
+        k = len(toks)
+        sum_lp = sum_h = 0.0
+        for a, b in zip(lp_table[r, :k].tolist(), h_table[r, :k].tolist(), strict=True):
+            sum_lp += a  # float64 accumulation in token order, as the reference loop does
+            sum_h += b
+        result.append(
+            Completion(
+                prompt_index=r // n,
+                sample_idx=r % n,
+                text=text,
+                token_ids=tuple(toks),
+                finish_reason=reason,
+                sum_logprob=sum_lp,
+                sum_entropy=sum_h,
+                seed=flat_seeds[r],
+            )
+        )
+    return result
 
 
 def _sample_batch(
@@ -273,10 +605,12 @@ def sample_prompts(
     batch_prompts: int,
     progress: bool = True,
     share_prefill: bool = True,
+    loop: str = "fast",
 ) -> list[Completion]:
     """Sample ``params.n`` completions for every prompt, ``batch_prompts`` prompts per forward batch.
 
     Batches are formed in the given prompt order; ``Completion.prompt_index`` indexes ``prompts``.
+    ``loop``: ``fast`` (default) or ``reference`` (see :func:`sample_batch`).
     """
     from tqdm.auto import tqdm
 
@@ -290,6 +624,9 @@ def sample_prompts(
     def decode(ids: Sequence[int]) -> str:
         return tokenizer.decode(list(ids), skip_special_tokens=True)  # type: ignore[attr-defined]
 
+    candidates = None
+    if loop == "fast" and params.stop:
+        candidates = tokenizer_stop_candidates(tokenizer, model, params.stop)
     out: list[Completion] = []
     bar = tqdm(total=len(prompts) * params.n, unit="sample", disable=not progress, mininterval=2.0)
     for start in range(0, len(prompts), batch_prompts):
@@ -306,6 +643,8 @@ def sample_prompts(
             pad_id=pad_id,
             eos_ids=eos_ids,
             share_prefill=share_prefill,
+            loop=loop,
+            stop_candidates=candidates,
         )
         out.extend(
             Completion(
@@ -323,6 +662,27 @@ def sample_prompts(
         bar.update((stop - start) * params.n)
     bar.close()
     return out
+
+
+_CANDIDATES: dict[tuple[int, int, tuple[str, ...]], tuple[Any, torch.Tensor]] = {}
+
+
+def tokenizer_stop_candidates(tokenizer: Any, model: torch.nn.Module, stop: tuple[str, ...]) -> torch.Tensor:
+    """:func:`stop_candidate_table` of a tokenizer over the model's vocabulary (one batched decode where
+    the tokenizer has ``batch_decode``), remembered per tokenizer object and stop strings for the life of
+    the process (the entry holds the tokenizer, so its id cannot be reused by another one)."""
+    vocab = model.get_output_embeddings().weight.shape[0]
+    key = (id(tokenizer), vocab, stop)
+    if key not in _CANDIDATES or _CANDIDATES[key][0] is not tokenizer:
+        if hasattr(tokenizer, "batch_decode"):
+            texts = tokenizer.batch_decode([[t] for t in range(vocab)], skip_special_tokens=True)
+            table = stop_candidate_table(lambda ids: texts[ids[0]], vocab, stop)
+        else:
+            table = stop_candidate_table(
+                lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True), vocab, stop
+            )
+        _CANDIDATES[key] = (tokenizer, table)
+    return _CANDIDATES[key][1]
 
 
 def completions_frame(
