@@ -79,7 +79,12 @@ CASES = {
 }
 
 
-def check_against_teacher_forcing(attn: str, prompts: list[list[int]], window: int, monkeypatch) -> None:
+def check_against_teacher_forcing(
+    attn: str, prompts: list[list[int]], window: int, monkeypatch, decode_loop: str = "reference"
+) -> None:
+    """Reference loop: every step's per-row logprob and entropy equal a teacher-forced forward. Fast loop
+    (it computes the statistics once per shared prefix row, so steps do not map to samples): each
+    sample's summed logprob and entropy equal the teacher-forced sums."""
     model = tiny_gemma3(attn, window)
     n = 3
     seeds = [[1000 * i + j for j in range(n)] for i in range(len(prompts))]
@@ -95,12 +100,25 @@ def check_against_teacher_forcing(attn: str, prompts: list[list[int]], window: i
 
     monkeypatch.setattr(loop, "raw_logprob_entropy", recording)
     out = sample_batch(
-        model, lambda ids: " ".join(map(str, ids)), prompts, seeds, params, pad_id=0, eos_ids=EOS
+        model,
+        lambda ids: " ".join(map(str, ids)),
+        prompts,
+        seeds,
+        params,
+        pad_id=0,
+        eos_ids=EOS,
+        loop=decode_loop,
     )
     lengths = [c.n_tokens for c in out]
     # the test exercises what it claims: completions run past a 4-token window, rows leave the batch early
     assert max(lengths) == params.max_new_tokens > 2 * WINDOW
     assert min(lengths) < params.max_new_tokens
+    if decode_loop == "fast":
+        for c in out:
+            want_lp, want_h = teacher_forced(model, prompts[c.prompt_index], list(c.token_ids))
+            assert c.sum_logprob == pytest.approx(sum(want_lp), abs=1e-3)
+            assert c.sum_entropy == pytest.approx(sum(want_h), abs=1e-3)
+        return
     # rows alive at step t are those with more than t tokens, in completion order (the sampler keeps order)
     per_row: list[list[tuple[float, float]]] = [[] for _ in out]
     for step, (lp, h) in enumerate(calls):
@@ -120,9 +138,10 @@ def check_against_teacher_forcing(attn: str, prompts: list[list[int]], window: i
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_sampled_logprobs_match_teacher_forcing_with_sliding_window(attn, case, monkeypatch):
+@pytest.mark.parametrize("decode_loop", ["reference", "fast"])
+def test_sampled_logprobs_match_teacher_forcing_with_sliding_window(decode_loop, attn, case, monkeypatch):
     prompts, window = CASES[case]
-    check_against_teacher_forcing(attn, prompts, window, monkeypatch)
+    check_against_teacher_forcing(attn, prompts, window, monkeypatch, decode_loop)
 
 
 @pytest.mark.xfail(

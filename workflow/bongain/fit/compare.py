@@ -22,6 +22,7 @@ from bongain.constants import CELL_KEYS
 from bongain.fit.null import (
     NoiseCeiling,
     gain_se,
+    level_codes,
     noise_ceiling,
     null_permutations,
     null_quantile,
@@ -183,13 +184,7 @@ def cluster_bootstrap(table: pl.DataFrame, n_boot: int, seed: int) -> ClusterBoo
     n = table.height
     if not factors:
         return ClusterBootstrap([rng.integers(0, n, size=n) for _ in range(n_boot)], [])
-    codes = []
-    sizes = []
-    for f in factors:
-        levels = sorted(set(table[f].to_list()))
-        lookup = {v: i for i, v in enumerate(levels)}
-        codes.append(np.array([lookup[v] for v in table[f].to_list()], dtype=np.int64))
-        sizes.append(len(levels))
+    codes, sizes = level_codes(table, factors)
     out: list[np.ndarray] = []
     while len(out) < n_boot:
         weight = np.ones(n, dtype=np.int64)

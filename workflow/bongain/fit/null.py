@@ -51,11 +51,8 @@ class Permutations:
     group_size: int  # distinct permutations the null can take (capped at 10**18)
 
 
-def _grid_levels(table: pl.DataFrame) -> tuple[list[str], list[np.ndarray], list[int]] | None:
-    """Factors with >= 2 levels, each cell's level codes, level counts; None if not a complete grid."""
-    factors = [f for f in GRID_FACTORS if table[f].n_unique() >= 2]
-    if not factors:
-        return None
+def level_codes(table: pl.DataFrame, factors: list[str]) -> tuple[list[np.ndarray], list[int]]:
+    """Each cell's level code (levels in sorted order) for every factor, and each factor's level count."""
     codes = []
     sizes = []
     for f in factors:
@@ -63,6 +60,15 @@ def _grid_levels(table: pl.DataFrame) -> tuple[list[str], list[np.ndarray], list
         lookup = {v: i for i, v in enumerate(levels)}
         codes.append(np.array([lookup[v] for v in table[f].to_list()], dtype=np.int64))
         sizes.append(len(levels))
+    return codes, sizes
+
+
+def _grid_levels(table: pl.DataFrame) -> tuple[list[str], list[np.ndarray], list[int]] | None:
+    """Factors with >= 2 levels, each cell's level codes, level counts; None if not a complete grid."""
+    factors = [f for f in GRID_FACTORS if table[f].n_unique() >= 2]
+    if not factors:
+        return None
+    codes, sizes = level_codes(table, factors)
     if math.prod(sizes) != table.height:
         return None
     keys = set(zip(*[c.tolist() for c in codes], strict=True))

@@ -505,29 +505,12 @@ def _sample_batch(
     *,
     share_prefix: bool,
 ) -> list[Completion]:
-    n, b = params.n, len(prompt_token_ids)
-    shared = common_prefix_length(prompt_token_ids) if share_prefix else 0
-    cache = None
-    if shared > 0:  # prefill the tokens every prompt of the batch starts with once
-        prefix = torch.tensor([prompt_token_ids[0][:shared]], dtype=torch.long)
-        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
-        cache.batch_repeat_interleave(b)
-    ids, suffix_mask = _left_pad([p[shared:] for p in prompt_token_ids], pad_id)
-    mask = torch.cat([torch.ones((b, shared), dtype=torch.long), suffix_mask], dim=1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    cache = out.past_key_values
-    logits = out.logits[:, -1, :].repeat_interleave(n, dim=0)
+    n = params.n
+    cache, last_logits, mask, last_pos = _prefill(model, prompt_token_ids, pad_id, share_prefix)
+    logits = last_logits.repeat_interleave(n, dim=0)
     cache.batch_repeat_interleave(n)
     mask = mask.repeat_interleave(n, dim=0)
-    next_pos = positions[:, -1].repeat_interleave(n) + 1
+    next_pos = last_pos.repeat_interleave(n) + 1
 
     rows = len(prompt_token_ids) * n
     streams = [uniform_stream(seeds[r // n][r % n]) for r in range(rows)]
