@@ -122,14 +122,15 @@ def test_end_to_end_artifacts(repo, e2e):
 
 @pytest.mark.slow
 def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
-    """Remove one cell's folder and ask for its gains and features: only that cell's jobs run, every
+    """Remove one cell's folder and ask for its gains, features and scaling: only that cell's jobs run, every
     stage's table comes back equal (``DataFrame.equals``) and the samples byte for byte (same config,
     same seeds, CPU); then the cross-cell stages, forced to rerun, give equal tables too."""
     cfg = load_config(repo / "config" / "test.yaml")
     target_cell, *others = cells(cfg)
     d = e2e / "cells" / target_cell.model / target_cell.method / target_cell.task
     tables_before = {p.relative_to(d): pl.read_parquet(p) for p in sorted(d.rglob("*.parquet"))}
-    assert len(tables_before) == 2 * 3 + 4  # samples + grades per split; verifier, scores, features, gains
+    # samples + grades per split; verifier, scores, features, gains, scaling
+    assert len(tables_before) == 2 * 3 + 5
     before = {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("samples.parquet"))}
     other_files = [
         p for o in others for p in (e2e / "cells" / o.model / o.method / o.task).rglob("*.parquet")
@@ -137,7 +138,9 @@ def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
     mtimes = [p.stat().st_mtime_ns for p in other_files]
     shutil.rmtree(d)
     work = e2e.parents[1]
-    targets = [str((d / name).relative_to(work)) for name in ("gains.parquet", "features.parquet")]
+    targets = [
+        str((d / name).relative_to(work)) for name in ("gains.parquet", "features.parquet", "scaling.parquet")
+    ]
     config = ["--configfile", str(repo / "config" / "test.yaml")]
     res = smk(repo, *targets, "--cores", "2", *config, workdir=work)
     counts = job_counts(res.stdout + res.stderr)
@@ -148,6 +151,7 @@ def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
         "score": 1,
         "gains": 1,
         "features": 1,
+        "scaling": 1,
     }, counts
     after = {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("samples.parquet"))}
     assert set(after) == set(before) and len(after) == 3
