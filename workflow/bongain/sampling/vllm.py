@@ -43,8 +43,6 @@ import numpy as np
 
 from bongain.sampling.loop import Completion, SamplingParams, sample_seed
 
-ENTROPY_MODES: tuple[str, ...] = ("topk_lower", "topk_mid", "hf_rescore")
-
 # --------------------------------------------------------------------------------------------- the seam
 
 
