@@ -7,8 +7,9 @@ layers. Here a tiny random Gemma 3 with a 4-token window samples completions lon
 that stop early; every recorded per-token log-probability and entropy must equal a teacher-forced forward
 of that sample's prompt + completion alone (no cache, no padding).
 
-Result: exact, except in one case the sampler does not handle (an xfail, strict, below): a shared prefix
-followed by suffixes of different lengths, when the padded batch is longer than the window.
+Result: exact in every case, including a shared prefix followed by suffixes of different lengths when the
+padded batch is longer than the window (the sampler then does not share the prefix:
+``loop.shared_prefix_length``).
 """
 
 from __future__ import annotations
@@ -144,16 +145,32 @@ def test_sampled_logprobs_match_teacher_forcing_with_sliding_window(decode_loop,
     check_against_teacher_forcing(attn, prompts, window, monkeypatch, decode_loop)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known sampler limitation: with a shared prefix, shorter suffixes are padded BETWEEN the prefix "
-        "and the suffix; a sliding-window layer counts cache slots, so once the padded batch is longer "
-        "than the window a padded row attends to fewer real tokens than a teacher-forced pass. Gemma 3 "
-        "270M's window is 512 tokens: short few-shot prompts are unaffected, long ones are not."
-    ),
-)
+@pytest.mark.parametrize("decode_loop", ["fast", "reference"])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_shared_prefix_with_padding_inside_the_window_is_not_exact(attn, monkeypatch):
+def test_shared_prefix_with_padding_longer_than_the_window_is_exact(decode_loop, attn, monkeypatch):
+    """A shared prefix followed by suffixes of different lengths, padded past the window: the sampler
+    does not share the prefix then (pads between prefix and suffix would count as window slots), so the
+    statistics stay those of each prompt alone."""
     prompts = [[*PREFIX, 20, 21, 22, 23, 24, 25, 26], [*PREFIX, 30], [*PREFIX, 40, 41, 42]]
-    check_against_teacher_forcing(attn, prompts, WINDOW, monkeypatch)
+    check_against_teacher_forcing(attn, prompts, WINDOW, monkeypatch, decode_loop)
+
+
+def test_the_prefix_is_shared_unless_padding_would_cross_the_window():
+    shared = [[*PREFIX, 20, 21], [*PREFIX, 30]]  # common prefix of 6 tokens, suffixes 2 and 1 long
+    assert loop.shared_prefix_length(shared, None, 100) == len(PREFIX)  # no sliding window
+    assert loop.shared_prefix_length(shared, 11, 3) == len(PREFIX)  # 8 + 3 tokens fit a window of 11
+    assert loop.shared_prefix_length(shared, 10, 3) == 0  # 8 + 3 do not fit a window of 10
+    equal = [[*PREFIX, 20], [*PREFIX, 30]]  # equal suffixes: no padding, always shared
+    assert loop.shared_prefix_length(equal, 2, 100) == len(PREFIX)
+
+
+def test_sliding_window_is_read_from_the_model_config():
+    assert loop.sliding_window(tiny_gemma3("eager", 7)) == 7
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2
+        )
+    )
+    assert loop.sliding_window(llama) is None

@@ -319,13 +319,56 @@ def _append_rows(cache: Any, sources: torch.Tensor, rows_now: int, preallocated:
         cache.batch_select_indices(torch.cat([torch.arange(rows_now), sources]))
 
 
+def sliding_window(model: torch.nn.Module) -> int | None:
+    """The attention window of a model with sliding-window layers (Gemma 3: 512 tokens), else None.
+
+    Read from ``config.sliding_window``; a config that declares ``layer_types`` without any
+    ``sliding_attention`` layer, or sets ``use_sliding_window: false`` (Qwen2), has none.
+    """
+    cfg = getattr(model, "config", None)
+    window = getattr(cfg, "sliding_window", None)
+    if not isinstance(window, int) or window <= 0 or getattr(cfg, "use_sliding_window", True) is False:
+        return None
+    layer_types = getattr(cfg, "layer_types", None)
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return None
+    return window
+
+
+def shared_prefix_length(
+    prompt_token_ids: Sequence[Sequence[int]], window: int | None, max_new_tokens: int
+) -> int:
+    """How many leading tokens the prefill shares (0: none), given the model's sliding window.
+
+    Sharing the common prefix pads the shorter suffixes *between* the prefix and the suffix. A
+    sliding-window layer keeps the last ``window`` cache slots, pads included, so once the padded
+    sequence (prefix + longest suffix + new tokens) is longer than the window a padded row would attend
+    to fewer real tokens than the same prompt alone. Then the prefix is not shared (plain left padding,
+    whose pads precede every real token, is exact). Equal suffix lengths need no padding: always shared.
+    """
+    shared = common_prefix_length(prompt_token_ids)
+    if shared == 0 or window is None:
+        return shared
+    lengths = {len(p) for p in prompt_token_ids}
+    if len(lengths) > 1 and max(lengths) + max_new_tokens > window:
+        return 0
+    return shared
+
+
 def _prefill(
-    model: torch.nn.Module, prompt_token_ids: Sequence[Sequence[int]], pad_id: int, share_prefix: bool
+    model: torch.nn.Module,
+    prompt_token_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    share_prefix: bool,
+    max_new_tokens: int,
 ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One forward pass over a batch of prompts (the common prefix once): cache, last logits, 2-D mask
-    and the position of each prompt's last token."""
+    """One forward pass over a batch of prompts (the common prefix once, see
+    :func:`shared_prefix_length`): cache, last logits, 2-D mask and the position of each prompt's last
+    token."""
     b = len(prompt_token_ids)
-    shared = common_prefix_length(prompt_token_ids) if share_prefix else 0
+    shared = (
+        shared_prefix_length(prompt_token_ids, sliding_window(model), max_new_tokens) if share_prefix else 0
+    )
     cache = None
     if shared > 0:
         prefix = torch.tensor([prompt_token_ids[0][:shared]], dtype=torch.long)
@@ -370,7 +413,7 @@ def _sample_batch_fast(
     stop candidate), and the KV cache is preallocated (:class:`_PreallocLayer`).
     """
     n, max_new = params.n, params.max_new_tokens
-    cache, logits, mask, last_pos = _prefill(model, prompt_token_ids, pad_id, share_prefix)
+    cache, logits, mask, last_pos = _prefill(model, prompt_token_ids, pad_id, share_prefix, max_new)
     vocab = logits.shape[-1]
     rows = len(prompt_token_ids) * n
     logits = logits.float()  # one row per node; converted once per step, used twice
@@ -506,7 +549,9 @@ def _sample_batch(
     share_prefix: bool,
 ) -> list[Completion]:
     n = params.n
-    cache, last_logits, mask, last_pos = _prefill(model, prompt_token_ids, pad_id, share_prefix)
+    cache, last_logits, mask, last_pos = _prefill(
+        model, prompt_token_ids, pad_id, share_prefix, params.max_new_tokens
+    )
     logits = last_logits.repeat_interleave(n, dim=0)
     cache.batch_repeat_interleave(n)
     mask = mask.repeat_interleave(n, dim=0)
