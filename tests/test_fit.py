@@ -540,14 +540,14 @@ def test_split_cells_screen_list(repo) -> None:
     cfg = load_config(repo / "config" / "config.yaml")
     evaluated, screened = screening.split_cells(cfg)
     assert len(evaluated) >= 12 and isinstance(screened, list)
-    cfg = {**cfg, "cells": [{"model": "smollm2-135m", "method": "chat-t07", "task": "add1"}]}
-    cfg["screen"] = [{"model": "smollm2-135m", "method": "chat-t07", "task": "mul1"}]
+    cfg = {**cfg, "cells": [{"model": "smollm2-135m", "method": "base", "task": "add2d1d"}]}
+    cfg["screen"] = [{"model": "smollm2-135m", "method": "base", "task": "deccmp"}]
     evaluated, screened = screening.split_cells(cfg)
-    assert evaluated == [Cell("smollm2-135m", "chat-t07", "add1")]
-    assert screened == [Cell("smollm2-135m", "chat-t07", "mul1")]
-    cfg["screen"] = [{"model": "smollm2-135m", "method": "chat-t07", "task": "add1"}]
+    assert evaluated == [Cell("smollm2-135m", "base", "add2d1d")]
+    assert screened == [Cell("smollm2-135m", "base", "deccmp")]
+    cfg["screen"] = [{"model": "smollm2-135m", "method": "base", "task": "add2d1d"}]
     with pytest.raises(ConfigError, match=r"screen\.0'"):
         screening.split_cells(cfg)
-    cfg["screen"] = [{"model": "smollm2-135m", "method": "nope", "task": "mul1"}]
+    cfg["screen"] = [{"model": "smollm2-135m", "method": "nope", "task": "deccmp"}]
     with pytest.raises(ConfigError, match=r"screen\.0\.method"):
         screening.split_cells(cfg)

@@ -132,8 +132,10 @@ def test_family_defaults_to_the_model_slug(repo):
     assert sorted(set(families.values())) == ["llama3.1-8b", "olmo2-7b", "qwen2.5-math-7b"]
     assert all(slug.startswith(family) for slug, family in families.items())
     assert sum(f == "olmo2-7b" for f in families.values()) == 6
+    test = load_config(repo / "config" / "test.yaml")
+    assert model_families(test) == {"smollm2-135m": "smollm2-135m"}  # no family: its own
     default = load_config(repo / "config" / "config.yaml")
-    assert model_families(default) == {"smollm2-135m": "smollm2-135m"}  # no family: its own
+    assert model_families(default) == {"smollm2-135m": "smollm2", "gemma3-270m": "gemma3"}
 
 
 def test_readme_gemma_block_is_valid_and_names_the_installed_chunks(repo):

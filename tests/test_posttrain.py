@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bongain.config import ConfigError, cells, complete_block, load_config, validate_config
+from bongain.config import ConfigError, cells, complete_block, load_config, model_families, validate_config
 from bongain.io import conform
 from bongain.posttrain import recipes as rx
 from bongain.posttrain.data import (
@@ -61,11 +61,21 @@ def test_posttrain_test_config_is_valid_and_names_its_recipes(cfg):
     assert cfg["posttrain"]["lora"]["target_modules"] == "all-linear"  # default filled in
 
 
-def test_default_config_has_no_recipe(repo):
+def test_default_config_is_a_post_training_study(repo):
+    """The embedded default: two base models, as shipped + three recipes, >= 3 tasks, >= 24 cells."""
     default = load_config(repo / "config" / "config.yaml")
-    assert {v["recipe"] for v in default["methods"].values()} == {"none"}
-    assert default["posttrain"]["recipes"] == {}
-    assert default["splits"]["posttrain"] == 0
+    evaluated = cells(default)
+    assert len(evaluated) >= 24
+    assert len({c.model for c in evaluated}) == 2
+    assert len(set(model_families(default).values())) == 2
+    assert len({c.task for c in evaluated}) >= 3
+    recipes = {default["methods"][c.method]["recipe"] for c in evaluated}
+    assert "none" in recipes and {default["posttrain"]["recipes"][r]["kind"] for r in recipes - {"none"}} == {
+        "sft",
+        "rft",
+        "dpo",
+    }
+    assert default["splits"]["posttrain"] > 0
 
 
 def test_unknown_recipe_names_the_method_key(cfg):
@@ -513,12 +523,14 @@ def test_dry_run_lists_the_posttrain_jobs(repo):
         assert path in out
 
 
-def test_default_config_dag_has_no_posttrain_job(repo):
+def test_default_config_dag_trains_one_adapter_per_model_and_recipe(repo):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_workflow import job_counts, smk
 
     counts = job_counts((lambda r: r.stdout + r.stderr)(smk(repo, "-n", "--cores", "2")))
-    assert not {"posttrain_data", "posttrain_train", "posttrain_merge"} & set(counts)
+    default = load_config(repo / "config" / "config.yaml")
+    n_adapters = len(default["models"]) * len(default["posttrain"]["recipes"])
+    assert counts["posttrain_data"] == counts["posttrain_train"] == counts["posttrain_merge"] == n_adapters
 
 
 def test_bad_recipe_fails_the_dag_before_any_job(repo, tmp_path):

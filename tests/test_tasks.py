@@ -54,6 +54,7 @@ def test_space_sizes() -> None:
         "sub1": 100,
         "mul1": 100,
         "add2d1d": 900,
+        "sub2d1d": 900,
         "deccmp": 16200,
     }
 

@@ -54,7 +54,11 @@ def test_dry_run_default_config(repo):
     n_cells, n_screened = len(cells(cfg)), len(cfg.get("screen") or [])
     assert n_cells >= 12
     counts = job_counts(out)
-    assert counts["sample"] == counts["grade"] == 3 * n_cells + n_screened
+    # a cell's three splits, a screened cell's validation split, and the posttrain split that rft and dpo
+    # learn from (sampled under their method, the base model's) per model and task
+    posttrain_methods = {(r["method"]) for r in cfg["posttrain"]["recipes"].values() if r["kind"] != "sft"}
+    n_posttrain = len(posttrain_methods) * len(cfg["models"]) * len(cfg["tasks"])
+    assert counts["sample"] == counts["grade"] == 3 * n_cells + n_screened + n_posttrain
     assert counts["features"] == n_cells + n_screened
     assert counts["gains"] == counts["score"] == counts["train_verifier"] == n_cells
     assert counts["fit"] == counts["report"] == 1

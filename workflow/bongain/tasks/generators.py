@@ -28,6 +28,11 @@ def _add2d1d() -> list[QA]:
     return [(f"What is {a} + {b}?", str(a + b)) for a in range(10, 100) for b in range(10)]
 
 
+def _sub2d1d() -> list[QA]:
+    """a - b with a 2-digit minuend and a 1-digit subtrahend: the inverses of ``add2d1d`` with a >= 10."""
+    return [(f"What is {a} - {b}?", str(a - b)) for a in range(10, 100) for b in range(10)]
+
+
 def _deccmp() -> list[QA]:
     """``i.d`` against ``i.ef`` (same integer part, one vs two decimals, never equal), both orders.
 
@@ -54,6 +59,7 @@ GENERATORS: dict[str, tuple[Callable[[], list[QA]], str]] = {
     "sub1": (_sub1, "a - b with 0 <= b <= 9 and 0 <= a - b <= 9 (100 questions)"),
     "mul1": (_mul1, "a * b, a, b in 0..9 (100 questions)"),
     "add2d1d": (_add2d1d, "a + b, a in 10..99, b in 0..9 (900 questions)"),
+    "sub2d1d": (_sub2d1d, "a - b, a in 10..99, b in 0..9 (900 questions)"),
     "deccmp": (_deccmp, "larger of i.d and i.ef, both orders (16200 questions)"),
 }
 
