@@ -13,7 +13,9 @@ import yaml
 
 from bongain import config as bconf
 from bongain.posttrain.recipes import method_recipe_chains
+from bongain.report.build import render_report
 from bongain.report.recipes import AS_SHIPPED, chain_label, recipe_summary, recipes_section
+from test_report import _coefficients, _features, _gains, _metrics, _predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 Z95 = 1.959963984540054  # normal quantile 0.975, written out (not taken from the code under test)
@@ -259,3 +261,31 @@ def test_method_recipe_chains_from_posttrain_config():
         "sft-dpo": [["sft", "sft"], ["sft-dpo", "dpo"]],
     }
     assert [chain_label(c) for c in chains.values()] == [AS_SHIPPED, "sft", "rft", "sft -> sft-dpo (dpo)"]
+
+
+def _render(out: Path, **kw) -> str:
+    path = render_report(
+        _features(),
+        _gains(),
+        _predictions(),
+        _metrics(),
+        _coefficients(),
+        out,
+        title="t",
+        config_summary={},
+        **kw,
+    )
+    return path.read_text(encoding="utf-8")
+
+
+def test_render_report_adds_the_section_only_with_recipes(tmp_path: Path):
+    plain = _render(tmp_path / "plain")
+    assert "Post-training recipes" not in plain
+    assert _render(tmp_path / "none", recipes={"base": [], "dpo": []}) == plain
+    text = _render(tmp_path / "dpo", recipes={"base": [], "dpo": [["dpo", "dpo"]]})
+    assert "## Post-training recipes" in text and "### qwen" in text
+    # qwen's dpo cell (task math) shares no task with its base cell (gsm8k): no change is computed
+    assert "| dpo | dpo | dpo | 1 |" in text
+    assert (
+        text.replace(text[text.index("## Post-training recipes") : text.index("## Validation")], "") == plain
+    )
