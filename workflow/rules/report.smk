@@ -38,6 +38,7 @@ rule report:
         title=config["title"],
         summary=bconf.report_summary(config),
         targets=config["fit"]["concentration"]["targets"],
+        recipes=bpt_recipes.method_recipe_chains(config),
         version=VERSION["report"],
     script:
         "../scripts/report.py"

@@ -24,5 +24,6 @@ path = render_report(
     grades=pl.concat([read_parquet(p, "grades") for p in sm.input.grades]),
     scaling=pl.concat([read_parquet(p, "scaling") for p in sm.input.scaling]),
     targets=tuple(sm.params.targets),
+    recipes=sm.params.recipes,
 )
 log.info("report written to %s", path)

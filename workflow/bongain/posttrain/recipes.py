@@ -65,3 +65,16 @@ def sample_files(
         return []
     method = recipe_cfg["method"]
     return [f"{results}/cells/{model}/{method}/{task}/{POSTTRAIN}/{kind}.parquet" for task in tasks]
+
+
+def method_recipe_chains(config: Mapping[str, Any]) -> dict[str, list[list[str]]]:
+    """Per method (config order): the recipes its checkpoint went through, innermost first, each as
+    ``[recipe, kind]`` (``sft-dpo`` -> ``[["sft", "sft"], ["sft-dpo", "dpo"]]``); ``[]`` for the model as
+    shipped. Plain lists, so that it can be a Snakemake param (what the report's recipe section reads)."""
+    recipes = config.get("posttrain", {}).get("recipes", {})
+    out: dict[str, list[list[str]]] = {}
+    for slug, method in config["methods"].items():
+        recipe = method.get("recipe", NONE)
+        chain = [] if recipe == NONE else recipe_chain(recipes, recipe)[::-1]
+        out[slug] = [[name, recipes[name]["kind"]] for name in chain]
+    return out

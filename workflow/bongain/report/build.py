@@ -6,7 +6,8 @@ default style on the Agg canvas at a fixed size and dpi, and the PNGs carry no s
 
 The report is assembled here from its sections: :mod:`bongain.report.cells` (per cell),
 :mod:`bongain.report.crosscell` (the cross-cell predictor), :mod:`bongain.report.compact` (the compact
-model); figures in :mod:`bongain.report.figures`, formatting in :mod:`bongain.report.format`.
+model), :mod:`bongain.report.recipes` (post-training recipes); figures in :mod:`bongain.report.figures`,
+formatting in :mod:`bongain.report.format`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from bongain.report.figures import (
     plot_stability,
 )
 from bongain.report.format import CELL_KEYS, MISSING, escape, fmt
+from bongain.report.recipes import recipes_section
 from bongain.report.strategies import (
     allocation_section,
     binned_section,
@@ -164,11 +166,14 @@ def render_report(
     grades: pl.DataFrame | None = None,
     targets: Sequence[float] = DEFAULT_TARGETS,
     scaling: pl.DataFrame | None = None,
+    recipes: Mapping[str, Sequence[Sequence[str]]] | None = None,
 ) -> Path:
     """Write ``out_dir/report.md`` and its figures; return the path of the Markdown file.
 
     ``grades`` (all cells' GRADES rows, any splits) adds the grading-status section when given, and
-    ``scaling`` (all cells' SCALING rows) the coverage-scaling section.
+    ``scaling`` (all cells' SCALING rows) the coverage-scaling section. ``recipes`` (method -> its
+    post-training chain, :func:`bongain.posttrain.recipes.method_recipe_chains`) adds the post-training
+    recipes section when a method with cells went through a recipe.
 
     ``stats`` maps schema names of the statistics stages (:data:`STATS_TABLES`) to their tables; each
     section (and figure) is rendered when its tables are present.
@@ -195,6 +200,7 @@ def render_report(
         "",
         *(strategies_section(gains) if "bom_at_k" in gains.columns else []),
         *(scaling_section(scaling) if scaling is not None else []),
+        *recipes_section(features, gains, recipes),
         *features_section(features),
         *(grading_section(grades) if grades is not None else []),
         *metrics_section(metrics),
