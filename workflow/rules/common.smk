@@ -92,6 +92,24 @@ wildcard_constraints:
     recipe=_alternatives(config["posttrain"]["recipes"]),
 
 
+class CellWildcards(dict):
+    """The model, method and task of a ``{cell}`` wildcard (``model/method/task``), readable as
+    attributes like the wildcards of a rule that names them separately."""
+
+    __getattr__ = dict.__getitem__
+
+
+def cell_wildcards(wildcards):
+    model, method, task = wildcards.cell.split("/")
+    return CellWildcards(model=model, method=method, task=task)
+
+
+def cell_task_tables(wildcards):
+    """The task tables of every split a ``{cell}`` job samples (rule sample_cell), named by split."""
+    task = cell_wildcards(wildcards).task
+    return {s: f"{RESULTS}/tasks/{task}/{s}.parquet" for s in CELL_SPLITS}
+
+
 def model_cfg(wildcards):
     return config["models"][wildcards.model]
 

@@ -1,4 +1,8 @@
-# Sampling. Without sampling.shard_prompts one job per split writes samples.parquet directly. With it,
+# Sampling. Without sampling.shard_prompts, one sample_cell job samples every split of an evaluated cell with
+# one loaded model (the fixed per-job cost of start-up, imports and model load is paid once per cell), and
+# one sample job per split covers the rest: a screened cell's validation split and the posttrain split the
+# rft / dpo recipes learn from (its own job, so that training starts before the cells are sampled). The
+# samples of a split do not depend on which job drew them. With sampling.shard_prompts,
 # each split is cut into shards of shard_prompts task-table rows (count known from the config sizes):
 # one job per shard writes {split}/shards/{shard}.parquet (kept, never temp: a rerun after a crash redoes
 # only the missing shards) and merge_samples joins them into samples.parquet, checking every prompt.
@@ -62,3 +66,44 @@ if SHARD_PROMPTS:
             version=VERSION["sample"],
         script:
             "../scripts/merge_shards.py"
+
+
+if not SHARD_PROMPTS:
+    # The splits every evaluated cell samples (verifier_train only when the scorer is trained on it).
+    CELL_SPLITS = (
+        SPLITS
+        if bscoring.is_trained(config["reward_model"])
+        else ("validation", "test")
+    )
+
+    ruleorder: sample_cell > sample
+
+    rule sample_cell:
+        input:
+            unpack(cell_task_tables),
+            manifest=lambda w: model_manifest(cell_wildcards(w)),
+        output:
+            **{s: f"{RESULTS}/cells/{{cell}}/{s}/samples.parquet" for s in CELL_SPLITS},
+        log:
+            log_path("sample", "{cell}"),
+        benchmark:
+            benchmark_path("sample", "{cell}")
+        wildcard_constraints:
+            cell=_alternatives(c.slug for c in CELLS),
+        conda:
+            "../../envs/sampling.yaml"
+        threads: config["sampling"]["threads"]
+        resources:
+            **job_placement(lambda w: sample_gpus(cell_wildcards(w))),
+            mem_mb=4000,
+        params:
+            cell=lambda w: dict(cell_wildcards(w).items()),
+            model=lambda w: model_cfg(cell_wildcards(w)),
+            task=lambda w: task_cfg(cell_wildcards(w)),
+            method=lambda w: method_cfg(cell_wildcards(w)),
+            sampling=config["sampling"],
+            sizes=bconf.split_sizes(config),
+            split_seed=config["splits"]["seed"],
+            version=VERSION["sample"],
+        script:
+            "../scripts/sample_cell.py"
