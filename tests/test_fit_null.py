@@ -341,3 +341,9 @@ def test_one_model_per_family_or_one_family_leaves_the_grid_null_unchanged(
         assert got.kind == "grid" and got.group_size == want.group_size
         np.testing.assert_array_equal(got.index, want.index)
 
+
+def test_headline_prefers_families_then_models() -> None:
+    h = compare.headline_scheme
+    assert compare.HEADLINE_ORDER[0] == "leave_one_family_out"
+    assert h({"leave_one_family_out": 3, "leave_one_model_out": 6}) == "leave_one_family_out"
+    assert h({"leave_one_family_out": 2, "leave_one_model_out": 3}) == "leave_one_model_out"

@@ -35,7 +35,7 @@ VERSION = {
     "features": 3,
     "gains": 3,
     "scaling": 1,
-    "fit": 3,
+    "fit": 4,
     "stability": 2,
     "concentration": 2,
     "allocation": 1,
