@@ -39,7 +39,7 @@ VERSION = {
     "stability": 2,
     "concentration": 2,
     "allocation": 1,
-    "report": 7,
+    "report": 8,
     "posttrain": 1,
 }
 
