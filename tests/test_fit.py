@@ -551,3 +551,91 @@ def test_split_cells_screen_list(repo) -> None:
     cfg["screen"] = [{"model": "smollm2-135m", "method": "nope", "task": "deccmp"}]
     with pytest.raises(ConfigError, match=r"screen\.0\.method"):
         screening.split_cells(cfg)
+
+
+# --------------------------------------------------------------------------------------------------
+# base-model families: the cell table's family column, leave-one-family-out
+
+
+def test_cell_table_family_column_defaults_to_the_model() -> None:
+    features, gains = make_grid_cells(n_methods=1, n_tasks=2, models=("a1", "a2", "b"))
+    plain = table.cell_table(features, gains)
+    assert plain["family"].to_list() == plain["model"].to_list()
+    fam = table.cell_table(features, gains, {"a1": "A", "a2": "A"})  # b not named: its own family
+    assert fam["family"].to_list() == ["A", "A", "A", "A", "b", "b"]
+    assert fam.drop("family").equals(plain.drop("family"))
+    assert fam.columns[-1] == "family"
+
+
+def test_two_families_of_three_models_give_two_family_folds_and_three_model_folds() -> None:
+    from bongain.config import model_families
+
+    config = {"models": {"a1": {"family": "A"}, "a2": {"family": "A"}, "b": {"family": "B"}}}
+    features, gains = make_grid_cells(n_methods=2, n_tasks=2, models=("a1", "a2", "b"))
+    cells = table.cell_table(features, gains, model_families(config))
+    fam = compare.scheme_folds(cells, "leave_one_family_out")
+    mod = compare.scheme_folds(cells, "leave_one_model_out")
+    assert fam is not None and mod is not None
+    assert [g for g, _ in fam] == ["A", "B"] and [g for g, _ in mod] == ["a1", "a2", "b"]
+    assert [idx.size for _, idx in fam] == [8, 4]
+    for label, idx in fam:  # a family fold holds out exactly that family's models, all their cells
+        models = {m for m, f in config["models"].items() if f["family"] == label}
+        assert set(cells["model"].gather(idx).to_list()) == models
+        assert idx.size == sum(cells["model"].is_in(list(models)))
+    assert compare.same_as(cells, "leave_one_family_out") is None
+
+
+def test_family_folds_equal_to_model_folds_are_marked_and_copied_not_double_counted() -> None:
+    features, gains = make_grid_cells(n_methods=2, n_tasks=3, models=("gemma", "smollm"), seed=3)
+    families = {"gemma": "gemma-family", "smollm": "smollm-family"}
+    cells = table.cell_table(features, gains, families)
+    assert compare.same_as(cells, "leave_one_family_out") == "leave_one_model_out"
+    assert compare.same_as(cells, "leave_one_model_out") is None
+    settings = compare.ComparisonSettings(n_boot=40, n_perm=30)
+    comp, held = compare.compare_predictors(
+        features, gains, ["coverage"], settings=settings, families=families
+    )
+    fam = comp.filter(pl.col("scheme") == "leave_one_family_out")
+    mod = comp.filter(pl.col("scheme") == "leave_one_model_out")
+    assert fam.height == mod.height == 5
+    assert set(fam["same_as"].to_list()) == {"leave_one_model_out"}
+    assert comp.filter(pl.col("scheme") != "leave_one_family_out")["same_as"].null_count() == comp.height - 5
+    metrics = ["predictor", "n_folds", "spearman", "kendall", "mae", "perm_p", "null_q95", "spearman_lo"]
+    assert fam.select(metrics).equals(mod.select(metrics))
+    assert not fam["headline"].any()
+    hf = held.filter(pl.col("scheme") == "leave_one_family_out")
+    hm = held.filter(pl.col("scheme") == "leave_one_model_out")
+    np.testing.assert_array_equal(hf["pred"].to_numpy(), hm["pred"].to_numpy())
+    assert set(hf["fold"].to_list()) == set(families.values())
+    # the headline ignores the copy: with 3 one-model families it is leave-one-model-out
+    features3, gains3 = make_grid_cells(n_methods=1, n_tasks=3, models=("a", "b", "c"), seed=4)
+    comp3, _ = compare.compare_predictors(features3, gains3, ["coverage"], settings=settings)
+    head = comp3.filter(pl.col("headline"))
+    assert head["scheme"].to_list() == ["leave_one_model_out"]
+
+
+def test_family_scheme_is_fitted_with_its_own_rows_and_is_the_headline_with_three_families() -> None:
+    models = ("a1", "a2", "b1", "b2", "c1", "c2")
+    families = {m: m[0].upper() for m in models}
+    features, gains = make_grid_cells(n_methods=1, n_tasks=2, models=models, seed=6)
+    settings = compare.ComparisonSettings(n_boot=40, n_perm=40)
+    comp, held = compare.compare_predictors(
+        features, gains, ["coverage"], settings=settings, families=families
+    )
+    fam = comp.filter(pl.col("scheme") == "leave_one_family_out")
+    assert fam.height == 5 and fam["same_as"].null_count() == 5
+    assert set(fam["n_folds"].to_list()) == {3}
+    assert all(np.isfinite(fam["perm_p"].to_numpy())) and all(np.isfinite(fam["null_q95"].to_numpy()))
+    assert set(comp["null_kind"].to_list()) == {"grid-family"}
+    head = comp.filter(pl.col("headline"))
+    assert head.select("scheme", "predictor").rows() == [("leave_one_family_out", "ridge")]
+    h = held.filter((pl.col("scheme") == "leave_one_family_out") & (pl.col("predictor") == "ridge"))
+    assert h["fold"].to_list() == [families[m] for m in h["model"].to_list()]
+    # two families: the scheme still has its rows (p-value, null q95) but is not the headline
+    two = {m: ("A" if m[0] == "a" else "B") for m in models}
+    comp2, _ = compare.compare_predictors(features, gains, ["coverage"], settings=settings, families=two)
+    fam2 = comp2.filter(pl.col("scheme") == "leave_one_family_out")
+    assert fam2.height == 5 and set(fam2["n_folds"].to_list()) == {2}
+    assert all(np.isfinite(fam2["perm_p"].to_numpy()))
+    assert comp2.filter(pl.col("headline"))["scheme"].to_list() == ["leave_one_model_out"]
+    assert set(comp2["null_kind"].to_list()) == {"grid-family"}  # 2 + 4 models: within-family only

@@ -247,3 +247,103 @@ def test_grouped_ci_coverage_simulation_cluster_beats_cells_under_grid_effects()
     assert r.coverage_cluster >= 0.9
     assert r.coverage_cells < r.coverage_cluster - 0.05
     assert r.mean_width_cluster > r.mean_width_cells
+
+
+# --------------------------------------------------------------------------------------------------
+# family blocks: permutations map every family group onto a family group
+
+
+def _family_grid(families: dict[str, str], n_methods: int = 1, n_tasks: int = 2) -> pl.DataFrame:
+    t = _grid(n_methods, n_tasks, tuple(families))
+    return t.with_columns(pl.col("model").replace_strict(families).alias("family"))
+
+
+def _brute_force_family_maps(t: pl.DataFrame) -> set[tuple[int, ...]]:
+    """Every cell map of (model perm in S_k) x (task perm) x (method perm) that sends each family group
+    of cells onto a family group (checked on the cells, not on the family structure)."""
+    models = sorted(set(t["model"].to_list()))
+    methods = sorted(set(t["method"].to_list()))
+    tasks = sorted(set(t["task"].to_list()))
+    row = {k: i for i, k in enumerate(t.select("model", "method", "task").iter_rows())}
+    fam = t["family"].to_numpy()
+    groups = [np.flatnonzero(fam == f) for f in np.unique(fam)]
+    out = set()
+    for pm in itertools.permutations(models):
+        mm = dict(zip(models, pm, strict=True))
+        for pe in itertools.permutations(methods):
+            me = dict(zip(methods, pe, strict=True))
+            for pt in itertools.permutations(tasks):
+                tt = dict(zip(tasks, pt, strict=True))
+                idx = np.array(
+                    [
+                        row[(mm[m], me[e], tt[k])]
+                        for m, e, k in t.select("model", "method", "task").iter_rows()
+                    ]
+                )
+                if all(any(set(idx[g].tolist()) == set(h.tolist()) for h in groups) for g in groups):
+                    out.add(tuple(idx.tolist()))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("families", "order"),
+    [
+        ({"a1": "A", "a2": "A", "b1": "B", "b2": "B"}, 2 * 2 * 2 * 2),  # 2! x (2!)^2 x 2! tasks
+        ({"a1": "A", "a2": "A", "b": "B"}, 2 * 2),  # within A only x 2! tasks
+        ({"a1": "A", "a2": "A", "b1": "B", "b2": "B", "c": "C"}, 2 * 2 * 2 * 2),
+    ],
+)
+def test_family_permutations_are_exactly_the_block_preserving_maps(
+    families: dict[str, str], order: int
+) -> None:
+    t = _family_grid(families)
+    perms = null.null_permutations(t, n_perm=999, seed=0)
+    assert perms.kind == "grid-family" and perms.exact and perms.group_size == order
+    got = {tuple(r) for r in perms.index.tolist()}
+    assert len(got) == perms.index.shape[0] == order - 1
+    assert got | {tuple(range(t.height))} == _brute_force_family_maps(t)
+
+
+def test_sampled_family_permutations_map_family_and_model_groups_onto_groups() -> None:
+    families = {"a1": "A", "a2": "A", "b1": "B", "b2": "B", "c1": "C", "c2": "C"}
+    t = _family_grid(families, n_methods=3, n_tasks=5)  # 3! 2^3 x 3! x 5! = 34560 > 1000
+    perms = null.null_permutations(t, n_perm=200, seed=4)
+    assert perms.kind == "grid-family" and not perms.exact and perms.group_size == 48 * 6 * 120
+    again = null.null_permutations(t, n_perm=200, seed=4)
+    np.testing.assert_array_equal(perms.index, again.index)
+    cols = [t[c].to_numpy() for c in ("family", "model", "method", "task")]
+    moved_family = False
+    for row in perms.index:
+        assert sorted(row.tolist()) == list(range(t.height))
+        for col in cols:
+            for level in np.unique(col):
+                src = row[col == level]
+                assert len(set(col[src].tolist())) == 1  # one group of the same kind
+                assert src.size == np.sum(col == col[src[0]])  # all of it
+        fam = cols[0]
+        moved_family |= bool(np.any(fam[row] != fam))
+    assert moved_family  # families do trade places
+
+
+@pytest.mark.parametrize("families", [None, {"a": "A", "b": "B", "c": "C"}, {"a": "F", "b": "F", "c": "F"}])
+def test_one_model_per_family_or_one_family_leaves_the_grid_null_unchanged(
+    families: dict[str, str] | None,
+) -> None:
+    base = _grid(2, 3, ("a", "b", "c"))
+    t = (
+        base
+        if families is None
+        else base.with_columns(pl.col("model").replace_strict(families).alias("family"))
+    )
+    for n_perm in (999, 30):
+        want = null.null_permutations(base, n_perm=n_perm, seed=2)
+        got = null.null_permutations(t, n_perm=n_perm, seed=2)
+        assert got.kind == "grid" and got.group_size == want.group_size
+        np.testing.assert_array_equal(got.index, want.index)
+
+
+def test_headline_prefers_families_then_models() -> None:
+    h = compare.headline_scheme
+    assert compare.HEADLINE_ORDER[0] == "leave_one_family_out"
+    assert h({"leave_one_family_out": 3, "leave_one_model_out": 6}) == "leave_one_family_out"
+    assert h({"leave_one_family_out": 2, "leave_one_model_out": 3}) == "leave_one_model_out"

@@ -509,3 +509,34 @@ def test_sample_size_advice_and_check_rows(rendered_stats: tuple[Path, str]) -> 
     assert rows == ["| 0.050 | 8 | 16 | n/a |"]
     assert "| 16 | 0.055 (0.600) | 0.041 (0.600) |" in sec
     assert "| n/4, N | 6 | 12 | 4 | 0.040 | 0.045 | 0.890 |" in sec
+
+
+@pytest.mark.parametrize("three_models", [False, True])
+def test_comparison_and_headline_render_the_family_scheme(three_models: bool) -> None:
+    from bongain.fit import compare
+    from bongain.report.crosscell import comparison_section, headline_section
+    from test_fit import make_grid_cells
+
+    if three_models:  # a1, a2 in family A, b in B: two family folds of their own
+        models, families = ("a1", "a2", "b"), {"a1": "A", "a2": "A", "b": "B"}
+    else:  # one model per family: the family folds are the model folds
+        models, families = ("gemma", "smol"), {"gemma": "Gemma", "smol": "SmolLM2"}
+    features, gains = make_grid_cells(n_methods=1, n_tasks=3, models=models, seed=8)
+    settings = compare.ComparisonSettings(n_boot=30, n_perm=30)
+    comp, _ = compare.compare_predictors(features, gains, ["coverage"], settings=settings, families=families)
+    sec = "\n".join(comparison_section(comp))
+    fam_rows = [ln for ln in sec.splitlines() if ln.startswith("| leave-one-family-out")]
+    assert len(fam_rows) == 5
+    same = all("(= leave-one-model-out: one model per family)" in ln for ln in fam_rows)
+    assert same is (not three_models)
+    ridge = comp.filter((pl.col("scheme") == "leave_one_family_out") & (pl.col("predictor") == "ridge")).row(
+        0, named=True
+    )
+    ridge_line = next(ln for ln in fam_rows if "| ridge (fit.features) |" in ln)
+    assert f"| {fmt(ridge['perm_p'])} | {fmt(ridge['null_q95'])} |" in ridge_line
+    # the family rows come after the model rows
+    assert sec.index("| leave-one-model-out") < sec.index("| leave-one-family-out")
+    head = "\n".join(headline_section(comp))
+    assert "base-model family / model / method / task" in head
+    # 2 families never head; 3 models (three_models) do, else the 3 tasks
+    assert ("**leave-one-model-out**" if three_models else "**leave-one-task-out**") in head

@@ -307,12 +307,14 @@ FIT_COMPARISON = TableSchema(
     "resamples shared by all rows), the permutation p-value of the Spearman with the null's 95% "
     "quantile, and the noise ceiling of the measured gains. The first row (scheme `raw`) is the "
     "Spearman of pass1 with the gain, without fitting. Schemes that are not applicable (e.g. leave-"
-    "one-model-out with one model) have no rows. Definitions in docs/statistics.md.",
+    "one-model-out with one model) have no rows. When every family has one model, the leave-one-family-"
+    "out folds are the leave-one-model-out folds: its rows repeat the model rows' numbers (not refitted, "
+    "not a second result) with `same_as` = leave_one_model_out. Definitions in docs/statistics.md.",
     columns={
         "scheme": (
             pl.String,
             "raw (pass1 vs gain, no fit) | leave_one_cell_out | leave_one_task_out | leave_one_method_out | "
-            "leave_one_model_out",
+            "leave_one_model_out | leave_one_family_out (whole base-model families held out)",
         ),
         "predictor": (
             pl.String,
@@ -345,8 +347,9 @@ FIT_COMPARISON = TableSchema(
         "n_perm": (pl.Int64, "null statistics B behind perm_p"),
         "null_kind": (
             pl.String,
-            "grid (levels of each grid factor permuted) | cells (cells permuted); '(exact)': every "
-            "non-identity permutation used once",
+            "grid (levels of each grid factor permuted) | grid-family (the same, models permuted only "
+            "within their family and families only among families with as many models) | cells (cells "
+            "permuted); '(exact)': every non-identity permutation used once",
         ),
         "noise_ceiling": (
             pl.Float64,
@@ -356,7 +359,13 @@ FIT_COMPARISON = TableSchema(
         "mae_floor": (pl.Float64, "expected MAE of the true gains against the measured ones"),
         "headline": (
             pl.Boolean,
-            "the report's headline row: the ridge under the hardest scheme with >= 3 groups (else LOCO)",
+            "the report's headline row: the ridge under the hardest scheme with >= 3 groups (else LOCO; "
+            "family, model, method, task in that order; a `same_as` scheme never)",
+        ),
+        "same_as": (
+            pl.String,
+            "the scheme whose folds this row's scheme repeats (leave_one_model_out for family rows when "
+            "every family has one model: identical numbers, counted once); null otherwise",
         ),
     },
 )

@@ -35,11 +35,11 @@ VERSION = {
     "features": 3,
     "gains": 3,
     "scaling": 1,
-    "fit": 3,
+    "fit": 4,
     "stability": 2,
     "concentration": 2,
     "allocation": 1,
-    "report": 7,
+    "report": 8,
     "posttrain": 1,
 }
 

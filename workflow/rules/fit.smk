@@ -27,6 +27,7 @@ rule fit:
     params:
         fit=FIT_CFG,
         sizes=bconf.split_sizes(config),
+        families=bconf.model_families(config),
         version=VERSION["fit"],
     script:
         "../scripts/fit.py"

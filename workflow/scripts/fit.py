@@ -24,7 +24,9 @@ predictions, metrics, coefficients = run_fit(features, gains, feature_cols=cols)
 settings = ComparisonSettings(
     n_boot=cfg["n_boot"], ci_level=cfg["ci_level"], seed=cfg["seed"], n_perm=cfg["n_perm"]
 )
-comparison, heldout = compare_predictors(features, gains, cols, settings=settings)
+comparison, heldout = compare_predictors(
+    features, gains, cols, settings=settings, families=dict(sm.params.families)
+)
 screen_df = pl.concat(screened) if screened else None
 curves = predict_curves(features, gains, cols, screened=screen_df, level=level)
 if screen_df is None:

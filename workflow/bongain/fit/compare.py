@@ -1,8 +1,8 @@
 """Grouped evaluation schemes, the comparison of predictor sets, and bootstrap CIs of the metrics.
 
 Beyond LOCO, :func:`compare_predictors` evaluates every predictor set (baseline, fit.features, all,
-strict core, core + entropy) under grouped schemes (leave-one-cell/task/method/model-out) with nested CV
-and percentile-bootstrap CIs of the metrics; see docs/statistics.md. Each predictor is the ridge of
+strict core, core + entropy) under grouped schemes (leave-one-cell/task/method/model/family-out) with
+nested CV and percentile-bootstrap CIs of the metrics; see docs/statistics.md. Each predictor is the ridge of
 :mod:`bongain.fit.ridge` on the cell table of :mod:`bongain.fit.table`.
 
 Cells are processed in (model, method, task) order; the only randomness (bootstrap CIs of the metrics)
@@ -11,7 +11,7 @@ comes from a seeded generator.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +43,12 @@ SCHEMES: dict[str, str | None] = {
     "leave_one_task_out": "task",
     "leave_one_method_out": "method",
     "leave_one_model_out": "model",
+    "leave_one_family_out": "family",
 }
+
+#: A scheme -> the scheme whose folds it repeats when the two partitions of the cells are identical
+#: (every family has one model in the table, the default): its rows are then copies, marked ``same_as``.
+SAME_AS: dict[str, str] = {"leave_one_family_out": "leave_one_model_out"}
 
 DEFAULT_N_BOOT = 1000
 DEFAULT_CI_LEVEL = 0.95
@@ -70,7 +75,8 @@ def scheme_folds(table: pl.DataFrame, scheme: str) -> list[tuple[str, np.ndarray
     """The held-out folds of ``scheme`` as (group label, row indices), in sorted label order.
 
     None when the scheme is not applicable: fewer than 2 groups (e.g. leave-one-model-out with one
-    model) or a fold that would leave fewer than 2 training cells.
+    model) or a fold that would leave fewer than 2 training cells. A table without a ``family`` column
+    (built by hand) has one family per model.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown evaluation scheme {scheme!r}; known: {list(SCHEMES)}")
@@ -81,7 +87,8 @@ def scheme_folds(table: pl.DataFrame, scheme: str) -> list[tuple[str, np.ndarray
             f"{m}/{me}/{t}" for m, me, t in zip(table["model"], table["method"], table["task"], strict=True)
         ]
     else:
-        labels = table[key].cast(pl.String).to_list()
+        col = "model" if key == "family" and "family" not in table.columns else key
+        labels = table[col].cast(pl.String).to_list()
     levels = sorted(set(labels))
     if len(levels) < 2:
         return None
@@ -90,6 +97,22 @@ def scheme_folds(table: pl.DataFrame, scheme: str) -> list[tuple[str, np.ndarray
     if any(n - idx.size < 2 for _, idx in folds):
         return None
     return folds
+
+
+def same_as(table: pl.DataFrame, scheme: str) -> str | None:
+    """The scheme of :data:`SAME_AS` whose folds ``scheme`` repeats on ``table``, else None.
+
+    Set when both schemes are applicable and their folds are the same sets of cells (e.g. the family
+    folds when every family has exactly one model in the table).
+    """
+    other = SAME_AS.get(scheme)
+    if other is None:
+        return None
+    mine, theirs = scheme_folds(table, scheme), scheme_folds(table, other)
+    if mine is None or theirs is None:
+        return None
+    parts = {frozenset(idx.tolist()) for _, idx in mine}
+    return other if parts == {frozenset(idx.tolist()) for _, idx in theirs} else None
 
 
 def grouped_predict(
@@ -238,13 +261,21 @@ def bootstrap_metric_cis(
 
 
 #: Grouped schemes from hardest to easiest; the headline is the first one with enough groups.
-HEADLINE_ORDER: tuple[str, ...] = ("leave_one_model_out", "leave_one_method_out", "leave_one_task_out")
+HEADLINE_ORDER: tuple[str, ...] = (
+    "leave_one_family_out",
+    "leave_one_model_out",
+    "leave_one_method_out",
+    "leave_one_task_out",
+)
 MIN_HEADLINE_GROUPS = 3
 HEADLINE_PREDICTOR = "ridge"
 
 
 def headline_scheme(n_groups: dict[str, int]) -> str:
-    """The hardest grouped scheme with at least :data:`MIN_HEADLINE_GROUPS` groups, else LOCO."""
+    """The hardest grouped scheme with at least :data:`MIN_HEADLINE_GROUPS` groups, else LOCO.
+
+    A scheme that repeats another's folds (:func:`same_as`) should be left out of ``n_groups``.
+    """
     for scheme in HEADLINE_ORDER:
         if n_groups.get(scheme, 0) >= MIN_HEADLINE_GROUPS:
             return scheme
@@ -310,6 +341,7 @@ def compare_predictors(
     configured: Sequence[str] | None = None,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
     settings: ComparisonSettings = ComparisonSettings(),
+    families: Mapping[str, str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(fit_comparison, fit_heldout): every predictor set under every applicable evaluation scheme.
 
@@ -318,14 +350,20 @@ def compare_predictors(
     gains and grid-respecting bootstrap CIs (:func:`cluster_bootstrap`; one set of resamples shared by
     every row, so comparisons are paired). A first row (scheme ``raw``) is the Spearman of ``pass1``
     with the gain itself, without fitting, with a two-sided p-value.
+
+    ``families`` (model slug -> family, :func:`bongain.config.model_families`; default: every model its
+    own family) defines the leave-one-family-out folds. When they are the leave-one-model-out folds
+    (:func:`same_as`), the family rows repeat the model rows' numbers with ``same_as`` naming that
+    scheme, and the family scheme cannot be the headline.
     """
-    table = cell_table(features, gains)
+    table = cell_table(features, gains, families)
     y = table["gain"].to_numpy().astype(np.float64)
     boot = cluster_bootstrap(table, settings.n_boot, settings.seed)
     perms = null_permutations(table, settings.n_perm, settings.seed)
     Yperm = y[perms.index]
     ceiling = _ceiling(table, settings.seed)
-    n_groups = {s: len(f) for s in SCHEMES if (f := scheme_folds(table, s)) is not None}
+    aliases = {s: a for s in SCHEMES if (a := same_as(table, s)) is not None}
+    n_groups = {s: len(f) for s in SCHEMES if s not in aliases and (f := scheme_folds(table, s)) is not None}
     headline = headline_scheme(n_groups)
     common = {
         "n_cells": table.height,
@@ -364,9 +402,11 @@ def compare_predictors(
             "null_q95": null_quantile(np.abs(null_raw)),
             "alternative": "two-sided",
             "headline": False,
+            "same_as": None,
         }
     )
     held: list[pl.DataFrame] = []
+    tests: dict[tuple[str, str], HeldoutTest] = {}
     for scheme in SCHEMES:
         folds = scheme_folds(table, scheme)
         if folds is None:
@@ -375,7 +415,12 @@ def compare_predictors(
         for label, rows in folds:
             fold_of[rows] = label
         for name, cols in predictor_sets(configured).items():
-            test = heldout_permutation_test(design_matrix(table, cols), y, folds, perms.index, alphas)
+            alias = aliases.get(scheme)
+            if alias is not None:  # the same partition of the cells: the same predictions, not refitted
+                test = tests[(alias, name)]
+            else:
+                test = heldout_permutation_test(design_matrix(table, cols), y, folds, perms.index, alphas)
+            tests[(scheme, name)] = test
             pred, alpha, null_rho = test.pred, test.alpha, test.null_spearman
             rho, tau, mae = rank_metrics(pred, y)
             ci = bootstrap_metric_cis(pred, y, boot.resamples, settings.ci_level)
@@ -401,6 +446,7 @@ def compare_predictors(
                     "null_q95": null_quantile(null_rho),
                     "alternative": "greater",
                     "headline": scheme == headline and name == HEADLINE_PREDICTOR,
+                    "same_as": alias,
                 }
             )
             held.append(

@@ -12,6 +12,20 @@ themselves (a separately exchangeable array). It also maps every held-out group 
 held-out group, so the same permutations serve all schemes. When the cells are not a complete grid,
 the gains are permuted across cells (exchangeable cells), and the table says so (``null_kind``).
 
+*Families.* Models are nested in base-model families (the table's ``family`` column; a model of its
+own family when absent). Models of one family share a base and are not exchangeable with models of
+another, and the leave-one-family-out scheme holds out whole families, so when some family has several
+models the model factor is permuted **within the family blocks** only (``kind = "grid-family"``): the
+models of each family are permuted among themselves, and families are permuted among the families
+with the same number of models (model j of family f -> model rho_f(j) of family pi(f)). With
+equal-sized families this is the full nested group (families permuted, and models within families:
+F! x (k!)^F elements for F families of k models); with unequal sizes families only trade places with
+families of their size (hierarchical exchangeability). Every permutation then maps each family group
+of cells onto a family group (and still each model / method / task group onto one of its kind), so the
+same permutations serve the family scheme too. When every family has one model (family = model, the
+default) or all models share one family, the block-preserving group is the plain group of model
+permutations and nothing changes (``kind = "grid"``).
+
 When the group has at most ``n_perm + 1`` elements (3 methods x 5 tasks: 3! x 5! = 720), every
 non-identity permutation is used once (an exact test); otherwise ``n_perm`` are drawn from a seeded
 generator. Either way p = (1 + #{null >= observed}) / (B + 1) with B the number of null statistics.
@@ -46,7 +60,7 @@ class Permutations:
     """Null permutations: ``index[b]`` re-assigns the gains, ``y[index[b]]``."""
 
     index: np.ndarray  # (B, n) int
-    kind: str  # "grid" (levels of each factor permuted) | "cells" (cells permuted)
+    kind: str  # "grid" | "grid-family" (levels permuted, models within family blocks) | "cells"
     exact: bool  # every non-identity element of the group used once
     group_size: int  # distinct permutations the null can take (capped at 10**18)
 
@@ -85,6 +99,86 @@ def _cell_of_levels(codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
     return where
 
 
+def family_blocks(table: pl.DataFrame) -> list[list[int]] | None:
+    """The model level codes (sorted model order) of each family, families in sorted order.
+
+    None when the block structure does not restrict model permutations: no ``family`` column, one
+    family, or one model per family. Raises ValueError when a model has cells in two families.
+    """
+    if "family" not in table.columns:
+        return None
+    pairs = table.select("model", "family").unique()
+    if pairs["model"].n_unique() != pairs.height:
+        raise ValueError("family: a model has cells in more than one family")
+    models = sorted(pairs["model"].to_list())
+    code = {m: i for i, m in enumerate(models)}
+    fam_of = dict(zip(pairs["model"].to_list(), pairs["family"].to_list(), strict=True))
+    blocks = [sorted(code[m] for m in models if fam_of[m] == f) for f in sorted(set(fam_of.values()))]
+    if len(blocks) < 2 or all(len(b) == 1 for b in blocks):
+        return None
+    return blocks
+
+
+class _LevelGroup:
+    """A group of permutations of one factor's levels: all of S_k, or the family-block-preserving one."""
+
+    def __init__(self, size: int, blocks: list[list[int]] | None = None) -> None:
+        self.size = size
+        self.blocks = blocks
+        if blocks is None:
+            self.order = math.factorial(size)
+        else:
+            by_len: dict[int, int] = {}
+            for b in blocks:
+                by_len[len(b)] = by_len.get(len(b), 0) + 1
+            self.order = math.prod(math.factorial(c) * math.factorial(k) ** c for k, c in by_len.items())
+
+    def _compose(self, fam_perm: list[int], inner: list[tuple[int, ...]]) -> np.ndarray:
+        # model j of block f -> model inner[f][j] of block fam_perm[f]
+        assert self.blocks is not None
+        out = np.empty(self.size, dtype=np.int64)
+        for f, block in enumerate(self.blocks):
+            target = self.blocks[fam_perm[f]]
+            for j, level in enumerate(block):
+                out[level] = target[inner[f][j]]
+        return out
+
+    def _family_perms(self) -> list[list[int]]:
+        """Permutations of the blocks that send each block to one of the same length."""
+        assert self.blocks is not None
+        classes: dict[int, list[int]] = {}
+        for f, b in enumerate(self.blocks):
+            classes.setdefault(len(b), []).append(f)
+        out = []
+        for combo in itertools.product(*[itertools.permutations(c) for c in classes.values()]):
+            perm = list(range(len(self.blocks)))
+            for members, image in zip(classes.values(), combo, strict=True):
+                for f, g in zip(members, image, strict=True):
+                    perm[f] = g
+            out.append(perm)
+        return out
+
+    def enumerate(self) -> list[np.ndarray]:
+        if self.blocks is None:
+            return [np.asarray(p) for p in itertools.permutations(range(self.size))]
+        inners = itertools.product(*[list(itertools.permutations(range(len(b)))) for b in self.blocks])
+        inner_list = list(inners)
+        return [self._compose(fp, list(inner)) for fp in self._family_perms() for inner in inner_list]
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        if self.blocks is None:
+            return rng.permutation(self.size)
+        classes: dict[int, list[int]] = {}
+        for f, b in enumerate(self.blocks):
+            classes.setdefault(len(b), []).append(f)
+        fam_perm = list(range(len(self.blocks)))
+        for members in classes.values():
+            for f, g in zip(members, rng.permutation(members).tolist(), strict=True):
+                fam_perm[f] = g
+        inner = [tuple(rng.permutation(len(b)).tolist()) for b in self.blocks]
+        return self._compose(fam_perm, inner)
+
+
 def null_permutations(table: pl.DataFrame, n_perm: int, seed: int) -> Permutations:
     """The permutations of the null for the cells of ``table`` (see the module docstring)."""
     if n_perm < 1:
@@ -99,9 +193,12 @@ def null_permutations(table: pl.DataFrame, n_perm: int, seed: int) -> Permutatio
             return Permutations(np.array(perms, dtype=np.int64).reshape(-1, n), "cells", True, total)
         index = np.argsort(rng.random((n_perm, n)), axis=1)
         return Permutations(index, "cells", False, min(total, 10**18))
-    _, codes, sizes = grid
+    factors, codes, sizes = grid
+    blocks = family_blocks(table) if "model" in factors else None
+    groups = [_LevelGroup(s, blocks if f == "model" else None) for f, s in zip(factors, sizes, strict=True)]
+    kind = "grid" if blocks is None else "grid-family"
     where = _cell_of_levels(codes, sizes)
-    total = math.prod(math.factorial(s) for s in sizes)
+    total = math.prod(g.order for g in groups)
 
     def apply(level_perms: list[np.ndarray]) -> np.ndarray:
         mapped = [lp[c] for lp, c in zip(level_perms, codes, strict=True)]
@@ -109,15 +206,15 @@ def null_permutations(table: pl.DataFrame, n_perm: int, seed: int) -> Permutatio
 
     if total <= n_perm + 1:
         rows = []
-        for combo in itertools.product(*[itertools.permutations(range(s)) for s in sizes]):
-            idx = apply([np.asarray(c) for c in combo])
+        for combo in itertools.product(*[g.enumerate() for g in groups]):
+            idx = apply(list(combo))
             if not np.array_equal(idx, np.arange(n)):
                 rows.append(idx)
-        return Permutations(np.array(rows, dtype=np.int64).reshape(-1, n), "grid", True, total)
+        return Permutations(np.array(rows, dtype=np.int64).reshape(-1, n), kind, True, total)
     index = np.empty((n_perm, n), dtype=np.int64)
     for b in range(n_perm):
-        index[b] = apply([rng.permutation(s) for s in sizes])
-    return Permutations(index, "grid", False, total)
+        index[b] = apply([g.sample(rng) for g in groups])
+    return Permutations(index, kind, False, total)
 
 
 def perm_pvalue(null: np.ndarray, observed: float, alternative: str = "greater") -> float:

@@ -3,13 +3,14 @@
 One row of ``features`` (schema ``features``) per cell is the predictor input; the target is the cell's
 ``gain`` from ``gains`` (schema ``gains``; the same value in each of the cell's k rows).
 :func:`cell_table` joins the two, one row per cell sorted by (model, method, task) so that every fit
-processes cells in the same order; :func:`design_matrix` turns chosen feature columns of it into a float
+processes cells in the same order, with each model's base-model ``family`` (the unit of the
+leave-one-family-out scheme); :func:`design_matrix` turns chosen feature columns of it into a float
 matrix; :func:`usable_columns` marks the columns a fit can use (finite everywhere and not constant).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -39,8 +40,14 @@ def usable_columns(X: np.ndarray) -> np.ndarray:
     return finite & (std > _CONSTANT_RTOL * np.maximum(1.0, np.abs(mean)))
 
 
-def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
+def cell_table(
+    features: pl.DataFrame, gains: pl.DataFrame, families: Mapping[str, str] | None = None
+) -> pl.DataFrame:
     """Join each cell's feature row with its target gain, sorted by (model, method, task).
+
+    ``family`` (last column) is the model's base-model family from ``families`` (model slug -> family,
+    :func:`bongain.config.model_families`); a model it does not name, or every model when it is None,
+    is a family of its own (family = model slug).
 
     The target is taken from the cell's row with the largest k (k = N), with its bootstrap CI as
     ``gain_lo`` / ``gain_hi`` / ``gain_ci_level`` (null when the gains table has no CI columns). Raises
@@ -83,7 +90,10 @@ def cell_table(features: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
     if table["gain"].is_null().any() or not np.all(np.isfinite(table["gain"].to_numpy())):
         bad = table.filter(pl.col("gain").is_null() | pl.col("gain").is_nan()).select(CELL_KEYS).rows()
         raise ValueError(f"non-finite gain for cell(s) {bad}")
-    return table
+    fam = dict(families or {})
+    return table.with_columns(
+        pl.Series("family", [fam.get(m, m) for m in table["model"].to_list()], dtype=pl.String)
+    )
 
 
 def check_entropy_kinds(features: pl.DataFrame, allow_mixed: bool) -> None:

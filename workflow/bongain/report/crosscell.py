@@ -124,7 +124,8 @@ def headline_section(comp: pl.DataFrame) -> list[str]:
         "",
         f"Source: `{src}` (row with `headline = true`). Scheme: **{scheme}** ({h['n_folds']} held-out "
         f"groups, {h['n_cells']} cells), the hardest held-out scheme this grid supports (leave one "
-        "model / method / task out with at least 3 groups; leave-one-cell-out when none has 3).",
+        "base-model family / model / method / task out with at least 3 groups; leave-one-cell-out when "
+        "none has 3).",
         "",
         f"- **{PREDICTOR_LABELS['ridge']}**: held-out Spearman **{fmt(h['spearman'])}**, permutation "
         f"p = **{fmt(h['perm_p'])}** ({h['n_perm']} permutations, {h['null_kind']}; the null's 95% quantile "
@@ -163,7 +164,7 @@ def comparison_section(comp: pl.DataFrame) -> list[str]:
     c = c.sort(["_o_scheme", "scheme", "_o_predictor", "predictor"])
     rows = [
         [
-            labels.get(r["scheme"], r["scheme"]),
+            scheme_label(r, labels),
             PREDICTOR_LABELS.get(r["predictor"], r["predictor"]),
             r["n_cells"],
             r["n_folds"],
@@ -188,14 +189,17 @@ def comparison_section(comp: pl.DataFrame) -> list[str]:
         "## Predictor comparison across evaluation schemes",
         "",
         f"Source: `{ALL['fit_comparison'].path}` (per-cell held-out predictions: "
-        f"`{ALL['fit_heldout'].path}`). Each group of cells (one cell, task, method or model) is predicted "
+        f"`{ALL['fit_heldout'].path}`). Each group of cells (one cell, task, method, model or base-model "
+        "family) is predicted "
         "by a ridge fitted on the other cells only; its penalty is chosen by LOO CV inside those cells "
         f"(nested CV). Brackets: {level} percentile bootstrap CI over {n_boot} resamples of {ci_kind} "
         f"(seeded). p: permutation p-value of the Spearman, the whole nested CV rerun on {n_perm} "
         f"permutations of the gains ({null_kind}); one-sided (greater) for held-out rows, two-sided for "
         "the pass@1-vs-gain row. null 95%: the null's 95% quantile (of |rho| for the two-sided row). "
         "ceiling: the Spearman a perfect predictor of the true gains would reach against the measured "
-        "ones. Schemes with fewer than 2 groups are omitted.",
+        "ones. Schemes with fewer than 2 groups are omitted. A scheme marked '= ...' has the same folds as "
+        "the scheme named (every family has one model): its numbers repeat that scheme's, not a second "
+        "result.",
         "",
         *markdown_table(
             [
@@ -219,6 +223,15 @@ def comparison_section(comp: pl.DataFrame) -> list[str]:
         LOO_NOTE,
         "",
     ]
+
+
+def scheme_label(row: dict[str, object], labels: dict[str, str]) -> str:
+    """A comparison row's scheme label; a scheme repeating another's folds says so."""
+    label = labels.get(str(row["scheme"]), str(row["scheme"]))
+    alias = row.get("same_as")
+    if alias:
+        label += f" (= {labels.get(str(alias), str(alias))}: one model per family)"
+    return label
 
 
 LOO_NOTE = (

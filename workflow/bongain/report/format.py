@@ -27,6 +27,7 @@ SCHEME_LABELS: dict[str, str] = {
     "leave_one_task_out": "leave-one-task-out",
     "leave_one_method_out": "leave-one-method-out",
     "leave_one_model_out": "leave-one-model-out",
+    "leave_one_family_out": "leave-one-family-out",
 }
 
 MISSING = "n/a"
