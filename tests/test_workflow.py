@@ -125,6 +125,38 @@ def test_end_to_end_artifacts(repo, e2e):
 
 
 @pytest.mark.slow
+def test_numbers_command_reads_the_run(repo, e2e, capsys):
+    """``bongain numbers`` (what README quotes) prints the run's numbers; checked here against the gains
+    tables and the fit comparison read directly."""
+    import re
+
+    from bongain.cli import main
+
+    cfg = load_config(repo / "config" / "test.yaml")
+    assert main(["numbers", "--configfile", str(repo / "config" / "test.yaml"), "--results", str(e2e)]) == 0
+    out = capsys.readouterr().out
+    finals = [
+        read_parquet(e2e / "cells" / c.slug / "gains.parquet", "gains").row(-1, named=True)
+        for c in cells(cfg)
+    ]
+    gains = sorted(r["gain"] for r in finals)
+    halves = sorted((r["gain_hi"] - r["gain_lo"]) / 2 for r in finals)
+    mid = len(halves) // 2
+    median = halves[mid] if len(halves) % 2 else (halves[mid - 1] + halves[mid]) / 2
+    line = re.search(r"gains \(.*?(\d+) cells\): (\S+) \.\. (\S+), median CI half-width (\S+)", out)
+    assert int(line.group(1)) == len(finals)
+    assert float(line.group(2)) == pytest.approx(gains[0], abs=5e-4)
+    assert float(line.group(3)) == pytest.approx(gains[-1], abs=5e-4)
+    assert float(line.group(4)) == pytest.approx(median, abs=5e-4)
+    comp = read_parquet(e2e / "fit" / "comparison.parquet", "fit_comparison")
+    head = comp.filter(comp["headline"]).row(0, named=True)
+    assert f"headline ({head['scheme']}" in out
+    assert re.search(r"ridge Spearman (\S+),", out).group(1) == f"{head['spearman']:.3f}"
+    assert "summed job time per stage" in out
+    assert "recipes (" not in out  # test.yaml has no post-training recipe
+
+
+@pytest.mark.slow
 def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
     """Remove one cell's folder and ask for its gains, features and scaling: only that cell's jobs run, every
     stage's table comes back equal (``DataFrame.equals``) and the samples byte for byte (same config,

@@ -86,6 +86,21 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_numbers(args: argparse.Namespace) -> int:
+    from bongain.report.numbers import run_numbers
+
+    cfg = bconf.load_config(args.configfile)
+    results = Path(args.results or cfg["results_dir"])
+    try:
+        lines = run_numbers(results, cfg)
+    except (ArtifactError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"# bongain numbers: {results} ({args.configfile})")
+    print("\n".join(lines))
+    return 0
+
+
 def _cmd_slurm_profile(args: argparse.Namespace) -> int:
     from bongain import slurm
 
@@ -131,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--head", type=int, default=5)
     p.set_defaults(func=_cmd_inspect)
+    p = sub.add_parser("numbers", help="print a run's key numbers (what README quotes) from its artifacts")
+    p.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
+    p.add_argument("--results", default=None, help="results folder (default: the config's results_dir)")
+    p.set_defaults(func=_cmd_numbers)
     p = sub.add_parser("schemas", help="print the documented artifact schemas as Markdown")
     p.set_defaults(func=_cmd_schemas)
     p = sub.add_parser(

@@ -1,0 +1,167 @@
+"""The run's key numbers as plain text lines, read from the artifacts (``bongain numbers``).
+
+README quotes these lines; a reader reruns the pipeline and ``bongain numbers`` to check them. Nothing here
+computes a statistic of its own: every number is read from a stage's table (gains, features, fit
+comparison, allocation, training logs, Snakemake's benchmark files) or summarised from it (min, max, median,
+count), and each block names the artifact it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bongain.constants import CELL_KEYS
+from bongain.report.format import fmt, fmt_ci
+from bongain.report.recipes import STATISTICS, recipe_summary
+from bongain.report.strategies import strategy_summary
+
+
+def _cells_table(results: Path, name: str, schema: str) -> pl.DataFrame:
+    from bongain.io import read_parquet
+
+    paths = sorted((results / "cells").glob(f"*/*/*/{name}"))
+    if not paths:
+        raise FileNotFoundError(f"no {name} under {results / 'cells'}: run the workflow first")
+    return pl.concat([read_parquet(p, schema) for p in paths], how="diagonal_relaxed")
+
+
+def gains_lines(gains: pl.DataFrame) -> list[str]:
+    """Range of the cells' gains and the median half-width of their CIs (``gains.parquet``, k = N)."""
+    last = gains.sort([*CELL_KEYS, "k"]).group_by(CELL_KEYS, maintain_order=True).last()
+    half = ((last["gain_hi"] - last["gain_lo"]) / 2).median()
+    return [
+        f"gains (best-of-N minus pass@1, test split, {last.height} cells): "
+        f"{fmt(last['gain'].min())} .. {fmt(last['gain'].max())}, median CI half-width {fmt(half)} "
+        f"(cells/*/*/*/gains.parquet)"
+    ]
+
+
+def recipe_lines(features: pl.DataFrame, gains: pl.DataFrame, chains: Mapping[str, Any]) -> list[str]:
+    """Per base model and method: pass@1, answer diversity, agreement and gain (mean over tasks, CI), and
+    the change of pass@1 and gain vs the model as shipped (the report's post-training section)."""
+    summary, level = recipe_summary(features, gains, chains)
+    lines = [f"recipes (mean over tasks, {fmt(level)} CI; change vs as shipped):"]
+    for r in summary.iter_rows(named=True):
+        parts = [f"{s} {fmt_ci(r[s], r[f'{s}_lo'], r[f'{s}_hi'])}" for s in STATISTICS]
+        deltas = [
+            f"d_{s} {fmt_ci(r[f'd_{s}'], r[f'd_{s}_lo'], r[f'd_{s}_hi'])}"
+            for s in ("pass1", "gain")
+            if r[f"d_{s}"] is not None
+        ]
+        lines.append(
+            f"  {r['model']} / {r['method']} ({r['chain'] or 'as shipped'}): " + "; ".join(parts + deltas)
+        )
+    return lines
+
+
+def fit_lines(comparison: pl.DataFrame) -> list[str]:
+    """The headline row and the configured ridge under every held-out scheme (``fit/comparison.parquet``)."""
+    lines = []
+    head = comparison.filter(pl.col("headline"))
+    if head.height:
+        h = head.row(0, named=True)
+        lines.append(
+            f"headline ({h['scheme']}, {h['n_folds']} groups, {h['n_cells']} cells): ridge Spearman "
+            f"{fmt(h['spearman'])}, permutation p = {fmt(h['perm_p'])} ({h['n_perm']} permutations, "
+            f"{h['null_kind']}), null q95 {fmt(h['null_q95'])}, noise ceiling {fmt(h['noise_ceiling'])}"
+        )
+    raw = comparison.filter(pl.col("scheme") == "raw")
+    if raw.height:
+        r = raw.row(0, named=True)
+        lines.append(
+            f"pass@1 vs gain (no fit): Spearman {fmt(r['spearman'])}, two-sided p = {fmt(r['perm_p'])}"
+        )
+    ridge = comparison.filter((pl.col("predictor") == "ridge") & (pl.col("scheme") != "raw"))
+    for r in ridge.iter_rows(named=True):
+        same = r.get("same_as")
+        lines.append(
+            f"  ridge, {r['scheme']}: Spearman {fmt(r['spearman'])}, p = {fmt(r['perm_p'])}, "
+            f"null q95 {fmt(r['null_q95'])}, noise ceiling {fmt(r['noise_ceiling'])}"
+            + (f" (same folds as {same})" if same else "")
+        )
+    return lines
+
+
+def allocation_lines(summary: pl.DataFrame) -> list[str]:
+    """Planned vs uniform accuracy per budget (``fit/allocation_summary.parquet``)."""
+    return [
+        f"allocation, budget {r['budget']} samples/prompt over {r['n_cells']} cells: planned - uniform = "
+        f"{fmt_ci(r['diff'], r['diff_lo'], r['diff_hi'])} accuracy on the test split"
+        for r in summary.sort("budget").iter_rows(named=True)
+    ]
+
+
+def strategy_lines(gains: pl.DataFrame) -> list[str]:
+    """How many cells each selection strategy wins at k = N (the report's strategy comparison)."""
+    if "bom_at_k" not in gains.columns:
+        return []
+    best = strategy_summary(gains)["best"].value_counts(sort=True)
+    counts = ", ".join(f"{r['best']} {r['count']}" for r in best.iter_rows(named=True))
+    return [f"best selection strategy at k = N (cells): {counts}"]
+
+
+def training_lines(logs: Sequence[pl.DataFrame]) -> list[str]:
+    """Per adapter: steps, examples, first and last loss, wall time (``posttrain/*/*/train_log.parquet``)."""
+    lines = []
+    for log in logs:
+        r0, r1 = log.row(0, named=True), log.row(log.height - 1, named=True)
+        lines.append(
+            f"  trained {r0['model']}/{r0['recipe']} ({r0['kind']}): {r1['step']} steps on "
+            f"{r0['n_examples']} examples, loss {fmt(r0['loss'])} -> {fmt(r1['loss'])}, {r1['wall_s']:.0f} s"
+        )
+    return ["post-training:", *lines] if lines else []
+
+
+def stage_lines(results: Path) -> list[str]:
+    """Summed job wall time per stage from Snakemake's benchmark files (the jobs ran 2 at a time)."""
+    rows = []
+    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
+        rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
+        df = pl.read_csv(tsv, separator="\t", null_values=["-", "NA"])
+        rows.append({"rule": rule, "s": float(df["s"][0])})
+    if not rows:
+        return []
+    table = (
+        pl.DataFrame(rows).group_by("rule").agg(jobs=pl.len(), s=pl.col("s").sum()).sort("s", descending=True)
+    )
+    parts = [f"{r['rule']} {r['s']:.0f} s ({r['jobs']})" for r in table.iter_rows(named=True)]
+    return [f"summed job time per stage (jobs): {', '.join(parts)}; total {table['s'].sum():.0f} s"]
+
+
+def run_numbers(results: Path, config: Mapping[str, Any]) -> list[str]:
+    """Every line of ``bongain numbers`` for the results folder of a run of ``config``."""
+    from bongain.io import read_parquet
+    from bongain.posttrain.recipes import method_recipe_chains
+
+    results = Path(results)
+    gains = _cells_table(results, "gains.parquet", "gains")
+    features = _cells_table(results, "features.parquet", "features")
+    evaluated = gains.select(CELL_KEYS).unique()
+    features = features.join(evaluated, on=CELL_KEYS)  # screened cells have features but no gains
+    n = gains["n_samples"].max()
+    lines = [
+        f"cells: {evaluated.height} evaluated ({evaluated['model'].n_unique()} models x "
+        f"{evaluated['method'].n_unique()} methods x {evaluated['task'].n_unique()} tasks), "
+        f"test prompts per cell {gains['n_prompts'].min()}..{gains['n_prompts'].max()}, N = {n}",
+        *gains_lines(gains),
+    ]
+    chains = method_recipe_chains(config)
+    if any(chains.get(m) for m in evaluated["method"].to_list()):
+        lines += recipe_lines(features, gains, chains)
+    logs = [
+        read_parquet(p, "posttrain_log")
+        for p in sorted((results / "posttrain").glob("*/*/train_log.parquet"))
+    ]
+    lines += training_lines(logs)
+    fit = results / "fit"
+    if (fit / "comparison.parquet").exists():
+        lines += fit_lines(read_parquet(fit / "comparison.parquet", "fit_comparison"))
+    if (fit / "allocation_summary.parquet").exists():
+        lines += allocation_lines(read_parquet(fit / "allocation_summary.parquet", "fit_allocation_summary"))
+    lines += strategy_lines(gains)
+    lines += stage_lines(results)
+    return lines
