@@ -93,6 +93,11 @@ SAMPLES = TableSchema(
         ),
         "mean_logprob": (pl.Float64, "sum_logprob / n_tokens"),
         "mean_entropy": (pl.Float64, "mean over generated tokens of the raw next-token entropy (nats)"),
+        "self_certainty": (
+            pl.Float64,
+            "mean over generated tokens of the raw next-token self-certainty KL(U || p) = -log V - mean_j "
+            "log p_j (nats, Kang et al. 2025); null where not computed (vLLM top-k entropy modes)",
+        ),
         "seed": (pl.Int64, "seed of this sample's random stream"),
     },
 )

@@ -28,7 +28,7 @@ CELL_DIR = f"{RESULTS}/cells/{CELL}"
 VERSION = {
     "model": 1,
     "tasks": 2,
-    "sample": 2,
+    "sample": 3,
     "grade": 1,
     "verifier": 1,
     "score": 1,
