@@ -225,9 +225,25 @@ GAINS = TableSchema(
             "distribution, m = round(statistics.mob_subsample_fraction * k); docs/features.md",
         ),
         "mob_at_k_se": (pl.Float64, "Monte-Carlo standard error of mob_at_k (0 where computed exactly)"),
+        "selfcert_at_k": (
+            pl.Float64,
+            "self-certainty best-of-k (Kang et al. 2025): the sample with the highest SAMPLES "
+            "self_certainty, exact average over all k-subsets, ties broken uniformly as in bon_at_k; "
+            "null (with its CI) when a sample's self_certainty is null (vLLM top-k entropy modes); "
+            "docs/features.md",
+        ),
         **{
             f"{stat}_{end}": (pl.Float64, f"{side} end of the bootstrap CI over prompts of {stat}")
-            for stat in ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k", "gain")
+            for stat in (
+                "pass_at_k",
+                "bon_at_k",
+                "maj_at_k",
+                "wmaj_at_k",
+                "bom_at_k",
+                "mob_at_k",
+                "selfcert_at_k",
+                "gain",
+            )
             for end, side in (("lo", "lower"), ("hi", "upper"))
         },
         "n_boot": (pl.Int64, "resamples of the prompts behind the *_lo / *_hi percentile intervals"),

@@ -33,13 +33,13 @@ VERSION = {
     "verifier": 1,
     "score": 1,
     "features": 3,
-    "gains": 3,
+    "gains": 4,
     "scaling": 1,
     "fit": 3,
     "stability": 2,
     "concentration": 2,
     "allocation": 1,
-    "report": 7,
+    "report": 8,
     "posttrain": 1,
 }
 
