@@ -551,3 +551,27 @@ def test_split_cells_screen_list(repo) -> None:
     cfg["screen"] = [{"model": "smollm2-135m", "method": "nope", "task": "mul1"}]
     with pytest.raises(ConfigError, match=r"screen\.0\.method"):
         screening.split_cells(cfg)
+
+
+def test_fit_target_picks_the_strategy_gain_with_its_ci() -> None:
+    features, gains = make_cells(20)
+    rng = np.random.default_rng(3)
+    other = rng.normal(0.1, 0.05, size=20)
+    by_model = dict(zip(sorted(features["model"].unique()), other, strict=True))
+    gains = gains.with_columns(
+        gain_maj=pl.col("model").replace_strict(by_model, return_dtype=pl.Float64),
+    ).with_columns(gain_maj_lo=pl.col("gain_maj") - 0.01, gain_maj_hi=pl.col("gain_maj") + 0.02)
+    bon = table.cell_table(features, gains)
+    maj = table.cell_table(features, gains, "maj")
+    assert bon["gain"].equals(table.cell_table(features, gains, "bon")["gain"])
+    np.testing.assert_allclose(maj["gain"], [by_model[m] for m in maj["model"]])
+    np.testing.assert_allclose(maj["gain_hi"] - maj["gain_lo"], 0.03)
+    preds, _, _ = ridge.run_fit(features, gains, target="maj")
+    np.testing.assert_allclose(preds.sort("model")["gain"], maj.sort("model")["gain"])
+    with pytest.raises(ValueError, match=r"fit\.target: unknown strategy .best."):
+        table.cell_table(features, gains, "best")
+    # a target a cell has no value for (selfcert without recorded self-certainty) is refused, naming it
+    with pytest.raises(ValueError, match=r"gain_selfcert.*fit.target: selfcert"):
+        table.cell_table(
+            features, gains.with_columns(gain_selfcert=pl.lit(None, dtype=pl.Float64)), "selfcert"
+        )

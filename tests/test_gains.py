@@ -257,9 +257,10 @@ def test_selfcert_at_k_equals_brute_force_enumeration(ties: bool) -> None:
     )
     # the other columns do not depend on whether self-certainty is there
     without = compute_gains(grades, scores, seed=0, n_boot=200)
-    assert out.drop(pl.selectors.starts_with("selfcert")).equals(
-        without.drop(pl.selectors.starts_with("selfcert"))
-    )
+    sc = pl.selectors.starts_with("selfcert", "gain_selfcert")
+    assert out.drop(sc).equals(without.drop(sc))
+    assert without["gain_selfcert"].null_count() == 7
+    assert out["gain_selfcert"][0] == pytest.approx(want[-1] - out["pass_at_k"][0], abs=TOL)
 
 
 def test_selfcert_at_k_is_null_without_self_certainty() -> None:
@@ -278,3 +279,15 @@ def test_selfcert_at_k_is_null_without_self_certainty() -> None:
             seed=0,
             samples=samples_with_certainty(grades, cert).filter(pl.col("prompt_id") != "q02"),
         )
+
+
+def test_per_strategy_gains_are_the_strategy_at_n_minus_pass_at_1() -> None:
+    grades, scores = random_tables(7, p=6, n=5)
+    cert = np.random.default_rng(2).gamma(2.0, 0.5, size=(6, 5))
+    out = compute_gains(grades, scores, seed=4, n_boot=300, samples=samples_with_certainty(grades, cert))
+    last, first = out.row(-1, named=True), out.row(0, named=True)
+    for t in ("maj", "wmaj", "bom", "mob", "selfcert"):
+        g = out[f"gain_{t}"]
+        assert g.n_unique() == 1 and g[0] == pytest.approx(last[f"{t}_at_k"] - first["pass_at_k"], abs=TOL)
+        assert out[f"gain_{t}_lo"][0] <= g[0] + TOL <= out[f"gain_{t}_hi"][0] + 2 * TOL, t
+    assert out["gain_lo"][0] <= out["gain"][0] <= out["gain_hi"][0]

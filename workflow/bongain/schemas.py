@@ -197,7 +197,8 @@ GAINS = TableSchema(
     name="gains",
     path="results/cells/{model}/{method}/{task}/gains.parquet",
     description="The real best-of-k curve of the cell on the test split: one row per k = 1..N. The "
-    "scalar target of the predictor is `gain` (the same in every row) = bon_at_k(N) - pass_at_k(1).",
+    "scalar target of the predictor is `gain` (the same in every row) = bon_at_k(N) - pass_at_k(1), or "
+    "with fit.target: <t> the column `gain_<t>` = <t>_at_k(N) - pass_at_k(1).",
     columns={
         **CELL_COLUMNS,
         "n_prompts": (pl.Int64, "test prompts"),
@@ -245,6 +246,16 @@ GAINS = TableSchema(
                 "gain",
             )
             for end, side in (("lo", "lower"), ("hi", "upper"))
+        },
+        **{
+            f"gain_{t}{end}": (
+                pl.Float64,
+                f"{t}_at_k(N) - pass_at_k(1) (the same in every row), the target of fit.target: {t}"
+                if not end
+                else f"{side} end of the bootstrap CI over prompts of gain_{t}",
+            )
+            for t in ("maj", "wmaj", "bom", "mob", "selfcert")
+            for end, side in (("", ""), ("_lo", "lower"), ("_hi", "upper"))
         },
         "n_boot": (pl.Int64, "resamples of the prompts behind the *_lo / *_hi percentile intervals"),
         "ci_level": (pl.Float64, "coverage level of the *_lo / *_hi intervals (e.g. 0.95)"),

@@ -26,6 +26,15 @@ from bongain.cellstats.votes import (
 
 #: the curves that get a bootstrap interval, in column order
 CURVES = ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k", "selfcert_at_k")
+#: strategy -> its curve; ``gain_<strategy>`` = that curve at k = N minus pass@1 (bon: the column ``gain``)
+TARGETS = {
+    "bon": "bon_at_k",
+    "maj": "maj_at_k",
+    "wmaj": "wmaj_at_k",
+    "bom": "bom_at_k",
+    "mob": "mob_at_k",
+    "selfcert": "selfcert_at_k",
+}
 GAINS_COLUMNS = (
     "n_prompts",
     "n_samples",
@@ -45,6 +54,7 @@ GAINS_COLUMNS = (
     *(f"{c}_{end}" for c in CURVES for end in ("lo", "hi")),
     "gain_lo",
     "gain_hi",
+    *(f"gain_{t}{end}" for t in TARGETS if t != "bon" for end in ("", "_lo", "_hi")),
     "n_boot",
     "ci_level",
 )
@@ -69,6 +79,8 @@ def compute_gains(
     Best-of-Majority and Majority-of-the-Bests (:mod:`bongain.cellstats.selection`) with their Monte-Carlo
     SEs, self-certainty best-of-k, ``gain = bon_at_k(N) - pass_at_k(1)`` (the same in every row), and
     percentile bootstrap intervals (over prompts) of all of them. The caller adds model/method/task.
+    ``gain_<strategy>`` (maj, wmaj, bom, mob, selfcert) is ``<strategy>_at_k(N) - pass_at_k(1)`` with its
+    own interval (of the per-prompt difference, on the same resamples), the target ``fit.target`` picks.
 
     ``selfcert_at_k`` (Kang et al. 2025) is best-of-k with the sample's ``self_certainty`` (SAMPLES
     column) as the score: the exact best-of-k kernel of ``bon_at_k``, ties (exact float equality) broken
@@ -116,10 +128,15 @@ def compute_gains(
         per_prompt["selfcert_at_k"] = bon_prompt_values(certainty, correct)
     curves = [c for c in CURVES if c in per_prompt]  # every curve but selfcert_at_k when it is missing
     gain = per_prompt["bon_at_k"][:, -1] - per_prompt["pass_at_k"][:, 0]
+    others = [t for t in TARGETS if t != "bon" and TARGETS[t] in per_prompt]
+    other_gains = [per_prompt[TARGETS[t]][:, -1] - per_prompt["pass_at_k"][:, 0] for t in others]
     p = correct.shape[0]
+    # the draws depend on P only, so the columns after `gain` leave the earlier intervals unchanged
     lo, hi = bootstrap_ci(
-        np.column_stack([*(per_prompt[c] for c in curves), gain]), boot_rng, n_boot, ci_level
+        np.column_stack([*(per_prompt[c] for c in curves), gain, *other_gains]), boot_rng, n_boot, ci_level
     )
+    tail_lo, tail_hi = lo[len(curves) * n + 1 :], hi[len(curves) * n + 1 :]
+    lo, hi = lo[: len(curves) * n + 1], hi[: len(curves) * n + 1]
     curve = {c: v.mean(axis=0) for c, v in per_prompt.items()}
     missing = np.full(n, np.nan)
     out = {
@@ -144,10 +161,16 @@ def compute_gains(
     for i, c in enumerate(curves):
         out[f"{c}_lo"], out[f"{c}_hi"] = lo[i * n : (i + 1) * n], hi[i * n : (i + 1) * n]
     out["gain_lo"], out["gain_hi"] = np.full(n, lo[-1]), np.full(n, hi[-1])
+    for t in TARGETS:
+        if t != "bon":
+            out[f"gain_{t}"] = out[f"gain_{t}_lo"] = out[f"gain_{t}_hi"] = missing
+    for i, t in enumerate(others):
+        out[f"gain_{t}"] = np.full(n, curve[TARGETS[t]][-1] - curve["pass_at_k"][0])
+        out[f"gain_{t}_lo"], out[f"gain_{t}_hi"] = np.full(n, tail_lo[i]), np.full(n, tail_hi[i])
     out["n_boot"] = np.full(n, n_boot, dtype=np.int64)
     out["ci_level"] = np.full(n, float(ci_level))
     assert tuple(out) == GAINS_COLUMNS
-    return pl.DataFrame(out).with_columns(pl.col("^selfcert_at_k.*$").fill_nan(None))
+    return pl.DataFrame(out).with_columns(pl.col("^(selfcert_at_k|gain_selfcert).*$").fill_nan(None))
 
 
 def selfcert_scores(grades: pl.DataFrame, samples: pl.DataFrame | None) -> np.ndarray | None:

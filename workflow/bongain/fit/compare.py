@@ -310,6 +310,8 @@ def compare_predictors(
     configured: Sequence[str] | None = None,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
     settings: ComparisonSettings = ComparisonSettings(),
+    *,
+    target: str = "bon",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(fit_comparison, fit_heldout): every predictor set under every applicable evaluation scheme.
 
@@ -319,7 +321,7 @@ def compare_predictors(
     every row, so comparisons are paired). A first row (scheme ``raw``) is the Spearman of ``pass1``
     with the gain itself, without fitting, with a two-sided p-value.
     """
-    table = cell_table(features, gains)
+    table = cell_table(features, gains, target)
     y = table["gain"].to_numpy().astype(np.float64)
     boot = cluster_bootstrap(table, settings.n_boot, settings.seed)
     perms = null_permutations(table, settings.n_perm, settings.seed)
