@@ -208,3 +208,12 @@ def test_constants_match_the_config_schema(repo):
     assert method["prompt_format"]["enum"] == list(constants.PROMPT_FORMATS)
     assert list(props["splits"]["required"]) == list(constants.SPLITS)
     assert sorted(props["splits"]["properties"]) == sorted([*constants.BLOCKS, "seed"])
+
+
+def test_fit_target_defaults_to_bon_and_unknown_targets_name_the_key(cfg):
+    assert validate_config(copy.deepcopy(cfg))["fit"]["target"] == "bon"
+    ok = copy.deepcopy(cfg)
+    ok.setdefault("fit", {})["target"] = "selfcert"
+    assert validate_config(ok)["fit"]["target"] == "selfcert"
+    cfg.setdefault("fit", {})["target"] = "best"
+    assert "config key 'fit.target'" in error_of(cfg)

@@ -561,7 +561,7 @@ def test_cell_table_family_column_defaults_to_the_model() -> None:
     features, gains = make_grid_cells(n_methods=1, n_tasks=2, models=("a1", "a2", "b"))
     plain = table.cell_table(features, gains)
     assert plain["family"].to_list() == plain["model"].to_list()
-    fam = table.cell_table(features, gains, {"a1": "A", "a2": "A"})  # b not named: its own family
+    fam = table.cell_table(features, gains, families={"a1": "A", "a2": "A"})  # b not named: its own family
     assert fam["family"].to_list() == ["A", "A", "A", "A", "b", "b"]
     assert fam.drop("family").equals(plain.drop("family"))
     assert fam.columns[-1] == "family"
@@ -572,7 +572,7 @@ def test_two_families_of_three_models_give_two_family_folds_and_three_model_fold
 
     config = {"models": {"a1": {"family": "A"}, "a2": {"family": "A"}, "b": {"family": "B"}}}
     features, gains = make_grid_cells(n_methods=2, n_tasks=2, models=("a1", "a2", "b"))
-    cells = table.cell_table(features, gains, model_families(config))
+    cells = table.cell_table(features, gains, families=model_families(config))
     fam = compare.scheme_folds(cells, "leave_one_family_out")
     mod = compare.scheme_folds(cells, "leave_one_model_out")
     assert fam is not None and mod is not None
@@ -588,7 +588,7 @@ def test_two_families_of_three_models_give_two_family_folds_and_three_model_fold
 def test_family_folds_equal_to_model_folds_are_marked_and_copied_not_double_counted() -> None:
     features, gains = make_grid_cells(n_methods=2, n_tasks=3, models=("gemma", "smollm"), seed=3)
     families = {"gemma": "gemma-family", "smollm": "smollm-family"}
-    cells = table.cell_table(features, gains, families)
+    cells = table.cell_table(features, gains, families=families)
     assert compare.same_as(cells, "leave_one_family_out") == "leave_one_model_out"
     assert compare.same_as(cells, "leave_one_model_out") is None
     settings = compare.ComparisonSettings(n_boot=40, n_perm=30)
@@ -639,3 +639,27 @@ def test_family_scheme_is_fitted_with_its_own_rows_and_is_the_headline_with_thre
     assert all(np.isfinite(fam2["perm_p"].to_numpy()))
     assert comp2.filter(pl.col("headline"))["scheme"].to_list() == ["leave_one_model_out"]
     assert set(comp2["null_kind"].to_list()) == {"grid-family"}  # 2 + 4 models: within-family only
+
+
+def test_fit_target_picks_the_strategy_gain_with_its_ci() -> None:
+    features, gains = make_cells(20)
+    rng = np.random.default_rng(3)
+    other = rng.normal(0.1, 0.05, size=20)
+    by_model = dict(zip(sorted(features["model"].unique()), other, strict=True))
+    gains = gains.with_columns(
+        gain_maj=pl.col("model").replace_strict(by_model, return_dtype=pl.Float64),
+    ).with_columns(gain_maj_lo=pl.col("gain_maj") - 0.01, gain_maj_hi=pl.col("gain_maj") + 0.02)
+    bon = table.cell_table(features, gains)
+    maj = table.cell_table(features, gains, "maj")
+    assert bon["gain"].equals(table.cell_table(features, gains, "bon")["gain"])
+    np.testing.assert_allclose(maj["gain"], [by_model[m] for m in maj["model"]])
+    np.testing.assert_allclose(maj["gain_hi"] - maj["gain_lo"], 0.03)
+    preds, _, _ = ridge.run_fit(features, gains, target="maj")
+    np.testing.assert_allclose(preds.sort("model")["gain"], maj.sort("model")["gain"])
+    with pytest.raises(ValueError, match=r"fit\.target: unknown strategy .best."):
+        table.cell_table(features, gains, "best")
+    # a target a cell has no value for (selfcert without recorded self-certainty) is refused, naming it
+    with pytest.raises(ValueError, match=r"gain_selfcert.*fit.target: selfcert"):
+        table.cell_table(
+            features, gains.with_columns(gain_selfcert=pl.lit(None, dtype=pl.Float64)), "selfcert"
+        )

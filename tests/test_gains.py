@@ -213,3 +213,81 @@ def test_every_strategy_equals_pass_at_1_at_k_1_and_the_new_strategies_match_the
         np.testing.assert_allclose(out[col], vals.mean(axis=0), atol=TOL)
         assert not var.any() and (out[f"{col}_se"] == 0).all()
         assert (out[f"{col}_lo"] <= out[col] + TOL).all() and (out[col] <= out[f"{col}_hi"] + TOL).all()
+
+
+def samples_with_certainty(grades: pl.DataFrame, certainty: list[list[float | None]]) -> pl.DataFrame:
+    """A SAMPLES-like frame (keys + self_certainty) holding ``certainty[prompt][sample]``, rows shuffled."""
+    flat = [c for row in certainty for c in row]
+    df = grades.select("prompt_id", "sample_idx").with_columns(
+        self_certainty=pl.Series(flat, dtype=pl.Float64)
+    )
+    return df.sample(fraction=1.0, shuffle=True, seed=1)
+
+
+def brute_force_selfcert(certainty: np.ndarray, correct: np.ndarray, k: int) -> float:
+    """Enumerate every k-subset of every prompt: the subset's highest self-certainty wins, exact ties split
+    the win evenly among the tied members; mean over subsets, then over prompts."""
+    from itertools import combinations
+
+    per_prompt = []
+    for cert, ok in zip(certainty, correct, strict=True):
+        vals = []
+        for subset in combinations(range(len(cert)), k):
+            top = max(cert[i] for i in subset)
+            winners = [i for i in subset if cert[i] == top]
+            vals.append(sum(bool(ok[i]) for i in winners) / len(winners))
+        per_prompt.append(sum(vals) / len(vals))
+    return sum(per_prompt) / len(per_prompt)
+
+
+@pytest.mark.parametrize("ties", [True, False])
+def test_selfcert_at_k_equals_brute_force_enumeration(ties: bool) -> None:
+    grades, scores = random_tables(5, p=5, n=7)
+    rng = np.random.default_rng(9)
+    cert = rng.integers(0, 3, size=(5, 7)).astype(float) if ties else rng.gamma(2.0, 0.5, size=(5, 7))
+    out = compute_gains(grades, scores, seed=0, n_boot=200, samples=samples_with_certainty(grades, cert))
+    correct = grades["correct"].to_numpy().reshape(5, 7)
+    want = [brute_force_selfcert(cert, correct, k) for k in range(1, 8)]
+    np.testing.assert_allclose(out["selfcert_at_k"], want, atol=TOL)
+    assert out["selfcert_at_k"][0] == pytest.approx(out["pass_at_k"][0], abs=TOL)  # k = 1: pass@1
+    lo, hi = out["selfcert_at_k_lo"], out["selfcert_at_k_hi"]
+    assert (lo <= out["selfcert_at_k"] + TOL).all() and (out["selfcert_at_k"] <= hi + TOL).all()
+    assert (
+        conform(out.with_columns(model=pl.lit("m"), method=pl.lit("x"), task=pl.lit("t")), GAINS).height == 7
+    )
+    # the other columns do not depend on whether self-certainty is there
+    without = compute_gains(grades, scores, seed=0, n_boot=200)
+    sc = pl.selectors.starts_with("selfcert", "gain_selfcert")
+    assert out.drop(sc).equals(without.drop(sc))
+    assert without["gain_selfcert"].null_count() == 7
+    assert out["gain_selfcert"][0] == pytest.approx(want[-1] - out["pass_at_k"][0], abs=TOL)
+
+
+def test_selfcert_at_k_is_null_without_self_certainty() -> None:
+    grades, scores = random_tables(3, p=3, n=4)
+    cert = [[1.0, 2.0, 3.0, 4.0]] * 3
+    for samples in (None, samples_with_certainty(grades, [[1.0, None, 3.0, 4.0], *cert[1:]])):
+        out = compute_gains(grades, scores, seed=0, n_boot=20, samples=samples)
+        for col in ("selfcert_at_k", "selfcert_at_k_lo", "selfcert_at_k_hi"):
+            assert out[col].null_count() == 4, col
+        assert out["bon_at_k"].null_count() == 0
+    # a samples table that does not hold the graded samples is refused, naming the prompt
+    with pytest.raises(ValueError, match="q02"):
+        compute_gains(
+            grades,
+            scores,
+            seed=0,
+            samples=samples_with_certainty(grades, cert).filter(pl.col("prompt_id") != "q02"),
+        )
+
+
+def test_per_strategy_gains_are_the_strategy_at_n_minus_pass_at_1() -> None:
+    grades, scores = random_tables(7, p=6, n=5)
+    cert = np.random.default_rng(2).gamma(2.0, 0.5, size=(6, 5))
+    out = compute_gains(grades, scores, seed=4, n_boot=300, samples=samples_with_certainty(grades, cert))
+    last, first = out.row(-1, named=True), out.row(0, named=True)
+    for t in ("maj", "wmaj", "bom", "mob", "selfcert"):
+        g = out[f"gain_{t}"]
+        assert g.n_unique() == 1 and g[0] == pytest.approx(last[f"{t}_at_k"] - first["pass_at_k"], abs=TOL)
+        assert out[f"gain_{t}_lo"][0] <= g[0] + TOL <= out[f"gain_{t}_hi"][0] + 2 * TOL, t
+    assert out["gain_lo"][0] <= out["gain"][0] <= out["gain_hi"][0]

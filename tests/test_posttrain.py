@@ -182,6 +182,7 @@ def samples_and_grades(split="posttrain"):
                 "sum_logprob": -1.0,
                 "mean_logprob": -0.5,
                 "mean_entropy": 1.0,
+                "self_certainty": 2.0,
                 "seed": i,
             }
             for p, i, c, _, _ in rows

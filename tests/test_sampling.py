@@ -11,8 +11,10 @@ from bongain.sampling.loop import (
     SamplingParams,
     choose_tokens,
     common_prefix_length,
+    completions_frame,
     first_stop_prefix,
     raw_logprob_entropy,
+    raw_token_stats,
     sample_batch,
     sample_prompts,
     sample_seed,
@@ -88,6 +90,52 @@ def test_raw_logprob_entropy():
     lp, h = raw_logprob_entropy(logits, torch.tensor([1, 0]))
     assert lp.tolist() == pytest.approx([math.log(0.5), math.log(0.9)], abs=1e-6)
     assert h.tolist() == pytest.approx([math.log(2), -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))], abs=1e-6)
+
+
+def test_raw_token_stats_self_certainty():
+    """Self-certainty KL(U || p) written out term by term: 0 for a uniform row, positive otherwise."""
+    probs = [[0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1], [0.97, 0.01, 0.01, 0.01]]
+    logits = torch.log(torch.tensor(probs)) + torch.tensor([[3.0], [-1.0], [0.5]])  # shift: no effect
+    lp, h, sc = raw_token_stats(logits, torch.tensor([0, 1, 2]))
+    want = [sum(0.25 * math.log(0.25 / q) for q in row) for row in probs]
+    assert sc.tolist() == pytest.approx(want, abs=1e-6)
+    assert sc[0] == pytest.approx(0.0, abs=1e-6) and sc[1] < sc[2]
+    lp2, h2 = raw_logprob_entropy(logits, torch.tensor([0, 1, 2]))
+    assert torch.equal(lp, lp2) and torch.equal(h, h2)
+
+
+def brute_force_selfcert(model, prompt, token_ids) -> float:
+    """Sum over the completion's positions of KL(U || p_t), p_t the raw (T = 1, full vocabulary) next-token
+    distribution of one plain float64 forward pass over prompt + completion (no cache, no batching)."""
+    with torch.inference_mode():
+        ids = torch.tensor([list(prompt) + list(token_ids)])
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].double()
+    total = 0.0
+    for row in logits:
+        p = torch.exp(row - row.max())
+        p = (p / p.sum()).tolist()
+        v = len(p)
+        total += math.fsum((1 / v) * (math.log(1 / v) - math.log(q)) for q in p)
+    return total
+
+
+@pytest.mark.parametrize("decode_loop", ["reference", "fast"])
+def test_self_certainty_is_teacher_forced_exact(tiny_lm, decode_loop):
+    """Both loops record, per sample, the summed raw self-certainty of a brute-force teacher-forced pass
+    (not that of the temperature-scaled or nucleus-truncated sampling distribution), and the samples table
+    stores its mean over the generated tokens."""
+    prompts = [[5, 6, 7, 8], [5, 6, 9]]
+    p = params(n=4, max_new_tokens=10, temperature=0.7, top_p=0.9)
+    seeds = [[sample_seed(p.seed, f"p{i}", j) for j in range(p.n)] for i in range(len(prompts))]
+    out = sample_batch(
+        tiny_lm, decode_digits, prompts, seeds, p, pad_id=0, eos_ids=frozenset([1]), loop=decode_loop
+    )
+    assert len({c.n_tokens for c in out}) > 1
+    for c in out:
+        want = brute_force_selfcert(tiny_lm, prompts[c.prompt_index], c.token_ids)
+        assert want > 0 and c.sum_selfcert == pytest.approx(want, abs=1e-4)
+    frame = completions_frame(out, ["a", "b"], ["p0", "p1"])
+    assert frame["self_certainty"] == pytest.approx([c.sum_selfcert / c.n_tokens for c in out])
 
 
 def test_sampling_is_deterministic(tiny_lm):

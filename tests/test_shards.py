@@ -72,6 +72,7 @@ def fake_samples(prompt_ids, n, **cell) -> pl.DataFrame:
             "sum_logprob": [-1.0] * k,
             "mean_logprob": [-1.0] * k,
             "mean_entropy": [0.5] * k,
+            "self_certainty": [1.5] * k,
             "seed": list(range(k)),
         }
     )

@@ -4,7 +4,8 @@ The sampler prefills a shared prompt prefix once, repeats the cache per prompt a
 (``batch_repeat_interleave``) and drops finished rows (``batch_select_indices``). Gemma 3 mixes
 sliding-window layers (a cache that keeps only the last ``sliding_window`` positions) with full-attention
 layers. Here a tiny random Gemma 3 with a 4-token window samples completions longer than the window, with rows
-that stop early; every recorded per-token log-probability and entropy must equal a teacher-forced forward
+that stop early; every recorded per-token log-probability, entropy and self-certainty must equal a
+teacher-forced forward
 of that sample's prompt + completion alone (no cache, no padding).
 
 Result: exact in every case, including a shared prefix followed by suffixes of different lengths when the
@@ -49,15 +50,20 @@ def tiny_gemma3(attn: str, window: int = WINDOW) -> torch.nn.Module:
     return model.float()
 
 
-def teacher_forced(model, prompt: list[int], completion: list[int]) -> tuple[list[float], list[float]]:
-    """Raw per-token logprob and entropy of ``completion`` after ``prompt``, one full forward, batch 1."""
+def teacher_forced(
+    model, prompt: list[int], completion: list[int]
+) -> tuple[list[float], list[float], list[float]]:
+    """Raw per-token logprob, entropy and self-certainty KL(U || p) of ``completion`` after ``prompt``, one
+    full forward, batch 1."""
     ids = torch.tensor([prompt + completion])
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
     logp = torch.log_softmax(logits.float(), dim=-1)
     chosen = logp.gather(-1, torch.tensor(completion).unsqueeze(-1)).squeeze(-1)
     entropy = -(logp.exp() * logp).sum(-1)
-    return chosen.tolist(), entropy.tolist()
+    v = logp.shape[-1]
+    selfcert = ((1 / v) * (-torch.log(torch.tensor(float(v))) - logp)).sum(-1)
+    return chosen.tolist(), entropy.tolist(), selfcert.tolist()
 
 
 PREFIX = [2, 10, 11, 12, 13, 14]
@@ -83,23 +89,23 @@ CASES = {
 def check_against_teacher_forcing(
     attn: str, prompts: list[list[int]], window: int, monkeypatch, decode_loop: str = "reference"
 ) -> None:
-    """Reference loop: every step's per-row logprob and entropy equal a teacher-forced forward. Fast loop
-    (it computes the statistics once per shared prefix row, so steps do not map to samples): each
-    sample's summed logprob and entropy equal the teacher-forced sums."""
+    """Reference loop: every step's per-row logprob, entropy and self-certainty equal a teacher-forced
+    forward. Fast loop (it computes the statistics once per shared prefix row, so steps do not map to
+    samples): each sample's summed logprob, entropy and self-certainty equal the teacher-forced sums."""
     model = tiny_gemma3(attn, window)
     n = 3
     seeds = [[1000 * i + j for j in range(n)] for i in range(len(prompts))]
     params = SamplingParams(n=n, temperature=1.0, top_p=1.0, max_new_tokens=12, stop=(), seed=0)
 
-    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    real = loop.raw_logprob_entropy
+    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    real = loop.raw_token_stats
 
     def recording(logits, tokens):
-        lp, h = real(logits, tokens)
-        calls.append((lp.clone(), h.clone()))
-        return lp, h
+        lp, h, sc = real(logits, tokens)
+        calls.append((lp.clone(), h.clone(), sc.clone()))
+        return lp, h, sc
 
-    monkeypatch.setattr(loop, "raw_logprob_entropy", recording)
+    monkeypatch.setattr(loop, "raw_token_stats", recording)
     out = sample_batch(
         model,
         lambda ids: " ".join(map(str, ids)),
@@ -116,25 +122,27 @@ def check_against_teacher_forcing(
     assert min(lengths) < params.max_new_tokens
     if decode_loop == "fast":
         for c in out:
-            want_lp, want_h = teacher_forced(model, prompts[c.prompt_index], list(c.token_ids))
+            want_lp, want_h, want_sc = teacher_forced(model, prompts[c.prompt_index], list(c.token_ids))
             assert c.sum_logprob == pytest.approx(sum(want_lp), abs=1e-3)
             assert c.sum_entropy == pytest.approx(sum(want_h), abs=1e-3)
+            assert c.sum_selfcert == pytest.approx(sum(want_sc), abs=1e-3)
         return
     # rows alive at step t are those with more than t tokens, in completion order (the sampler keeps order)
-    per_row: list[list[tuple[float, float]]] = [[] for _ in out]
-    for step, (lp, h) in enumerate(calls):
+    per_row: list[list[tuple[float, float, float]]] = [[] for _ in out]
+    for step, (lp, h, sc) in enumerate(calls):
         alive = [r for r, k in enumerate(lengths) if k > step]
         assert len(alive) == lp.shape[0]
         for j, r in enumerate(alive):
-            per_row[r].append((float(lp[j]), float(h[j])))
+            per_row[r].append((float(lp[j]), float(h[j]), float(sc[j])))
     for r, c in enumerate(out):
-        want_lp, want_h = teacher_forced(model, prompts[c.prompt_index], list(c.token_ids))
-        got_lp = [x for x, _ in per_row[r]]
-        got_h = [y for _, y in per_row[r]]
+        want_lp, want_h, want_sc = teacher_forced(model, prompts[c.prompt_index], list(c.token_ids))
+        got_lp, got_h, got_sc = (list(col) for col in zip(*per_row[r], strict=True))
         assert got_lp == pytest.approx(want_lp, abs=1e-4), f"row {r} (prompt {c.prompt_index})"
         assert got_h == pytest.approx(want_h, abs=1e-4), f"row {r} (prompt {c.prompt_index})"
+        assert got_sc == pytest.approx(want_sc, abs=1e-4), f"row {r} (prompt {c.prompt_index})"
         assert c.sum_logprob == pytest.approx(sum(want_lp), abs=1e-3)
         assert c.sum_entropy == pytest.approx(sum(want_h), abs=1e-3)
+        assert c.sum_selfcert == pytest.approx(sum(want_sc), abs=1e-3)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

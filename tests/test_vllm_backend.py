@@ -24,6 +24,7 @@ from bongain.sampling.vllm import (
     map_finish_reason,
     request_seed,
     rescore_entropy,
+    rescore_stats,
     sample_vllm,
     sum_logprob,
     tokens_prompts,
@@ -173,6 +174,7 @@ def test_sample_vllm_contract(fake_vllm, checkpoint):
         assert c.sum_logprob == pytest.approx(math.fsum(r[t] for r, t in zip(raw, c.token_ids, strict=True)))
         exact = math.fsum(float(-(np.exp(r) * r).sum()) for r in raw)
         assert 0 <= c.sum_entropy <= exact + 1e-9  # topk_lower is a lower bound of the raw entropy
+        assert math.isnan(c.sum_selfcert)  # top-k logprobs cannot give the full-vocabulary self-certainty
         if c.finish_reason == "eos":
             assert c.token_ids[-1] == tok.eos_token_id and tok.eos_token not in c.text
         elif c.finish_reason == "length":
@@ -195,6 +197,7 @@ def test_sample_vllm_contract(fake_vllm, checkpoint):
     )
     out = conform(df, "samples")
     assert out.height == 12 and out["n_tokens"].min() >= 1
+    assert out["self_certainty"].dtype == pl.Float64 and out["self_certainty"].null_count() == 12
     np.testing.assert_allclose(out["mean_logprob"], out["sum_logprob"] / out["n_tokens"])
 
 
@@ -372,6 +375,11 @@ def test_rescore_entropy_matches_the_cpu_sampler(tiny_lm, chunk):
             assert [len(e) for e in ent] == [c.n_tokens for c in comps]
             for c, e in zip(comps, ent, strict=True):
                 assert float(e.sum()) == pytest.approx(c.sum_entropy, abs=1e-4)
+            # the same pass gives the exact self-certainty the CPU sampler records
+            stats = rescore_stats(tiny_lm, seqs, batch_size=batch_size, pad_id=0, logits_chunk=chunk)
+            for c, e, (h, sc) in zip(comps, ent, stats, strict=True):
+                assert np.array_equal(h, e) and len(sc) == c.n_tokens
+                assert float(sc.sum()) == pytest.approx(c.sum_selfcert, abs=1e-4)
     finally:
         hook.remove()
     assert widths and max(widths) <= chunk  # logits of at most `chunk` positions exist at once
@@ -404,9 +412,11 @@ def test_sample_vllm_with_hf_rescore(fake_vllm, checkpoint, monkeypatch):
     )
     model, _ = load_causal_lm(checkpoint)
     for i, batch in enumerate(batches):
-        ent = rescore_entropy(model, [(token_ids[i], c.token_ids) for c in batch], batch_size=1)
-        for c, e in zip(batch, ent, strict=True):
+        stats = rescore_stats(model, [(token_ids[i], c.token_ids) for c in batch], batch_size=1)
+        for c, (e, sc) in zip(batch, stats, strict=True):
             assert math.isfinite(c.sum_entropy) and c.sum_entropy == pytest.approx(float(e.sum()), abs=1e-4)
+            # hf_rescore: the exact self-certainty, from the same rescoring pass
+            assert c.sum_selfcert > 0 and c.sum_selfcert == pytest.approx(float(sc.sum()), abs=1e-4)
     assert len(comps) == 6
 
 

@@ -94,6 +94,7 @@ def test_end_to_end_artifacts(repo, e2e):
             assert s.group_by("prompt_id").len()["len"].to_list() == [n] * sizes[split]
             assert s["finish_reason"].is_in(["stop", "eos", "length"]).all()
             assert (s["sum_logprob"] <= 0).all() and (s["mean_entropy"] >= 0).all()
+            assert s["self_certainty"].null_count() == 0 and (s["self_certainty"] >= 0).all()
             assert g["status"].is_in(["ok", "no_answer", "timeout", "error"]).all()
         sc = read_parquet(d / "test" / "scores.parquet", "scores")
         assert sc.height == sizes["test"] * n and sc["reward"].is_finite().all()
@@ -111,8 +112,9 @@ def test_end_to_end_artifacts(repo, e2e):
             assert 0.0 <= f[col][0] <= 1.0, col
         gn = read_parquet(d / "gains.parquet", "gains")
         assert gn["k"].to_list() == list(range(1, n + 1))
-        for col in ("pass_at_k", "bon_at_k", "maj_at_k"):
+        for col in ("pass_at_k", "bon_at_k", "maj_at_k", "selfcert_at_k"):
             assert gn[col].is_between(0.0, 1.0).all(), col
+        assert gn["selfcert_at_k"][0] == pytest.approx(gn["pass_at_k"][0], abs=1e-12)
         assert gn["pass_at_k"].diff().drop_nulls().min() >= -1e-12  # pass@k never decreases in k
         assert gn["gain"][0] == pytest.approx(gn["bon_at_k"][-1] - gn["pass_at_k"][0], abs=1e-12)
     preds = read_parquet(e2e / "fit" / "predictions.parquet", "fit_predictions")

@@ -93,6 +93,11 @@ SAMPLES = TableSchema(
         ),
         "mean_logprob": (pl.Float64, "sum_logprob / n_tokens"),
         "mean_entropy": (pl.Float64, "mean over generated tokens of the raw next-token entropy (nats)"),
+        "self_certainty": (
+            pl.Float64,
+            "mean over generated tokens of the raw next-token self-certainty KL(U || p) = -log V - mean_j "
+            "log p_j (nats, Kang et al. 2025); null where not computed (vLLM top-k entropy modes)",
+        ),
         "seed": (pl.Int64, "seed of this sample's random stream"),
     },
 )
@@ -192,7 +197,8 @@ GAINS = TableSchema(
     name="gains",
     path="results/cells/{model}/{method}/{task}/gains.parquet",
     description="The real best-of-k curve of the cell on the test split: one row per k = 1..N. The "
-    "scalar target of the predictor is `gain` (the same in every row) = bon_at_k(N) - pass_at_k(1).",
+    "scalar target of the predictor is `gain` (the same in every row) = bon_at_k(N) - pass_at_k(1), or "
+    "with fit.target: <t> the column `gain_<t>` = <t>_at_k(N) - pass_at_k(1).",
     columns={
         **CELL_COLUMNS,
         "n_prompts": (pl.Int64, "test prompts"),
@@ -220,10 +226,36 @@ GAINS = TableSchema(
             "distribution, m = round(statistics.mob_subsample_fraction * k); docs/features.md",
         ),
         "mob_at_k_se": (pl.Float64, "Monte-Carlo standard error of mob_at_k (0 where computed exactly)"),
+        "selfcert_at_k": (
+            pl.Float64,
+            "self-certainty best-of-k (Kang et al. 2025): the sample with the highest SAMPLES "
+            "self_certainty, exact average over all k-subsets, ties broken uniformly as in bon_at_k; "
+            "null (with its CI) when a sample's self_certainty is null (vLLM top-k entropy modes); "
+            "docs/features.md",
+        ),
         **{
             f"{stat}_{end}": (pl.Float64, f"{side} end of the bootstrap CI over prompts of {stat}")
-            for stat in ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k", "gain")
+            for stat in (
+                "pass_at_k",
+                "bon_at_k",
+                "maj_at_k",
+                "wmaj_at_k",
+                "bom_at_k",
+                "mob_at_k",
+                "selfcert_at_k",
+                "gain",
+            )
             for end, side in (("lo", "lower"), ("hi", "upper"))
+        },
+        **{
+            f"gain_{t}{end}": (
+                pl.Float64,
+                f"{t}_at_k(N) - pass_at_k(1) (the same in every row), the target of fit.target: {t}"
+                if not end
+                else f"{side} end of the bootstrap CI over prompts of gain_{t}",
+            )
+            for t in ("maj", "wmaj", "bom", "mob", "selfcert")
+            for end, side in (("", ""), ("_lo", "lower"), ("_hi", "upper"))
         },
         "n_boot": (pl.Int64, "resamples of the prompts behind the *_lo / *_hi percentile intervals"),
         "ci_level": (pl.Float64, "coverage level of the *_lo / *_hi intervals (e.g. 0.95)"),

@@ -6,6 +6,7 @@ rule gains:
     input:
         grades=f"{CELL_DIR}/test/grades.parquet",
         scores=f"{CELL_DIR}/test/scores.parquet",
+        samples=f"{CELL_DIR}/test/samples.parquet",
     output:
         f"{CELL_DIR}/gains.parquet",
     log:

@@ -18,7 +18,7 @@ ols = read_parquet(sm.input.ols, "fit_ols")
 settings = ConcentrationSettings.from_config(sm.params.fit)
 conc, terms = concentration_tables(
     features,
-    cell_table(features, gains).select(["model", "method", "task", "gain"]),
+    cell_table(features, gains, sm.params.fit["target"]).select(["model", "method", "task", "gain"]),
     ols,
     sm.params.max_tokens,
     settings,

@@ -19,16 +19,17 @@ screened = [read_parquet(p, "features") for p in sm.input.screen_features]
 check_entropy_kinds(pl.concat([features, *screened]), cfg["allow_mixed_entropy"])
 cols = list(cfg["features"] or FEATURE_COLUMNS)
 level = cfg["interval_level"]
+target = cfg["target"]  # which strategy's gain is predicted (default bon)
 
-predictions, metrics, coefficients = run_fit(features, gains, feature_cols=cols)
+predictions, metrics, coefficients = run_fit(features, gains, feature_cols=cols, target=target)
 settings = ComparisonSettings(
     n_boot=cfg["n_boot"], ci_level=cfg["ci_level"], seed=cfg["seed"], n_perm=cfg["n_perm"]
 )
 comparison, heldout = compare_predictors(
-    features, gains, cols, settings=settings, families=dict(sm.params.families)
+    features, gains, cols, settings=settings, families=dict(sm.params.families), target=target
 )
 screen_df = pl.concat(screened) if screened else None
-curves = predict_curves(features, gains, cols, screened=screen_df, level=level)
+curves = predict_curves(features, gains, cols, screened=screen_df, level=level, target=target)
 if screen_df is None:
     screen_df = features.clear()
 screen = screening_table(
@@ -37,7 +38,7 @@ screen = screening_table(
     curves.screened_lo[:, -1],
     curves.screened_hi[:, -1],
     level,
-    cell_table(features, gains)["gain"].to_numpy(),
+    cell_table(features, gains, target)["gain"].to_numpy(),
     sm.params.sizes,
 )
 for df, name in (

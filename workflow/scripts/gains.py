@@ -20,6 +20,7 @@ df = compute_gains(
     mob_subsample_fraction=p.mob_subsample_fraction,
     n_boot=p.n_boot,
     ci_level=p.ci_level,
+    samples=read_parquet(sm.input.samples, "samples").select("prompt_id", "sample_idx", "self_certainty"),
 ).with_columns(model=pl.lit(w.model), method=pl.lit(w.method), task=pl.lit(w.task))
 write_parquet_atomic(df, sm.output[0], "gains")
 log.info(
@@ -29,3 +30,8 @@ log.info(
     df["gain_hi"][0],
     df["pass_at_k"][0],
 )
+if df["selfcert_at_k"].null_count():
+    log.warning(
+        "selfcert_at_k is null: some sample has no self_certainty (vLLM top-k entropy modes compute none; "
+        "use entropy: hf_rescore, docs/backends.md)"
+    )

@@ -1,4 +1,5 @@
-"""The real best-of-k curve of one cell (the GAINS table), from its grades and verifier scores."""
+"""The real best-of-k curve of one cell (the GAINS table), from its grades, verifier scores and (for
+self-certainty best-of-k) its samples."""
 
 from __future__ import annotations
 
@@ -24,7 +25,16 @@ from bongain.cellstats.votes import (
 )
 
 #: the curves that get a bootstrap interval, in column order
-CURVES = ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k")
+CURVES = ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k", "selfcert_at_k")
+#: strategy -> its curve; ``gain_<strategy>`` = that curve at k = N minus pass@1 (bon: the column ``gain``)
+TARGETS = {
+    "bon": "bon_at_k",
+    "maj": "maj_at_k",
+    "wmaj": "wmaj_at_k",
+    "bom": "bom_at_k",
+    "mob": "mob_at_k",
+    "selfcert": "selfcert_at_k",
+}
 GAINS_COLUMNS = (
     "n_prompts",
     "n_samples",
@@ -40,9 +50,11 @@ GAINS_COLUMNS = (
     "bom_at_k_se",
     "mob_at_k",
     "mob_at_k_se",
+    "selfcert_at_k",
     *(f"{c}_{end}" for c in CURVES for end in ("lo", "hi")),
     "gain_lo",
     "gain_hi",
+    *(f"gain_{t}{end}" for t in TARGETS if t != "bon" for end in ("", "_lo", "_hi")),
     "n_boot",
     "ci_level",
 )
@@ -61,11 +73,20 @@ def compute_gains(
     mob_subsample_fraction: float = DEFAULT_MOB_FRACTION,
     n_boot: int = DEFAULT_N_BOOT,
     ci_level: float = DEFAULT_CI_LEVEL,
+    samples: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per k = 1..N: pass@k, best-of-k under the reward, maj@k, reward-weighted maj@k,
     Best-of-Majority and Majority-of-the-Bests (:mod:`bongain.cellstats.selection`) with their Monte-Carlo
-    SEs, ``gain = bon_at_k(N) - pass_at_k(1)`` (the same in every row), and percentile
-    bootstrap intervals (over prompts) of all five. The caller adds model/method/task.
+    SEs, self-certainty best-of-k, ``gain = bon_at_k(N) - pass_at_k(1)`` (the same in every row), and
+    percentile bootstrap intervals (over prompts) of all of them. The caller adds model/method/task.
+    ``gain_<strategy>`` (maj, wmaj, bom, mob, selfcert) is ``<strategy>_at_k(N) - pass_at_k(1)`` with its
+    own interval (of the per-prompt difference, on the same resamples), the target ``fit.target`` picks.
+
+    ``selfcert_at_k`` (Kang et al. 2025) is best-of-k with the sample's ``self_certainty`` (SAMPLES
+    column) as the score: the exact best-of-k kernel of ``bon_at_k``, ties (exact float equality) broken
+    uniformly. It and its interval are null when ``samples`` is None or any sample's self-certainty is
+    null or not finite (the vLLM backend's top-k entropy modes do not compute it): see
+    :func:`selfcert_scores`.
 
     Every statistic is a mean over prompts of a per-prompt value, so one resample of the prompts is one
     weighted mean of the per-prompt values (the Monte-Carlo estimates for maj/wmaj at the k where they
@@ -82,6 +103,7 @@ def compute_gains(
     """
     df, n = join_per_sample(grades, scores, ("grades", "scores"), (("answer", "correct"), ("reward",)))
     correct = prompt_matrix(df, "correct", n).astype(bool)
+    certainty = selfcert_scores(grades, samples)
     rewards = prompt_matrix(df, "reward", n).astype(np.float64)
     codes, class_correct = answer_codes(df, n)
     streams = np.random.SeedSequence(seed).spawn(5)
@@ -102,12 +124,21 @@ def compute_gains(
     per_prompt["mob_at_k"], mob_var = selection_prompt_values(
         mob_selector(mob_subsample_fraction), rewards, codes, class_correct, ks, mob_rng, **policy
     )
+    if certainty is not None:
+        per_prompt["selfcert_at_k"] = bon_prompt_values(certainty, correct)
+    curves = [c for c in CURVES if c in per_prompt]  # every curve but selfcert_at_k when it is missing
     gain = per_prompt["bon_at_k"][:, -1] - per_prompt["pass_at_k"][:, 0]
+    others = [t for t in TARGETS if t != "bon" and TARGETS[t] in per_prompt]
+    other_gains = [per_prompt[TARGETS[t]][:, -1] - per_prompt["pass_at_k"][:, 0] for t in others]
     p = correct.shape[0]
+    # the draws depend on P only, so the columns after `gain` leave the earlier intervals unchanged
     lo, hi = bootstrap_ci(
-        np.column_stack([*(per_prompt[c] for c in CURVES), gain]), boot_rng, n_boot, ci_level
+        np.column_stack([*(per_prompt[c] for c in curves), gain, *other_gains]), boot_rng, n_boot, ci_level
     )
+    tail_lo, tail_hi = lo[len(curves) * n + 1 :], hi[len(curves) * n + 1 :]
+    lo, hi = lo[: len(curves) * n + 1], hi[: len(curves) * n + 1]
     curve = {c: v.mean(axis=0) for c, v in per_prompt.items()}
+    missing = np.full(n, np.nan)
     out = {
         "n_prompts": np.full(n, p, dtype=np.int64),
         "n_samples": np.full(n, n, dtype=np.int64),
@@ -123,11 +154,34 @@ def compute_gains(
         "bom_at_k_se": np.sqrt(bom_var.sum(axis=0)) / p,
         "mob_at_k": curve["mob_at_k"],
         "mob_at_k_se": np.sqrt(mob_var.sum(axis=0)) / p,
+        "selfcert_at_k": curve.get("selfcert_at_k", missing),
     }
-    for i, c in enumerate(CURVES):
+    for c in CURVES:
+        out[f"{c}_lo"], out[f"{c}_hi"] = missing, missing
+    for i, c in enumerate(curves):
         out[f"{c}_lo"], out[f"{c}_hi"] = lo[i * n : (i + 1) * n], hi[i * n : (i + 1) * n]
     out["gain_lo"], out["gain_hi"] = np.full(n, lo[-1]), np.full(n, hi[-1])
+    for t in TARGETS:
+        if t != "bon":
+            out[f"gain_{t}"] = out[f"gain_{t}_lo"] = out[f"gain_{t}_hi"] = missing
+    for i, t in enumerate(others):
+        out[f"gain_{t}"] = np.full(n, curve[TARGETS[t]][-1] - curve["pass_at_k"][0])
+        out[f"gain_{t}_lo"], out[f"gain_{t}_hi"] = np.full(n, tail_lo[i]), np.full(n, tail_hi[i])
     out["n_boot"] = np.full(n, n_boot, dtype=np.int64)
     out["ci_level"] = np.full(n, float(ci_level))
     assert tuple(out) == GAINS_COLUMNS
-    return pl.DataFrame(out)
+    return pl.DataFrame(out).with_columns(pl.col("^(selfcert_at_k|gain_selfcert).*$").fill_nan(None))
+
+
+def selfcert_scores(grades: pl.DataFrame, samples: pl.DataFrame | None) -> np.ndarray | None:
+    """Per-sample self-certainty ``[P, N]`` in the (prompt_id, sample_idx) order of ``grades``, or None
+    when it cannot be used: no samples table, or a sample whose ``self_certainty`` is null (not computed:
+    the vLLM backend's top-k entropy modes, docs/backends.md) or not finite. The samples table must hold
+    the same samples as ``grades`` (``ValueError`` naming a prompt_id otherwise)."""
+    if samples is None or "self_certainty" not in samples.columns:
+        return None
+    cert = samples["self_certainty"].cast(pl.Float64)
+    if cert.null_count() or not np.isfinite(cert.to_numpy()).all():
+        return None
+    df, n = join_per_sample(grades, samples, ("grades", "samples"), (("correct",), ("self_certainty",)))
+    return prompt_matrix(df, "self_certainty", n).astype(np.float64)

@@ -342,6 +342,8 @@ def compare_predictors(
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
     settings: ComparisonSettings = ComparisonSettings(),
     families: Mapping[str, str] | None = None,
+    *,
+    target: str = "bon",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(fit_comparison, fit_heldout): every predictor set under every applicable evaluation scheme.
 
@@ -356,7 +358,7 @@ def compare_predictors(
     (:func:`same_as`), the family rows repeat the model rows' numbers with ``same_as`` naming that
     scheme, and the family scheme cannot be the headline.
     """
-    table = cell_table(features, gains, families)
+    table = cell_table(features, gains, target, families)
     y = table["gain"].to_numpy().astype(np.float64)
     boot = cluster_bootstrap(table, settings.n_boot, settings.seed)
     perms = null_permutations(table, settings.n_perm, settings.seed)

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 from sklearn.linear_model import RidgeCV
 
+from bongain.cellstats.gains import TARGETS
 from bongain.constants import CELL_KEYS
 from bongain.fit.ridge import DEFAULT_ALPHAS
 from bongain.fit.table import cell_table, design_matrix, usable_columns
@@ -111,22 +112,26 @@ def jackknife_plus(
     return lo, hi
 
 
-def curve_targets(features: pl.DataFrame, gains: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
-    """(cell table sorted by cell, Y) with Y[c, k-1] = bon_at_k(k) - pass_at_k(1), k = 1..K.
+def curve_targets(
+    features: pl.DataFrame, gains: pl.DataFrame, target: str = "bon"
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """(cell table sorted by cell, Y) with Y[c, k-1] = <target>_at_k(k) - pass_at_k(1), k = 1..K
+    (``target``: ``fit.target``, default ``bon``: bon_at_k).
 
     K is the smallest N over the cells (all cells share N in a normal run).
     """
-    table = cell_table(features, gains)
+    table = cell_table(features, gains, target)
+    column = TARGETS[target]
     g = gains.join(table.select(CELL_KEYS), on=CELL_KEYS, how="semi").sort([*CELL_KEYS, "k"])
     p1 = g.filter(pl.col("k") == 1).select([*CELL_KEYS, pl.col("pass_at_k").alias("_p1")])
-    g = g.join(p1, on=CELL_KEYS, how="left").with_columns((pl.col("bon_at_k") - pl.col("_p1")).alias("_gk"))
+    g = g.join(p1, on=CELL_KEYS, how="left").with_columns((pl.col(column) - pl.col("_p1")).alias("_gk"))
     K = int(g.group_by(CELL_KEYS).agg(pl.col("k").max())["k"].min())
     wide = (
         g.filter(pl.col("k") <= K).group_by(CELL_KEYS, maintain_order=True).agg(pl.col("_gk")).sort(CELL_KEYS)
     )
     Y = np.array(wide["_gk"].to_list(), dtype=np.float64)
     if Y.shape != (table.height, K) or not np.all(np.isfinite(Y)):
-        raise ValueError("gains: every cell needs finite bon_at_k / pass_at_k rows for k = 1..K")
+        raise ValueError(f"gains: every cell needs finite {column} / pass_at_k rows for k = 1..K")
     return table, Y
 
 
@@ -146,11 +151,13 @@ def predict_curves(
     screened: pl.DataFrame | None = None,
     level: float = DEFAULT_INTERVAL_LEVEL,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    *,
+    target: str = "bon",
 ) -> CurveResult:
     """Held-out gain-curve predictions with jackknife+ intervals for evaluated and screened cells."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"interval level must be in (0, 1), got {level}")
-    table, Y = curve_targets(features, gains)
+    table, Y = curve_targets(features, gains, target)
     X = design_matrix(table, feature_cols)
     n, K = Y.shape
     ks = np.arange(1, K + 1)

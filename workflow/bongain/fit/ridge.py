@@ -120,9 +120,11 @@ def leave_one_cell_out(
     gains: pl.DataFrame,
     feature_cols: Sequence[str] = FEATURE_COLUMNS,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    *,
+    target: str = "bon",
 ) -> pl.DataFrame:
     """LOCO predictions of every cell's gain (schema ``fit_predictions``), ridge and pass1 baseline."""
-    table = cell_table(features, gains)
+    table = cell_table(features, gains, target)
     y = table["gain"].to_numpy().astype(np.float64)
     pred_ridge = loco_predict(design_matrix(table, feature_cols), y, alphas)
     pred_base = loco_predict(design_matrix(table, BASELINE_COLUMNS), y, alphas)
@@ -193,12 +195,14 @@ def coefficients(
     gains: pl.DataFrame,
     feature_cols: Sequence[str] = FEATURE_COLUMNS,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    *,
+    target: str = "bon",
 ) -> pl.DataFrame:
     """Refit ridge and baseline on all cells; one row per feature plus '(intercept)' (``fit_coefficients``).
 
     A dropped feature (constant or non-finite across cells) has coef NaN.
     """
-    table = cell_table(features, gains)
+    table = cell_table(features, gains, target)
     y = table["gain"].to_numpy().astype(np.float64)
     rows = _coef_rows("ridge", fit_ridge(design_matrix(table, feature_cols), y, alphas), feature_cols)
     rows += _coef_rows(
@@ -213,11 +217,14 @@ def run_fit(
     gains: pl.DataFrame,
     feature_cols: Sequence[str] | None = None,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    *,
+    target: str = "bon",
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(predictions, metrics, coefficients) of the cross-cell fit; needs at least 3 cells."""
+    """(predictions, metrics, coefficients) of the cross-cell fit; needs at least 3 cells. ``target``:
+    which strategy's gain is predicted (``fit.target``, :func:`bongain.fit.table.target_columns`)."""
     cols = list(FEATURE_COLUMNS if feature_cols is None else feature_cols)
-    preds = leave_one_cell_out(features, gains, cols, alphas)
-    return preds, metrics(preds), coefficients(features, gains, cols, alphas)
+    preds = leave_one_cell_out(features, gains, cols, alphas, target=target)
+    return preds, metrics(preds), coefficients(features, gains, cols, alphas, target=target)
 
 
 @dataclass(frozen=True)

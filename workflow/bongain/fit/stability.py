@@ -158,11 +158,13 @@ def stability_selection(
     gains: pl.DataFrame,
     feature_cols: Sequence[str] = FEATURE_COLUMNS,
     settings: StabilitySettings = StabilitySettings(),
+    *,
+    target: str = "bon",
 ) -> StabilityResult:
     """Selection frequencies of every feature, the stable set, and the compact feature set."""
     if not 0.0 < settings.threshold <= 1.0:
         raise ValueError(f"stability threshold must be in (0, 1], got {settings.threshold}")
-    table = cell_table(features, gains)
+    table = cell_table(features, gains, target)
     cols = list(feature_cols)
     X = design_matrix(table, cols)
     y = table["gain"].to_numpy().astype(np.float64)
@@ -256,10 +258,10 @@ def _scrub(text: str) -> str:
 
 
 def fit_ols(
-    features: pl.DataFrame, gains: pl.DataFrame, compact: Sequence[str], basis: str
+    features: pl.DataFrame, gains: pl.DataFrame, compact: Sequence[str], basis: str, *, target: str = "bon"
 ) -> tuple[pl.DataFrame, str]:
     """(fit_ols table, summary text) of OLS gain ~ 1 + compact features (raw scale)."""
-    table = cell_table(features, gains)
+    table = cell_table(features, gains, target)
     cols = list(compact)
     y = table["gain"].to_numpy().astype(np.float64)
     X = design_matrix(table, cols) if cols else np.empty((table.height, 0))

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from bongain.cellstats import features
+from bongain.cellstats.gains import TARGETS
 from bongain.constants import CELL_KEYS
 
 #: Default predictor features: every Float64 column of the ``features`` schema (n_prompts / n_samples
@@ -40,8 +41,20 @@ def usable_columns(X: np.ndarray) -> np.ndarray:
     return finite & (std > _CONSTANT_RTOL * np.maximum(1.0, np.abs(mean)))
 
 
+def target_columns(target: str) -> tuple[str, str, str]:
+    """The gains columns (value, lower, upper CI end) of a ``fit.target``: ``bon`` -> ``gain``, others
+    -> ``gain_<target>`` (``<target>_at_k(N) - pass_at_k(1)``). Unknown targets raise naming the key."""
+    if target not in TARGETS:
+        raise ValueError(f"fit.target: unknown strategy {target!r}; known: {sorted(TARGETS)}")
+    name = "gain" if target == "bon" else f"gain_{target}"
+    return name, f"{name}_lo", f"{name}_hi"
+
+
 def cell_table(
-    features: pl.DataFrame, gains: pl.DataFrame, families: Mapping[str, str] | None = None
+    features: pl.DataFrame,
+    gains: pl.DataFrame,
+    target: str = "bon",
+    families: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """Join each cell's feature row with its target gain, sorted by (model, method, task).
 
@@ -49,39 +62,44 @@ def cell_table(
     :func:`bongain.config.model_families`); a model it does not name, or every model when it is None,
     is a family of its own (family = model slug).
 
-    The target is taken from the cell's row with the largest k (k = N), with its bootstrap CI as
-    ``gain_lo`` / ``gain_hi`` / ``gain_ci_level`` (null when the gains table has no CI columns). Raises
-    ValueError on duplicated feature rows, on cells without gains, or on too few cells.
+    The target (column ``gain`` of the result) is the gain of strategy ``target`` (``fit.target``:
+    :func:`target_columns`), taken from the cell's row with the largest k (k = N), with its bootstrap CI
+    as ``gain_lo`` / ``gain_hi`` / ``gain_ci_level`` (null when the gains table has no CI columns).
+    Raises ValueError on duplicated feature rows, on cells without gains or with a null target (e.g.
+    ``selfcert`` where the sampler recorded no self-certainty), or on too few cells.
     """
+    value, lower, upper = target_columns(target)
+    if value not in gains.columns:
+        raise ValueError(f"fit.target: {target}: the gains table has no column {value!r}")
     dup = features.group_by(CELL_KEYS).len().filter(pl.col("len") > 1)
     if dup.height:
         raise ValueError(f"features: duplicated cell rows: {dup.select(CELL_KEYS).rows()}")
-    target = (
+    per_cell = (
         gains.sort([*CELL_KEYS, "k"])
         .group_by(CELL_KEYS, maintain_order=True)
         .agg(
-            pl.col("gain").last(),
+            pl.col(value).last().alias("gain"),
             *[
                 (pl.col(src).last() if src in gains.columns else pl.lit(None, dtype=pl.Float64)).alias(dst)
                 for src, dst in (
-                    ("gain_lo", "gain_lo"),
-                    ("gain_hi", "gain_hi"),
+                    (lower, "gain_lo"),
+                    (upper, "gain_hi"),
                     ("ci_level", "gain_ci_level"),
                 )
             ],
-            (pl.col("gain").max() - pl.col("gain").min()).alias("_range"),
+            (pl.col(value).max() - pl.col(value).min()).alias("_range"),
         )
     )
-    uneven = target.filter(pl.col("_range") > 1e-12)
+    uneven = per_cell.filter(pl.col("_range") > 1e-12)
     if uneven.height:
         raise ValueError(
-            f"gains: `gain` differs between the k rows of cell(s) {uneven.select(CELL_KEYS).rows()}"
+            f"gains: `{value}` differs between the k rows of cell(s) {uneven.select(CELL_KEYS).rows()}"
         )
-    target = target.drop("_range")
-    missing = features.join(target, on=CELL_KEYS, how="anti")
+    per_cell = per_cell.drop("_range")
+    missing = features.join(per_cell, on=CELL_KEYS, how="anti")
     if missing.height:
         raise ValueError(f"no gains for cell(s) {missing.select(CELL_KEYS).rows()}")
-    table = features.join(target, on=CELL_KEYS, how="inner").sort(CELL_KEYS)
+    table = features.join(per_cell, on=CELL_KEYS, how="inner").sort(CELL_KEYS)
     if table.height < MIN_CELLS:
         raise ValueError(
             f"the cross-cell fit needs at least {MIN_CELLS} cells (with features and gains), "
@@ -89,7 +107,7 @@ def cell_table(
         )
     if table["gain"].is_null().any() or not np.all(np.isfinite(table["gain"].to_numpy())):
         bad = table.filter(pl.col("gain").is_null() | pl.col("gain").is_nan()).select(CELL_KEYS).rows()
-        raise ValueError(f"non-finite gain for cell(s) {bad}")
+        raise ValueError(f"non-finite or null `{value}` (fit.target: {target}) for cell(s) {bad}")
     fam = dict(families or {})
     return table.with_columns(
         pl.Series("family", [fam.get(m, m) for m in table["model"].to_list()], dtype=pl.String)

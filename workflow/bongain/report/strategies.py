@@ -14,12 +14,14 @@ STRATEGIES: dict[str, str] = {
     "wmaj_at_k": "weighted maj.",
     "bom_at_k": "Best-of-Majority",
     "mob_at_k": "Majority-of-Bests",
+    "selfcert_at_k": "self-certainty",
 }
 
 
 def strategy_summary(gains: pl.DataFrame) -> pl.DataFrame:
     """Per cell: gain at k = N of every strategy present (``<strategy>@N - pass@1``) with its CI ends
-    shifted by pass@1 (the CI is of the accuracy; pass@1 is shared), and the best strategy."""
+    shifted by pass@1 (the CI is of the accuracy; pass@1 is shared), and the best strategy among those
+    the cell has a value for (``selfcert_at_k`` is null where the sampler recorded no self-certainty)."""
     present = [c for c in STRATEGIES if c in gains.columns]
     last = gains.sort([*CELL_KEYS, "k"]).group_by(CELL_KEYS, maintain_order=True)
     first = last.agg(pl.col("pass_at_k").first().alias("pass_at_1"))
@@ -28,7 +30,7 @@ def strategy_summary(gains: pl.DataFrame) -> pl.DataFrame:
         *[pl.col(f"{c}{end}").last() for c in present for end in ("", "_lo", "_hi")],
     )
     df = first.join(tail, on=CELL_KEYS).sort(CELL_KEYS)
-    best = pl.concat_list([pl.col(c) for c in present]).list.arg_max()
+    best = pl.concat_list([pl.col(c).fill_null(float("-inf")) for c in present]).list.arg_max()
     return df.with_columns(best=best.map_elements(lambda i: present[i], return_dtype=pl.String))
 
 
@@ -38,7 +40,10 @@ def strategies_section(gains: pl.DataFrame) -> list[str]:
     rows = []
     for r in summary.iter_rows(named=True):
         p1 = r["pass_at_1"]
-        cells = [fmt_ci(r[c] - p1, r[f"{c}_lo"] - p1, r[f"{c}_hi"] - p1) for c in present]
+        cells = [
+            fmt_ci(r[c] - p1, r[f"{c}_lo"] - p1, r[f"{c}_hi"] - p1) if r[c] is not None else fmt(None)
+            for c in present
+        ]
         rows.append(
             [cell_label(r["model"], r["method"], r["task"]), r["N"], p1, *cells, STRATEGIES[r["best"]]]
         )
@@ -49,6 +54,8 @@ def strategies_section(gains: pl.DataFrame) -> list[str]:
         "",
         "Gain over one sample at k = N of each way to pick one of the N test samples (accuracy at N minus "
         "pass@1; bracket: the bootstrap CI over test prompts of the accuracy, shifted by pass@1). "
+        "Self-certainty picks the sample the model itself is most certain of (no reward model; n/a where "
+        "the sampler recorded no self-certainty, e.g. vLLM top-k entropy). "
         "Definitions, sources and tie rules: `docs/features.md`. Source: columns `<strategy>_at_k` of "
         f"`{GAINS.path}`.",
         "",

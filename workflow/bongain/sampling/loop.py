@@ -16,14 +16,17 @@ In bf16 a row's logits depend at rounding level on its batch, so the two loops c
 samples; in float32 they agree.
 
 Per token it records the raw (temperature 1, full vocabulary) log-probability of the sampled token and
-the entropy of the raw next-token distribution: the same quantities as vLLM's default ``raw_logprobs``.
+the entropy of the raw next-token distribution: the same quantities as vLLM's default ``raw_logprobs``;
+and the self-certainty of the raw next-token distribution (Kang et al. 2025),
+``KL(U || p) = -log V - (1/V) sum_j log p_j`` over the V logits (:func:`raw_token_stats`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -61,6 +64,9 @@ class Completion:
     sum_logprob: float
     sum_entropy: float
     seed: int
+    #: sum over generated tokens of the raw self-certainty KL(U || p_t) (nats); NaN where not computed
+    #: (the vLLM backend's top-k entropy modes)
+    sum_selfcert: float = math.nan
 
     @property
     def n_tokens(self) -> int:
@@ -122,16 +128,16 @@ def choose_tokens(
 
 def _draw_shared(
     logits: torch.Tensor, node: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`choose_tokens` and :func:`raw_logprob_entropy` for samples whose logits are rows of
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`choose_tokens` and :func:`raw_token_stats` for samples whose logits are rows of
     ``logits`` (``node[i]`` is sample i's row): the per-row work (softmax, sort, cumulative sums,
-    log-softmax, entropy) runs once per row, then every sample inverts its row's CDF with its own
-    uniform. Equal, value for value, to those functions on ``logits[node]``."""
+    log-softmax, entropy, self-certainty) runs once per row, then every sample inverts its row's CDF with
+    its own uniform. Equal, value for value, to those functions on ``logits[node]``."""
     if len(node) == logits.shape[0]:  # as many samples as rows: no row is shared, work per sample
         if not torch.equal(node, torch.arange(len(node))):
             logits = logits[node]
         tokens = choose_tokens(logits, uniforms, temperature, top_p)
-        return tokens, *raw_logprob_entropy(logits, tokens)
+        return tokens, *raw_token_stats(logits, tokens)
     probs = torch.softmax(logits / temperature, dim=-1)
     if top_p >= 1.0:
         sorted_p, order = probs, None
@@ -149,14 +155,34 @@ def _draw_shared(
     tokens = (order[node].gather(-1, pos) if order is not None else pos).squeeze(-1)
     logp = torch.log_softmax(logits, dim=-1)
     entropy = -(logp.exp() * logp).sum(dim=-1)
-    return tokens, logp[node, tokens], entropy[node]
+    selfcert = _selfcert(logp)
+    return tokens, logp[node, tokens], entropy[node], selfcert[node]
+
+
+def _selfcert(logp: torch.Tensor) -> torch.Tensor:
+    """Self-certainty ``KL(U || p) = -log V - mean_j log p_j`` (nats, >= 0) of each row of log-probs."""
+    return -logp.mean(dim=-1) - math.log(logp.shape[-1])
+
+
+def raw_token_stats(
+    logits: torch.Tensor, tokens: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probability of ``tokens``, entropy and self-certainty (nats) under the raw softmax(logits).
+
+    Self-certainty (Kang et al. 2025) is the KL divergence from the uniform distribution over the V logits
+    to p = softmax(logits): ``-log V - (1/V) sum_j log p_j = logsumexp(z) - mean_j z_j - log V``; 0 for a
+    uniform p, large for a peaked one. Raw means temperature 1 and the full vocabulary (no top-p), like
+    the log-probability and the entropy.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp.exp() * logp).sum(dim=-1)
+    return chosen, entropy, _selfcert(logp)
 
 
 def raw_logprob_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probability of ``tokens`` and entropy (nats) under the raw softmax(logits)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    chosen = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp.exp() * logp).sum(dim=-1)
+    chosen, entropy, _ = raw_token_stats(logits, tokens)
     return chosen, entropy
 
 
@@ -433,6 +459,7 @@ def _sample_batch_fast(
     tokens_table = torch.zeros((rows, max_new), dtype=torch.long)
     lp_table = torch.zeros((rows, max_new), dtype=torch.float32)
     h_table = torch.zeros((rows, max_new), dtype=torch.float32)
+    sc_table = torch.zeros((rows, max_new), dtype=torch.float32)
     is_eos = torch.zeros(vocab, dtype=torch.bool)
     is_eos[[t for t in eos_ids if 0 <= t < vocab]] = True
     if params.stop and stop_candidates is None:
@@ -448,10 +475,11 @@ def _sample_batch_fast(
     live = torch.arange(rows)  # the samples still decoding
     node = torch.arange(rows) // n  # the cache row (node) of each live sample
     for step in range(max_new):
-        tokens, lp, h = _draw_shared(logits, node, uniforms[live, step], params.temperature, params.top_p)
+        tokens, lp, h, sc = _draw_shared(logits, node, uniforms[live, step], params.temperature, params.top_p)
         tokens_table[live, step] = tokens
         lp_table[live, step] = lp
         h_table[live, step] = h
+        sc_table[live, step] = sc
         done = is_eos[tokens]
         for r in live[done].tolist():
             reasons[r], lengths[r] = "eos", step + 1
@@ -518,10 +546,13 @@ def _sample_batch_fast(
         text_ids = toks[:-1] if reason == "eos" else toks
         text, _ = truncate_at_stop(decode(text_ids), params.stop)
         k = len(toks)
-        sum_lp = sum_h = 0.0
-        for a, b in zip(lp_table[r, :k].tolist(), h_table[r, :k].tolist(), strict=True):
+        sum_lp = sum_h = sum_sc = 0.0
+        for a, b, c in zip(
+            lp_table[r, :k].tolist(), h_table[r, :k].tolist(), sc_table[r, :k].tolist(), strict=True
+        ):
             sum_lp += a  # float64 accumulation in token order, as the reference loop does
             sum_h += b
+            sum_sc += c
         result.append(
             Completion(
                 prompt_index=r // n,
@@ -532,6 +563,7 @@ def _sample_batch_fast(
                 sum_logprob=sum_lp,
                 sum_entropy=sum_h,
                 seed=flat_seeds[r],
+                sum_selfcert=sum_sc,
             )
         )
     return result
@@ -562,19 +594,21 @@ def _sample_batch(
     generated: list[list[int]] = [[] for _ in range(rows)]
     sum_lp = [0.0] * rows
     sum_h = [0.0] * rows
+    sum_sc = [0.0] * rows
     reasons: list[str | None] = [None] * rows
     alive = list(range(rows))  # row ids still decoding, in cache order
 
     for step in range(params.max_new_tokens):
         u = torch.tensor([next(streams[r]) for r in alive], dtype=torch.float64)
         tokens = choose_tokens(logits, u, params.temperature, params.top_p)
-        lp, h = raw_logprob_entropy(logits, tokens)
+        lp, h, sc = raw_token_stats(logits, tokens)
         keep: list[int] = []
         for j, r in enumerate(alive):
             tok = int(tokens[j])
             generated[r].append(tok)
             sum_lp[r] += float(lp[j])
             sum_h[r] += float(h[j])
+            sum_sc[r] += float(sc[j])
             if tok in eos_ids:
                 reasons[r] = "eos"
             elif params.stop and truncate_at_stop(decode(generated[r]), params.stop)[1]:
@@ -617,6 +651,7 @@ def _sample_batch(
                 sum_logprob=sum_lp[r],
                 sum_entropy=sum_h[r],
                 seed=seeds[r // n][r % n],
+                sum_selfcert=sum_sc[r],
             )
         )
     return result
@@ -674,19 +709,7 @@ def sample_prompts(
             loop=loop,
             stop_candidates=candidates,
         )
-        out.extend(
-            Completion(
-                prompt_index=c.prompt_index + start,
-                sample_idx=c.sample_idx,
-                text=c.text,
-                token_ids=c.token_ids,
-                finish_reason=c.finish_reason,
-                sum_logprob=c.sum_logprob,
-                sum_entropy=c.sum_entropy,
-                seed=c.seed,
-            )
-            for c in batch
-        )
+        out.extend(replace(c, prompt_index=c.prompt_index + start) for c in batch)
         bar.update((stop - start) * params.n)
     bar.close()
     return out
@@ -727,5 +750,8 @@ def completions_frame(
         "sum_logprob": [c.sum_logprob for c in completions],
         "mean_logprob": [c.sum_logprob / max(c.n_tokens, 1) for c in completions],
         "mean_entropy": [c.sum_entropy / max(c.n_tokens, 1) for c in completions],
+        "self_certainty": [
+            None if math.isnan(c.sum_selfcert) else c.sum_selfcert / max(c.n_tokens, 1) for c in completions
+        ],
         "seed": [c.seed for c in completions],
     }

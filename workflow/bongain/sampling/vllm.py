@@ -26,6 +26,10 @@ Conventions (all documented in ``docs/backends.md``):
   ``H_k + r * (-log p_k)`` from the top-k logprobs; ``topk_mid`` the midpoint of that and the upper bound
   ``H_k + r * log((V - m) / r)``; ``hf_rescore`` recomputes the exact entropy of every generated position
   with an HF forward pass over prompt + completion after generation.
+* **Self-certainty** (``KL(U || p)`` over the full vocabulary,
+  :func:`bongain.sampling.loop.raw_token_stats`) needs every logit of every position, which the top-k
+  logprobs do not give: with ``hf_rescore`` the same HF pass computes it exactly; with the top-k modes it
+  is not computed (``sum_selfcert`` NaN, a null ``self_certainty`` column).
 * **finish_reason**: ``"length"`` -> ``length``; ``"stop"`` with ``stop_reason`` None (EOS) or an int (a stop
   token id) -> ``eos``; ``"stop"`` with a string ``stop_reason`` (a stop string) -> ``stop``; anything else
   (``abort``, ``error``, ``repetition``) raises, so no partial sample is written silently.
@@ -217,8 +221,9 @@ def to_completions(
     """Convert ``generate`` results (one ``RequestOutput`` per prompt, input order) to completions.
 
     ``Completion.prompt_index`` is the position in ``request_outputs``; samples are ordered by
-    ``CompletionOutput.index``. With ``entropy="hf_rescore"`` ``sum_entropy`` is NaN until
-    :func:`rescore_entropy` fills it.
+    ``CompletionOutput.index``. With ``entropy="hf_rescore"`` ``sum_entropy`` and ``sum_selfcert`` are NaN
+    until :func:`rescore_stats` fills them; with the top-k modes ``sum_selfcert`` stays NaN (not computable
+    from top-k logprobs).
     """
     if len(request_outputs) != len(request_seeds):
         raise ValueError(f"{len(request_outputs)} request outputs for {len(request_seeds)} prompts")
@@ -257,10 +262,26 @@ def rescore_entropy(
     pad_id: int = 0,
     logits_chunk: int = 256,
 ) -> list[np.ndarray]:
-    """Exact per-token entropy (nats) of the model's raw next-token distribution at each generated token.
+    """Exact per-token entropy (nats) of the model's raw next-token distribution at each generated token
+    (the entropy half of :func:`rescore_stats`)."""
+    stats = rescore_stats(model, sequences, batch_size=batch_size, pad_id=pad_id, logits_chunk=logits_chunk)
+    return [h for h, _ in stats]
+
+
+def rescore_stats(
+    model: Any,
+    sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
+    *,
+    batch_size: int = 4,
+    pad_id: int = 0,
+    logits_chunk: int = 256,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Exact per-token entropy and self-certainty (nats) of the model's raw next-token distribution at
+    each generated token: one (entropy, self-certainty) pair of arrays per sequence.
 
     ``sequences`` holds (prompt token ids, completion token ids). For completion token t the logits z
-    are those after prompt + completion[:t]; ``H = logsumexp(z) - sum(softmax(z) * z)``, in float32.
+    (V of them) are those after prompt + completion[:t]; ``H = logsumexp(z) - sum(softmax(z) * z)`` and
+    self-certainty ``logsumexp(z) - mean(z) - log V`` (= ``-log V - mean_j log p_j``), in float32.
     Rows are left-padded with explicit position ids and batched by length. The decoder runs once per
     batch; the LM head turns at most ``logits_chunk`` positions per row into float32 logits at a time
     (batch x 4096 positions x a 128k vocabulary would be ~10 GB at once), and only the last
@@ -275,7 +296,7 @@ def rescore_entropy(
     device = next(model.parameters()).device
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
-    result: list[np.ndarray] = [np.zeros(0)] * len(sequences)
+    result: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0), np.zeros(0))] * len(sequences)
     lengths = [len(p) + len(c) for p, c in sequences]
     for batch in batches_by_length(lengths, batch_size):
         full = [list(sequences[i][0]) + list(sequences[i][1]) for i in batch]
@@ -288,6 +309,7 @@ def rescore_entropy(
             mask[r, width - len(s) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         ent = torch.empty((len(batch), keep), dtype=torch.float32)
+        cert = torch.empty((len(batch), keep), dtype=torch.float32)
         with torch.inference_mode():
             hidden = decoder(
                 input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
@@ -296,14 +318,18 @@ def rescore_entropy(
                 z = head(hidden[:, start : start + logits_chunk]).float()
                 if softcap:
                     z = torch.tanh(z / softcap) * softcap
-                h = torch.logsumexp(z, -1) - (torch.softmax(z, -1) * z).sum(-1)
+                lse = torch.logsumexp(z, -1)
+                h = lse - (torch.softmax(z, -1) * z).sum(-1)
+                sc = lse - z.mean(-1) - math.log(z.shape[-1])
                 ent[:, start : start + logits_chunk] = h.cpu()
-                del z, h
-        ent = ent.numpy()
+                cert[:, start : start + logits_chunk] = sc.cpu()
+                del z, h, lse, sc
+        ent, cert = ent.numpy(), cert.numpy()
         for r, i in enumerate(batch):
             c = comp_lens[r]
             # kept position j predicts the token after it: completion tokens are predicted at keep-1-c..keep-2
-            result[i] = ent[r, keep - 1 - c : keep - 1].astype(np.float64)
+            span = slice(keep - 1 - c, keep - 1)
+            result[i] = (ent[r, span].astype(np.float64), cert[r, span].astype(np.float64))
     return result
 
 
@@ -405,7 +431,7 @@ def _fill_rescored_entropy(
         bool(manifest.get("trust_remote_code", False)),
     )
     try:
-        ent = rescore_entropy(
+        stats = rescore_stats(
             model,
             [(prompt_token_ids[c.prompt_index], c.token_ids) for c in completions],
             batch_size=batch_size,
@@ -415,4 +441,7 @@ def _fill_rescored_entropy(
         del model
         gc.collect()
         _empty_cuda_cache()
-    return [replace(c, sum_entropy=float(e.sum())) for c, e in zip(completions, ent, strict=True)]
+    return [
+        replace(c, sum_entropy=float(h.sum()), sum_selfcert=float(sc.sum()))
+        for c, (h, sc) in zip(completions, stats, strict=True)
+    ]
