@@ -10,7 +10,7 @@ from bongain.cli import column_stats, main
 def test_cells_lists_grid(repo, capsys):
     assert main(["cells", "--configfile", str(repo / "config" / "config.yaml")]) == 0
     lines = capsys.readouterr().out.split()
-    assert len(lines) == 15 and "smollm2-135m/fewshot-t07/add1" in lines
+    assert len(lines) == 24 and "gemma3-270m/dpo/deccmp" in lines
 
 
 def test_cells_paths(repo, capsys):

@@ -512,8 +512,11 @@ def test_dry_run_lists_the_posttrain_jobs(repo):
     cfg = load_config(repo / "config" / "posttrain-test.yaml")
     n_cells = len(cells(cfg))
     assert counts["posttrain_data"] == counts["posttrain_train"] == counts["posttrain_merge"] == 3
-    # the cells' three splits, plus the posttrain split of the two methods rft and sft-dpo learn from
-    assert counts["sample"] == counts["grade"] == 3 * n_cells + 2 * len(cfg["tasks"])
+    # one sample_cell job per cell for its three splits, one sample job per posttrain split of the two
+    # methods rft and sft-dpo learn from
+    assert counts["sample_cell"] == n_cells
+    assert counts["sample"] == 2 * len(cfg["tasks"])
+    assert counts["grade"] == 3 * n_cells + 2 * len(cfg["tasks"])
     assert counts["task_split"] == 4 * len(cfg["tasks"])
     for path in (
         "results/posttrain-test/posttrain/smollm2-135m/sft-dpo/manifest.json",

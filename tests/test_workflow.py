@@ -52,13 +52,16 @@ def test_dry_run_default_config(repo):
     out = res.stdout + res.stderr
     cfg = load_config(repo / "config" / "config.yaml")
     n_cells, n_screened = len(cells(cfg)), len(cfg.get("screen") or [])
-    assert n_cells >= 12
+    assert n_cells >= 24
     counts = job_counts(out)
-    # a cell's three splits, a screened cell's validation split, and the posttrain split that rft and dpo
-    # learn from (sampled under their method, the base model's) per model and task
+    # one sample_cell job per evaluated cell (its three splits); one sample job per other split: a screened
+    # cell's validation split, and the posttrain split that rft and dpo learn from (sampled under their
+    # method, the model as shipped) per model and task; one grade job per split
     posttrain_methods = {(r["method"]) for r in cfg["posttrain"]["recipes"].values() if r["kind"] != "sft"}
     n_posttrain = len(posttrain_methods) * len(cfg["models"]) * len(cfg["tasks"])
-    assert counts["sample"] == counts["grade"] == 3 * n_cells + n_screened + n_posttrain
+    assert counts["sample_cell"] == n_cells
+    assert counts["sample"] == n_screened + n_posttrain
+    assert counts["grade"] == 3 * n_cells + n_screened + n_posttrain
     assert counts["features"] == n_cells + n_screened
     assert counts["gains"] == counts["score"] == counts["train_verifier"] == n_cells
     assert counts["fit"] == counts["report"] == 1
