@@ -506,7 +506,9 @@ def test_dry_run_lists_the_posttrain_jobs(repo):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_workflow import job_counts, smk
 
-    res = smk(repo, "-n", "--cores", "2", "--configfile", str(repo / "config" / "posttrain-test.yaml"))
+    res = smk(
+        repo, "-n", "--forceall", "--cores", "2", "--configfile", str(repo / "config" / "posttrain-test.yaml")
+    )
     out = res.stdout + res.stderr
     counts = job_counts(out)
     cfg = load_config(repo / "config" / "posttrain-test.yaml")
@@ -531,7 +533,7 @@ def test_default_config_dag_trains_one_adapter_per_model_and_recipe(repo):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_workflow import job_counts, smk
 
-    counts = job_counts((lambda r: r.stdout + r.stderr)(smk(repo, "-n", "--cores", "2")))
+    counts = job_counts((lambda r: r.stdout + r.stderr)(smk(repo, "-n", "--forceall", "--cores", "2")))
     default = load_config(repo / "config" / "config.yaml")
     n_adapters = len(default["models"]) * len(default["posttrain"]["recipes"])
     assert counts["posttrain_data"] == counts["posttrain_train"] == counts["posttrain_merge"] == n_adapters
