@@ -252,7 +252,7 @@ def test_single_cell_and_many_cells_figures(tmp_path: Path) -> None:
 
 @functools.cache
 def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
-    from bongain.fit import compare, concentration, curve, screening, stability, table
+    from bongain.fit import compare, concentration, curve, screening, stability, strategies, table
     from test_fit import make_grid_cells
 
     features, gains = make_grid_cells(n_methods=2, n_tasks=3, seed=5)
@@ -319,6 +319,12 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
         "fit_allocation_summary": summary,
         "fit_allocation_bins": bins,
         "fit_comparison": comp,
+        "fit_strategy": strategies.strategy_fit(
+            features,
+            gains.with_columns(gain_maj=pl.col("gain") * 0.5, gain_selfcert=pl.lit(None, dtype=pl.Float64)),
+            cols,
+            settings=compare.ComparisonSettings(n_boot=50, n_perm=99),
+        ),
         "fit_curve": cr.curve,
         "fit_curve_coverage": cr.coverage,
         "fit_screen": screen,
@@ -357,6 +363,7 @@ def test_stats_sections_and_figures(rendered_stats: tuple[Path, str]) -> None:
     path, md = rendered_stats
     for heading in (
         "## Predictor comparison across evaluation schemes",
+        "## Which strategy's gain the predictor ranks best",
         "## Predicted gain curves with prediction intervals",
         "## Screened cells (validation pass only)",
         "## Stability selection (complementary pairs)",
@@ -400,6 +407,15 @@ def test_stats_table_values(rendered_stats: tuple[Path, str]) -> None:
     sp = [fmt(comp[k]) for k in ("spearman", "spearman_lo", "spearman_hi")]
     assert cells[4] == f"{sp[0]} [{sp[1]}, {sp[2]}]"
     assert cells[6].startswith(fmt(comp["mae"]))
+    fit = stats["fit_strategy"]
+    section = _section(md, "## Which strategy's gain")
+    bon = fit.filter(pl.col("strategy") == "bon").row(0, named=True)
+    row = _row(section, "best-of-N (fit.target, best)")  # maj ties (gain halved): bon, first, is best
+    assert row[1:7] == [str(bon["n_cells"])] + [
+        fmt(bon[k]) for k in ("gain_mean", "spearman", "perm_p", "null_q95", "noise_ceiling")
+    ]
+    assert _row(section, "self-certainty")[7].startswith("skipped: gain_selfcert is null")
+    assert "Ranked best (highest held-out Spearman): best-of-N." in section
     pooled = stats["fit_curve_coverage"].filter(pl.col("scope") == "per_cell_k_ge_2").row(0, named=True)
     assert _row(md, "per cell, k >= 2")[3] == fmt(pooled["coverage"])
     assert _row(md, "per cell, k >= 2")[1] == "6"  # 2 methods x 3 tasks, each cell once

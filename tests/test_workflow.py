@@ -123,7 +123,12 @@ def test_end_to_end_artifacts(repo, e2e):
     preds = read_parquet(e2e / "fit" / "predictions.parquet", "fit_predictions")
     assert preds.height == len(cells(cfg))
     read_parquet(e2e / "fit" / "metrics.parquet", "fit_metrics")
+    strat = read_parquet(e2e / "fit" / "strategy_fit.parquet", "fit_strategy")
+    head = read_parquet(e2e / "fit" / "comparison.parquet", "fit_comparison").filter(pl.col("headline"))
+    bon = strat.filter(pl.col("strategy") == "bon").row(0, named=True)
+    assert bon["spearman"] == pytest.approx(head["spearman"][0], nan_ok=True) and strat["best"].sum() <= 1
     report = (e2e / "report" / "report.md").read_text()
+    assert "## Which strategy's gain the predictor ranks best" in report
     assert "smollm2-135m" in report and "Spearman" in report
     for png in ("predicted_vs_actual.png", "bon_curves.png"):
         assert (e2e / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

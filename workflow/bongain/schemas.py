@@ -418,6 +418,47 @@ FIT_HELDOUT = TableSchema(
     },
 )
 
+FIT_STRATEGY = TableSchema(
+    name="fit_strategy",
+    path="results/fit/strategy_fit.parquet",
+    description="One row per selection strategy (fit.target values, in that order): the configured ridge "
+    "(fit.features) evaluated under the headline held-out scheme of fit_comparison with that strategy's "
+    "gain (accuracy at k = N minus pass@1) as the target: held-out Spearman, its permutation p-value and "
+    "null 95% quantile (the comparison's permutations) and the noise ceiling of that strategy's gains. "
+    "`best` marks the strategy whose gain the predictor ranks best. A strategy without a gain for every "
+    "cell (selfcert where no self-certainty was recorded) is `skipped`. p-values are not corrected for "
+    "the number of strategies, and all strategies select from the same samples. Definitions in "
+    "docs/statistics.md.",
+    columns={
+        "strategy": (pl.String, "bon | maj | wmaj | bom | mob | selfcert (target: gain | gain_<strategy>)"),
+        "scheme": (pl.String, "the headline evaluation scheme of fit_comparison (same for every row)"),
+        "predictor": (pl.String, "ridge (the configured fit.features)"),
+        "features": (pl.String, "comma-separated feature columns of the predictor"),
+        "n_cells": (pl.Int64, "cells evaluated (null: skipped)"),
+        "n_folds": (pl.Int64, "held-out groups (outer folds) of the scheme"),
+        "gain_mean": (pl.Float64, "mean over cells of the strategy's gain"),
+        "spearman": (pl.Float64, "Spearman rho of held-out prediction vs the strategy's gain (nested CV)"),
+        "perm_p": (
+            pl.Float64,
+            "one-sided permutation p-value of spearman: (1 + #{null >= observed}) / (n_perm + 1), the whole "
+            "nested CV rerun on every permutation; not corrected for the number of strategies",
+        ),
+        "null_q95": (pl.Float64, "95% quantile of the null Spearman"),
+        "n_perm": (pl.Int64, "null statistics B behind perm_p (the permutations of fit_comparison)"),
+        "null_kind": (pl.String, "grid | grid-family | cells, as in fit_comparison"),
+        "noise_ceiling": (
+            pl.Float64,
+            "expected Spearman of the strategy's true gains with the measured ones (from their CI widths)",
+        ),
+        "fit_target": (pl.Boolean, "the strategy the fit stage is configured to predict (fit.target)"),
+        "best": (
+            pl.Boolean,
+            "the evaluated strategy with the highest spearman (ties: the first in this table's order)",
+        ),
+        "skipped": (pl.String, "why the strategy was not evaluated; null when it was"),
+    },
+)
+
 FIT_CURVE = TableSchema(
     name="fit_curve",
     path="results/fit/curve.parquet",
@@ -777,6 +818,7 @@ ALL: dict[str, TableSchema] = {
         FIT_COEFFICIENTS,
         FIT_COMPARISON,
         FIT_HELDOUT,
+        FIT_STRATEGY,
         FIT_CURVE,
         FIT_CURVE_COVERAGE,
         FIT_SCREEN,

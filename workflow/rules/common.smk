@@ -35,11 +35,11 @@ VERSION = {
     "features": 3,
     "gains": 4,
     "scaling": 1,
-    "fit": 4,
+    "fit": 5,
     "stability": 2,
     "concentration": 2,
     "allocation": 1,
-    "report": 8,
+    "report": 9,
     "posttrain": 1,
 }
 

@@ -15,6 +15,7 @@ rule fit:
         coefficients=f"{FIT_DIR}/coefficients.parquet",
         comparison=f"{FIT_DIR}/comparison.parquet",
         heldout=f"{FIT_DIR}/heldout.parquet",
+        strategy=f"{FIT_DIR}/strategy_fit.parquet",
         curve=f"{FIT_DIR}/curve.parquet",
         curve_coverage=f"{FIT_DIR}/curve_coverage.parquet",
         screen=f"{FIT_DIR}/screen.parquet",

@@ -8,6 +8,7 @@ rule report:
         metrics=f"{RESULTS}/fit/metrics.parquet",
         coefficients=f"{RESULTS}/fit/coefficients.parquet",
         comparison=f"{RESULTS}/fit/comparison.parquet",
+        strategy=f"{RESULTS}/fit/strategy_fit.parquet",
         curve=f"{RESULTS}/fit/curve.parquet",
         curve_coverage=f"{RESULTS}/fit/curve_coverage.parquet",
         screen=f"{RESULTS}/fit/screen.parquet",

@@ -1,4 +1,5 @@
-"""Snakemake adapter: cross-cell ridge fit, predictor comparison, gain-curve intervals, screening."""
+"""Snakemake adapter: cross-cell ridge fit, predictor comparison, per-strategy fit, gain-curve intervals,
+screening."""
 
 import polars as pl
 
@@ -6,6 +7,7 @@ from bongain.fit.compare import ComparisonSettings, compare_predictors
 from bongain.fit.curve import predict_curves
 from bongain.fit.ridge import run_fit
 from bongain.fit.screening import screening_table
+from bongain.fit.strategies import strategy_fit
 from bongain.fit.table import FEATURE_COLUMNS, cell_table, check_entropy_kinds
 from bongain.io import read_parquet, write_parquet_atomic
 from bongain.smk import setup_logging
@@ -28,6 +30,9 @@ settings = ComparisonSettings(
 comparison, heldout = compare_predictors(
     features, gains, cols, settings=settings, families=dict(sm.params.families), target=target
 )
+strategy = strategy_fit(
+    features, gains, cols, settings=settings, families=dict(sm.params.families), target=target
+)
 screen_df = pl.concat(screened) if screened else None
 curves = predict_curves(features, gains, cols, screened=screen_df, level=level, target=target)
 if screen_df is None:
@@ -47,6 +52,7 @@ for df, name in (
     (coefficients, "coefficients"),
     (comparison, "comparison"),
     (heldout, "heldout"),
+    (strategy, "strategy"),
     (curves.curve, "curve"),
     (curves.coverage, "curve_coverage"),
     (screen, "screen"),
@@ -54,5 +60,6 @@ for df, name in (
     write_parquet_atomic(df, sm.output[name], f"fit_{name}")
 log.info("fit metrics:\n%s", metrics)
 log.info("comparison:\n%s", comparison)
+log.info("per-strategy fit:\n%s", strategy)
 log.info("curve coverage:\n%s", curves.coverage)
 log.info("screened cells:\n%s", screen)

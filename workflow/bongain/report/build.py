@@ -47,6 +47,7 @@ from bongain.report.strategies import (
     binned_section,
     scaling_section,
     strategies_section,
+    strategy_fit_section,
 )
 from bongain.schemas import GAINS
 
@@ -56,6 +57,7 @@ DEFAULT_TARGETS: tuple[float, ...] = (0.02, 0.05)
 #: Tables of the statistics stages that render_report accepts in ``stats`` (by schema name).
 STATS_TABLES: tuple[str, ...] = (
     "fit_comparison",
+    "fit_strategy",
     "fit_curve",
     "fit_curve_coverage",
     "fit_screen",
@@ -117,6 +119,8 @@ def statistics_sections(
     lines: list[str] = []
     if "fit_comparison" in stats:
         lines += comparison_section(stats["fit_comparison"])
+    if "fit_strategy" in stats:
+        lines += strategy_fit_section(stats["fit_strategy"])
     if "fit_curve" in stats and "fit_curve_coverage" in stats:
         plot_gain_curves(stats["fit_curve"], out / FIG_GAIN_CURVES)
         lines += curve_section(stats["fit_curve"], stats["fit_curve_coverage"])

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import polars as pl
 
-from bongain.report.format import CELL_KEYS, cell_label, fmt, fmt_ci, markdown_table
-from bongain.schemas import FIT_ALLOCATION, FIT_ALLOCATION_BINS, FIT_ALLOCATION_SUMMARY, GAINS, SCALING
+from bongain.report.format import (
+    CELL_KEYS,
+    MISSING,
+    SCHEME_LABELS,
+    cell_label,
+    escape,
+    fmt,
+    fmt_ci,
+    markdown_table,
+)
+from bongain.schemas import (
+    FIT_ALLOCATION,
+    FIT_ALLOCATION_BINS,
+    FIT_ALLOCATION_SUMMARY,
+    FIT_STRATEGY,
+    GAINS,
+    SCALING,
+)
 
 #: strategy -> its column in the gains table and its label
 STRATEGIES: dict[str, str] = {
@@ -62,6 +78,59 @@ def strategies_section(gains: pl.DataFrame) -> list[str]:
         *markdown_table(["cell", "N", "pass@1", *(STRATEGIES[c] for c in present), "best"], rows),
         "",
         f"Best strategy per cell (highest accuracy at N): {win_text}.",
+        "",
+    ]
+
+
+#: fit.target value -> the label of its strategy
+TARGET_LABELS: dict[str, str] = {c.removesuffix("_at_k"): label for c, label in STRATEGIES.items()}
+
+
+def strategy_fit_section(fit: pl.DataFrame) -> list[str]:
+    """Which strategy's gain the configured ridge ranks best (``fit_strategy``, one row per strategy)."""
+    rows = []
+    for r in fit.iter_rows(named=True):
+        name = TARGET_LABELS.get(r["strategy"], r["strategy"])
+        marks = [m for m, on in (("fit.target", r["fit_target"]), ("best", r["best"])) if on]
+        label = f"{name} ({', '.join(marks)})" if marks else name
+        if r["skipped"] is not None:
+            rows.append([label, *([MISSING] * 6), escape(f"skipped: {r['skipped']}")])
+            continue
+        rows.append(
+            [
+                label,
+                r["n_cells"],
+                r["gain_mean"],
+                r["spearman"],
+                r["perm_p"],
+                r["null_q95"],
+                r["noise_ceiling"],
+                "",
+            ]
+        )
+    first = fit.row(0, named=True) if fit.height else None
+    scheme = SCHEME_LABELS.get(first["scheme"], first["scheme"]) if first else MISSING
+    n_perm = first["n_perm"] if first else MISSING
+    null_kind = first["null_kind"] if first else MISSING
+    feats = first["features"] if first else MISSING
+    best = fit.filter(pl.col("best"))["strategy"].to_list()
+    best_text = TARGET_LABELS.get(best[0], best[0]) if best else MISSING
+    return [
+        "## Which strategy's gain the predictor ranks best",
+        "",
+        f"Source: `{FIT_STRATEGY.path}`. The configured ridge ({escape(feats)}) evaluated under the headline "
+        f"scheme ({scheme}, nested CV) with each selection strategy's gain (accuracy at k = N minus "
+        f"pass@1) as the target. p: one-sided permutation p-value of the held-out Spearman ({n_perm} "
+        f"permutations of the gains, {null_kind}; the comparison's permutations), not corrected for "
+        "the number of strategies; null 95%: the null's 95% quantile; ceiling: the Spearman a perfect "
+        "predictor of that strategy's true gains would reach. All strategies select from the same samples "
+        "of the same cells, so their rows are not independent results.",
+        "",
+        *markdown_table(
+            ["strategy", "cells", "mean gain", "Spearman", "p", "null 95%", "ceiling", "note"], rows
+        ),
+        "",
+        f"Ranked best (highest held-out Spearman): {best_text}.",
         "",
     ]
 
