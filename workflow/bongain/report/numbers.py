@@ -86,6 +86,17 @@ def fit_lines(comparison: pl.DataFrame) -> list[str]:
     return lines
 
 
+def strategy_fit_lines(table: pl.DataFrame) -> list[str]:
+    """The ridge under the headline scheme per strategy's gain as target (``fit/strategy_fit.parquet``)."""
+    parts = [
+        f"{r['strategy']} {fmt(r['spearman'])} (p = {fmt(r['perm_p'])}){' best' if r['best'] else ''}"
+        if r["skipped"] is None
+        else f"{r['strategy']} skipped"
+        for r in table.iter_rows(named=True)
+    ]
+    return [f"predictor per strategy's gain ({table['scheme'][0]}, held-out Spearman): " + ", ".join(parts)]
+
+
 def allocation_lines(summary: pl.DataFrame) -> list[str]:
     """Planned vs uniform accuracy per budget (``fit/allocation_summary.parquet``)."""
     return [
@@ -160,6 +171,8 @@ def run_numbers(results: Path, config: Mapping[str, Any]) -> list[str]:
     fit = results / "fit"
     if (fit / "comparison.parquet").exists():
         lines += fit_lines(read_parquet(fit / "comparison.parquet", "fit_comparison"))
+    if (fit / "strategy_fit.parquet").exists():
+        lines += strategy_fit_lines(read_parquet(fit / "strategy_fit.parquet", "fit_strategy"))
     if (fit / "allocation_summary.parquet").exists():
         lines += allocation_lines(read_parquet(fit / "allocation_summary.parquet", "fit_allocation_summary"))
     lines += strategy_lines(gains)
