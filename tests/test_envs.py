@@ -95,7 +95,8 @@ def test_sampling_env_is_the_gpu_extra_plus_the_runtime(repo, project):
 
 
 def test_vllm_rules_use_the_vllm_env(repo):
-    """Every rule names an env; the rules that can run vLLM (sample, score) name the one that has it."""
+    """Every rule names an env; the rules that can run vLLM (sample, sample_cell, score) name the one that
+    has it."""
     text = "\n".join(p.read_text() for p in (repo / "workflow" / "rules").glob("*.smk"))
     rules = dict(
         re.findall(r"^\s*rule (\w+):\n(?:(?!^\s*rule ).*\n)*?\s*conda:\n\s*\"([^\"]+)\"", text, re.M)
@@ -103,6 +104,6 @@ def test_vllm_rules_use_the_vllm_env(repo):
     names = set(re.findall(r"^\s*rule (\w+):", text, re.M))
     assert names == set(rules), names - set(rules)
     for rule, env in rules.items():
-        expected = "sampling" if rule in ("sample", "score") else "analysis"
+        expected = "sampling" if rule in ("sample", "sample_cell", "score") else "analysis"
         assert env == f"../../envs/{expected}.yaml", (rule, env)
         assert (repo / "envs" / f"{expected}.yaml").is_file()

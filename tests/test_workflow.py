@@ -191,7 +191,7 @@ def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
     res = smk(repo, *targets, "--cores", "2", *config, workdir=work)
     counts = job_counts(res.stdout + res.stderr)
     assert counts == {
-        "sample": 3,
+        "sample_cell": 1,  # the cell's three splits, one job
         "grade": 3,
         "train_verifier": 1,
         "score": 1,
