@@ -27,7 +27,11 @@ from bongain.io import read_parquet
 from bongain.sampling.backends import sample_gpus
 from bongain.scoring.registry import score_gpus
 
-GPU_RULES = ("sample", "score")  # rules whose jobs may ask for GPUs (their count comes from the config)
+GPU_RULES = (
+    "sample",
+    "sample_cell",
+    "score",
+)  # rules whose jobs may ask for GPUs (their count comes from the config)
 GPU_KEYS = {"mem_mb", "runtime", "cpus_per_gpu"}
 KINDS = slurm.cluster_kinds(cpu_partition="cpu", gpu_partition="gpu")
 
@@ -343,7 +347,7 @@ class CancelOnce(threading.Thread):
             out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True).stdout
             for line in out.splitlines():
                 job_id, state, comment = line.split("|", 2)
-                if state == "RUNNING" and comment.startswith("rule_sample_"):
+                if state == "RUNNING" and comment.startswith("rule_sample_cell_"):
                     time.sleep(1.0)  # mid-run: the job is still starting snakemake or sampling
                     subprocess.run(["scancel", job_id], check=True)
                     self.cancelled = {"JobId": job_id, "Comment": comment}
@@ -396,7 +400,7 @@ def test_slurm_cpu_jobs_on_the_cpu_partition(slurm_run):
     jobs = run_jobs(run_uuid)
     assert jobs, f"no SLURM jobs named {run_uuid}"
     rules = {job_rule(j) for j in jobs}
-    assert {"sample", "score", "grade", "prepare_model", "fit", "report"} <= rules
+    assert {"sample_cell", "score", "grade", "prepare_model", "fit", "report"} <= rules
     assert not rules & {"task_split", "features", "gains", "download"}, rules  # local rules
     for j in jobs:
         assert j["Partition"] == CPU and job_gpus(j) == 0, (job_rule(j), j["Partition"], j.get("TresPerJob"))
@@ -414,24 +418,30 @@ def test_slurm_cancelled_job_is_retried_with_the_same_result(repo, slurm_run, tm
     assert all(j["JobState"] == "COMPLETED" for j in jobs if j["Comment"] != cancelled["Comment"])
     # the retried job's samples equal an uninterrupted local run of the same job
     cfg = load_config(repo / "config" / "test.yaml")
-    (target,) = [
-        f"{c.model}/{c.method}/{c.task}/{split}"
+    # (a sample_cell job: every split of one cell; rerun here with the per-split rule `sample`, so the
+    # comparison also checks that a split's samples do not depend on which job drew them)
+    (cell,) = [
+        f"{c.model}/{c.method}/{c.task}"
         for c in cells(cfg)
-        for split in ("verifier_train", "validation", "test")
-        if cancelled["Comment"] == f"rule_sample_wildcards_{c.model}_{c.method}_{c.task}_{split}"
+        if cancelled["Comment"] == f"rule_sample_cell_wildcards_{c.model}_{c.method}_{c.task}"
     ]
     ref = tmp_path / "ref"
     for sub in ("models", "tasks"):  # the prepared model and task tables, as inputs (mtimes kept)
         shutil.copytree(work / "results" / "test" / sub, ref / "results" / "test" / sub)
-    out = f"results/test/cells/{target}/samples.parquet"
+    outs = [
+        f"results/test/cells/{cell}/{split}/samples.parquet"
+        for split in ("verifier_train", "validation", "test")
+    ]
     cmd = [
-        *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), out, "--cores", "1"),
+        *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), *outs, "--cores", "1"),
         *("--directory", str(ref), "--configfile", str(repo / "config" / "test.yaml")),
         *("--allowed-rules", "sample"),
     ]
     res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    assert read_parquet(work / out, "samples").equals(read_parquet(ref / out, "samples"))
+    assert "rule sample:" in res.stdout + res.stderr
+    for out in outs:
+        assert read_parquet(work / out, "samples").equals(read_parquet(ref / out, "samples")), out
 
 
 # -- GPU jobs: vLLM models (tensor parallel 1 and 2) and a vLLM reward model, hub checkpoints ----------------
@@ -506,8 +516,8 @@ def gpu_run(repo, tmp_path_factory):
 
 @cluster
 def test_slurm_gpu_jobs_on_the_gpu_partition(gpu_run):
-    """sample asks for the model's tensor-parallel size in GPUs, score for the reward model's, both on the
-    gpu partition; every other job on the cpu partition without GPUs; downloads ran locally."""
+    """sample_cell asks for the model's tensor-parallel size in GPUs, score for the reward model's, both on
+    the gpu partition; every other job on the cpu partition without GPUs; downloads ran locally."""
     work, out, run_uuid, cache = gpu_run
     jobs = run_jobs(run_uuid)
     assert all(j["JobState"] == "COMPLETED" for j in jobs), {j["JobId"]: j["JobState"] for j in jobs}
@@ -517,8 +527,8 @@ def test_slurm_gpu_jobs_on_the_gpu_partition(gpu_run):
         ("grade", CPU, 0),
         ("prepare_model", CPU, 0),
         ("prepare_model", CPU, 0),
-        ("sample", GPU, 1),
-        ("sample", GPU, 2),  # tiny-tp2: tensor_parallel_size 2
+        ("sample_cell", GPU, 1),
+        ("sample_cell", GPU, 2),  # tiny-tp2: tensor_parallel_size 2
         ("score", GPU, 1),
         ("score", GPU, 1),
     ], placed
