@@ -172,13 +172,6 @@ def test_the_prefix_is_shared_unless_padding_would_cross_the_window():
     assert loop.shared_prefix_length(equal, 2, 100) == len(PREFIX)
 
 
-def test_sliding_window_is_read_from_the_model_config():
+def test_sliding_window_is_read_from_the_model_config(tiny_lm):
     assert loop.sliding_window(tiny_gemma3("eager", 7)) == 7
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    llama = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2
-        )
-    )
-    assert loop.sliding_window(llama) is None
+    assert loop.sliding_window(tiny_lm) is None  # Llama: no sliding-window layers

@@ -23,6 +23,11 @@ bhub.use_cache(config["hub"]["cache"])
 CELL = "{model}/{method}/{task}"
 SPLIT = f"{CELL}/{{split}}"
 CELL_DIR = f"{RESULTS}/cells/{CELL}"
+# The splits every evaluated cell samples: validation and test, plus verifier_train when the scorer is
+# trained per cell on it.
+CELL_SPLITS = (
+    SPLITS if bscoring.is_trained(config["reward_model"]) else ("validation", "test")
+)
 # Bump a stage's version when its code changes in a way that changes its output:
 # Snakemake reruns the stage (params trigger) without watching imported modules.
 VERSION = {
@@ -159,12 +164,10 @@ def cell_files(name, cells=None):
 
 
 def grade_files():
-    """Every grades.parquet the config samples: validation and test of evaluated cells, plus
-    verifier_train when the scorer is trained per cell on it; the validation split of screened cells.
+    """Every grades.parquet the config samples: the CELL_SPLITS of evaluated cells, the validation
+    split of screened cells.
     """
-    trained = bscoring.is_trained(config["reward_model"])
-    splits = SPLITS if trained else ("validation", "test")
-    evaluated = [f"{split}/grades.parquet" for split in splits]
+    evaluated = [f"{split}/grades.parquet" for split in CELL_SPLITS]
     return [f for name in evaluated for f in cell_files(name)] + screen_files(
         "validation/grades.parquet"
     )

@@ -69,12 +69,6 @@ if SHARD_PROMPTS:
 
 
 if not SHARD_PROMPTS:
-    # The splits every evaluated cell samples (verifier_train only when the scorer is trained on it).
-    CELL_SPLITS = (
-        SPLITS
-        if bscoring.is_trained(config["reward_model"])
-        else ("validation", "test")
-    )
 
     ruleorder: sample_cell > sample
 
@@ -97,7 +91,7 @@ if not SHARD_PROMPTS:
             **job_placement(lambda w: sample_gpus(cell_wildcards(w))),
             mem_mb=4000,
         params:
-            cell=lambda w: dict(cell_wildcards(w).items()),
+            cell=lambda w: dict(cell_wildcards(w)),
             model=lambda w: model_cfg(cell_wildcards(w)),
             task=lambda w: task_cfg(cell_wildcards(w)),
             method=lambda w: method_cfg(cell_wildcards(w)),
