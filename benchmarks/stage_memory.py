@@ -18,18 +18,14 @@ from pathlib import Path
 
 import polars as pl
 
+from bongain.report.numbers import job_benchmarks
+
 
 def collect(results: Path) -> pl.DataFrame:
-    rows = []
-    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
-        rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
-        df = pl.read_csv(tsv, separator="\t", null_values=["-", "NA"])
-        rows.append(
-            {"rule": rule, "seconds": float(df["s"][0]), "max_rss_mb": float(df["max_rss"][0] or 0.0)}
-        )
-    if not rows:
+    jobs = job_benchmarks(results)
+    if jobs.is_empty():
         raise SystemExit(f"no benchmark files under {results / 'benchmarks'}: run the workflow first")
-    return pl.DataFrame(rows)
+    return jobs
 
 
 def summarise(df: pl.DataFrame) -> pl.DataFrame:

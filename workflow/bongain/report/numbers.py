@@ -127,18 +127,25 @@ def training_lines(logs: Sequence[pl.DataFrame]) -> list[str]:
     return ["post-training:", *lines] if lines else []
 
 
-def stage_lines(results: Path) -> list[str]:
-    """Summed job wall time per stage from Snakemake's benchmark files (the jobs ran 2 at a time)."""
+def job_benchmarks(results: Path) -> pl.DataFrame:
+    """One row per job from Snakemake's benchmark files under ``<results>/benchmarks/<rule>/...``:
+    ``rule``, ``seconds`` (wall) and ``max_rss_mb`` (also read by ``benchmarks/stage_memory.py``)."""
     rows = []
     for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
         rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
         df = pl.read_csv(tsv, separator="\t", null_values=["-", "NA"])
-        rows.append({"rule": rule, "s": float(df["s"][0])})
-    if not rows:
+        rows.append(
+            {"rule": rule, "seconds": float(df["s"][0]), "max_rss_mb": float(df["max_rss"][0] or 0.0)}
+        )
+    return pl.DataFrame(rows, schema={"rule": pl.String, "seconds": pl.Float64, "max_rss_mb": pl.Float64})
+
+
+def stage_lines(results: Path) -> list[str]:
+    """Summed job wall time per stage from Snakemake's benchmark files (the jobs ran 2 at a time)."""
+    jobs = job_benchmarks(results)
+    if jobs.is_empty():
         return []
-    table = (
-        pl.DataFrame(rows).group_by("rule").agg(jobs=pl.len(), s=pl.col("s").sum()).sort("s", descending=True)
-    )
+    table = jobs.group_by("rule").agg(jobs=pl.len(), s=pl.col("seconds").sum()).sort("s", descending=True)
     parts = [f"{r['rule']} {r['s']:.0f} s ({r['jobs']})" for r in table.iter_rows(named=True)]
     return [f"summed job time per stage (jobs): {', '.join(parts)}; total {table['s'].sum():.0f} s"]
 
