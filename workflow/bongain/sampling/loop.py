@@ -97,71 +97,135 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def _shifted(logits: torch.Tensor) -> torch.Tensor:
+    """``z - max(z)`` per row, in float32: every sampling weight and statistic is computed from it."""
+    z = logits.to(torch.float32, copy=True)
+    return z.sub_(z.amax(dim=-1, keepdim=True))
+
+
+def _sampling_weights(
+    shifted: torch.Tensor, temperature: float, top_p: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per row: the (unnormalised) sampling weights in inversion order, their cumulative sums and the
+    order (None: token-id order).
+
+    Without a nucleus (``top_p = 1``) the weights are ``exp((z - max z) / T)`` in token-id order: no sort,
+    no normalisation (the inversion scales the uniform by the row total instead). With a nucleus, tokens
+    are ordered by descending probability (ties by id) and a token keeps its weight if the probability
+    mass before it is below ``top_p``.
+    """
+    if top_p >= 1.0:
+        weights = torch.div(shifted, temperature).exp_()
+        return weights, weights.cumsum(dim=-1), None
+    probs = torch.softmax(shifted / temperature, dim=-1)
+    sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+    cum = sorted_p.cumsum(dim=-1)
+    sorted_p = sorted_p * ((cum - sorted_p) < top_p)  # a token stays if the mass before it is below top_p
+    return sorted_p, sorted_p.cumsum(dim=-1), order
+
+
+def _invert(
+    weights: torch.Tensor,
+    cum: torch.Tensor,
+    order: torch.Tensor | None,
+    node: torch.Tensor,
+    uniforms: torch.Tensor,
+) -> torch.Tensor:
+    """Inverse-CDF draw of one token per sample; sample i uses row ``node[i]`` and ``uniforms[i]``.
+
+    The inversion runs as one batched ``searchsorted`` of a (rows x k) table of targets, where k is the
+    most samples any row serves (sample i's target sits in row ``node[i]`` at its rank among that row's
+    samples): no row is copied per sample.
+    """
+    rows, vocab = cum.shape
+    if len(node) == rows and torch.equal(node, torch.arange(rows)):
+        rank = torch.zeros(rows, dtype=torch.long)
+    else:  # rank of each sample among the samples of its row, in sample order
+        by_node = torch.sort(node, stable=True)
+        first = torch.searchsorted(by_node.values, by_node.values)  # where each row's run starts
+        rank = torch.empty_like(node)
+        rank[by_node.indices] = torch.arange(len(node)) - first
+    targets = torch.zeros((rows, int(rank.max()) + 1), dtype=cum.dtype)
+    targets[node, rank] = uniforms.to(cum.dtype) * cum[node, vocab - 1]
+    pos = torch.searchsorted(cum, targets, right=True).clamp(max=vocab - 1)[node, rank]
+    # never land on a zero-weight token (possible only through rounding at the very end); the guard is
+    # computed only when some sample landed on one (a position with weight > 0 is never past the last
+    # non-zero one, so skipping it then changes nothing)
+    if not bool((weights[node, pos] > 0).all()):
+        last_nonzero = vocab - 1 - (weights.flip(-1) > 0).int().argmax(dim=-1)
+        pos = torch.minimum(pos, last_nonzero[node])
+    return order[node, pos] if order is not None else pos
+
+
 def choose_tokens(
     logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float
 ) -> torch.Tensor:
     """Inverse-CDF sampling of one token per row from softmax(logits / T) restricted to the top-p nucleus.
 
-    ``uniforms`` holds one U[0,1) per row. Tokens are ordered by descending probability (ties by id), so
-    the nucleus is a prefix of that order; the same row logits and uniform give the same token.
+    ``uniforms`` holds one U[0,1) per row. Without a nucleus the CDF runs in token-id order; with one,
+    tokens are ordered by descending probability (ties by id), so the nucleus is a prefix of that order.
+    The same row logits and uniform give the same token.
     """
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p >= 1.0:  # no nucleus: invert the CDF in token-id order, no sort needed
-        sorted_p, order = probs, None
-        cum = sorted_p.cumsum(dim=-1)
-    else:
-        sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-        cum = sorted_p.cumsum(dim=-1)
-        keep = (cum - sorted_p) < top_p  # a token stays if the mass before it is below top_p
-        sorted_p = sorted_p * keep
-        cum = sorted_p.cumsum(dim=-1)
-    target = uniforms.to(cum.dtype).unsqueeze(-1) * cum[:, -1:]
-    pos = torch.searchsorted(cum, target, right=True).clamp(max=cum.shape[-1] - 1)
-    # never land on a zero-probability token (possible only through rounding at the very end); the
-    # guard is computed only when some row landed on one (a position with p > 0 is never past the last
-    # non-zero one, so skipping it then changes nothing)
-    if not bool((sorted_p.gather(-1, pos) > 0).all()):
-        last_nonzero = sorted_p.shape[-1] - 1 - (sorted_p.flip(-1) > 0).int().argmax(dim=-1, keepdim=True)
-        pos = torch.minimum(pos, last_nonzero)
-    return (order.gather(-1, pos) if order is not None else pos).squeeze(-1)
+    weights, cum, order = _sampling_weights(_shifted(logits), temperature, top_p)
+    return _invert(weights, cum, order, torch.arange(len(uniforms)), uniforms)
+
+
+def _raw_stats(shifted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of ``s = z - max z``: ``log S`` with ``S = sum_j exp(s_j)`` (so ``log p_j = s_j - log S``),
+    the entropy ``log S - sum_j exp(s_j) s_j / S`` and the self-certainty ``log S - mean_j s_j - log V``.
+
+    Both statistics are sums of non-negative terms of the shifted logits (``S >= 1``, ``s_j <= 0``), so
+    there is no cancellation between large numbers and the entropy is never negative.
+    """
+    e = torch.exp(shifted)
+    total = e.sum(dim=-1)
+    log_total = total.log()
+    entropy = log_total - torch.linalg.vecdot(e, shifted) / total
+    selfcert = log_total - shifted.mean(dim=-1) - math.log(shifted.shape[-1])
+    return log_total, entropy, selfcert
+
+
+#: logits per chunk of rows in :func:`_draw_shared` (8 MiB of float32): the dozen passes over a chunk's
+#: full-vocabulary rows then hit the CPU cache instead of memory (Gemma 3, 262,144 logits a row: a 128-row
+#: draw took about 240 ms whole and 60 ms in chunks of 8 rows, measured here; docs/backends.md)
+DRAW_CHUNK_LOGITS = 1 << 21
 
 
 def _draw_shared(
     logits: torch.Tensor, node: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`choose_tokens` and :func:`raw_token_stats` for samples whose logits are rows of
-    ``logits`` (``node[i]`` is sample i's row): the per-row work (softmax, sort, cumulative sums,
-    log-softmax, entropy, self-certainty) runs once per row, then every sample inverts its row's CDF with
-    its own uniform. Equal, value for value, to those functions on ``logits[node]``."""
-    if len(node) == logits.shape[0]:  # as many samples as rows: no row is shared, work per sample
-        if not torch.equal(node, torch.arange(len(node))):
-            logits = logits[node]
-        tokens = choose_tokens(logits, uniforms, temperature, top_p)
-        return tokens, *raw_token_stats(logits, tokens)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p >= 1.0:
-        sorted_p, order = probs, None
-    else:
-        sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-        cum = sorted_p.cumsum(dim=-1)
-        sorted_p = sorted_p * ((cum - sorted_p) < top_p)
-    cum = sorted_p.cumsum(dim=-1)[node]
-    sorted_p = sorted_p[node]
-    target = uniforms.to(cum.dtype).unsqueeze(-1) * cum[:, -1:]
-    pos = torch.searchsorted(cum, target, right=True).clamp(max=cum.shape[-1] - 1)
-    if not bool((sorted_p.gather(-1, pos) > 0).all()):
-        last_nonzero = sorted_p.shape[-1] - 1 - (sorted_p.flip(-1) > 0).int().argmax(dim=-1, keepdim=True)
-        pos = torch.minimum(pos, last_nonzero)
-    tokens = (order[node].gather(-1, pos) if order is not None else pos).squeeze(-1)
-    logp = torch.log_softmax(logits, dim=-1)
-    entropy = -(logp.exp() * logp).sum(dim=-1)
-    selfcert = _selfcert(logp)
-    return tokens, logp[node, tokens], entropy[node], selfcert[node]
+    ``logits`` (``node[i]`` is sample i's row): the per-row work (shift, weights, cumulative sums,
+    normaliser, entropy, self-certainty) runs once per row, then every sample inverts its row's CDF with
+    its own uniform. Equal, value for value, to those functions on ``logits[node]``: every operation is
+    per row, so it also runs on chunks of rows (:data:`DRAW_CHUNK_LOGITS`) with the same values."""
+    rows, vocab = logits.shape
+    step = max(1, DRAW_CHUNK_LOGITS // vocab)
+    if rows <= step:
+        return _draw_rows(logits, node, uniforms, temperature, top_p)
+    tokens = torch.empty(len(node), dtype=torch.long)
+    stats = [torch.empty(len(node), dtype=torch.float32) for _ in range(3)]
+    for start in range(0, rows, step):
+        picked = ((node >= start) & (node < start + step)).nonzero().flatten()
+        if len(picked) == 0:
+            continue
+        part = _draw_rows(
+            logits[start : start + step], node[picked] - start, uniforms[picked], temperature, top_p
+        )
+        tokens[picked] = part[0]
+        for whole, chunk in zip(stats, part[1:], strict=True):
+            whole[picked] = chunk
+    return tokens, *stats
 
 
-def _selfcert(logp: torch.Tensor) -> torch.Tensor:
-    """Self-certainty ``KL(U || p) = -log V - mean_j log p_j`` (nats, >= 0) of each row of log-probs."""
-    return -logp.mean(dim=-1) - math.log(logp.shape[-1])
+def _draw_rows(
+    logits: torch.Tensor, node: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_draw_shared` on all rows at once."""
+    shifted = _shifted(logits)
+    tokens = _invert(*_sampling_weights(shifted, temperature, top_p), node, uniforms)
+    log_total, entropy, selfcert = _raw_stats(shifted)
+    return tokens, shifted[node, tokens] - log_total[node], entropy[node], selfcert[node]
 
 
 def raw_token_stats(
@@ -172,12 +236,20 @@ def raw_token_stats(
     Self-certainty (Kang et al. 2025) is the KL divergence from the uniform distribution over the V logits
     to p = softmax(logits): ``-log V - (1/V) sum_j log p_j = logsumexp(z) - mean_j z_j - log V``; 0 for a
     uniform p, large for a peaked one. Raw means temperature 1 and the full vocabulary (no top-p), like
-    the log-probability and the entropy.
+    the log-probability and the entropy. All three come from :func:`_raw_stats`.
     """
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    chosen = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp.exp() * logp).sum(dim=-1)
-    return chosen, entropy, _selfcert(logp)
+    shifted = _shifted(logits)
+    log_total, entropy, selfcert = _raw_stats(shifted)
+    chosen = shifted.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - log_total
+    return chosen, entropy, selfcert
+
+
+def raw_entropy_selfcert(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy and self-certainty (nats) of the raw softmax over the last axis of ``logits`` (any
+    leading shape): the formulas of :func:`raw_token_stats`, which the teacher-forced rescoring of vLLM
+    samples (:func:`bongain.sampling.vllm.rescore_stats`) shares with both decode loops."""
+    _, entropy, selfcert = _raw_stats(_shifted(logits))
+    return entropy, selfcert
 
 
 def raw_logprob_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -442,7 +514,6 @@ def _sample_batch_fast(
     cache, logits, mask, last_pos = _prefill(model, prompt_token_ids, pad_id, share_prefix, max_new)
     vocab = logits.shape[-1]
     rows = len(prompt_token_ids) * n
-    logits = logits.float()  # one row per node; converted once per step, used twice
     preallocated = _reserve_cache(cache, max_new, rows)
     mask = torch.cat([mask, torch.ones((mask.shape[0], max_new), dtype=mask.dtype)], 1)
     mask = (
@@ -528,7 +599,7 @@ def _sample_batch_fast(
             past_key_values=cache,
             use_cache=True,
         )
-        logits = out.logits[:, -1, :].float()
+        logits = out.logits[:, -1, :]
         next_pos[:slots] += 1
     for r in range(rows):
         if reasons[r] is None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from bongain.sampling.loop import Completion, SamplingParams, sample_seed
+from bongain.sampling.loop import Completion, SamplingParams, raw_entropy_selfcert, sample_seed
 
 # --------------------------------------------------------------------------------------------- the seam
 
@@ -281,7 +281,8 @@ def rescore_stats(
 
     ``sequences`` holds (prompt token ids, completion token ids). For completion token t the logits z
     (V of them) are those after prompt + completion[:t]; ``H = logsumexp(z) - sum(softmax(z) * z)`` and
-    self-certainty ``logsumexp(z) - mean(z) - log V`` (= ``-log V - mean_j log p_j``), in float32.
+    self-certainty ``logsumexp(z) - mean(z) - log V`` (= ``-log V - mean_j log p_j``), in float32 by
+    the formulas the CPU decode loops use (:func:`bongain.sampling.loop.raw_entropy_selfcert`).
     Rows are left-padded with explicit position ids and batched by length. The decoder runs once per
     batch; the LM head turns at most ``logits_chunk`` positions per row into float32 logits at a time
     (batch x 4096 positions x a 128k vocabulary would be ~10 GB at once), and only the last
@@ -318,12 +319,10 @@ def rescore_stats(
                 z = head(hidden[:, start : start + logits_chunk]).float()
                 if softcap:
                     z = torch.tanh(z / softcap) * softcap
-                lse = torch.logsumexp(z, -1)
-                h = lse - (torch.softmax(z, -1) * z).sum(-1)
-                sc = lse - z.mean(-1) - math.log(z.shape[-1])
+                h, sc = raw_entropy_selfcert(z)
                 ent[:, start : start + logits_chunk] = h.cpu()
                 cert[:, start : start + logits_chunk] = sc.cpu()
-                del z, h, lse, sc
+                del z, h, sc
         ent, cert = ent.numpy(), cert.numpy()
         for r, i in enumerate(batch):
             c = comp_lens[r]
