@@ -4,7 +4,8 @@
 
 Every rule writes a ``benchmark:`` TSV under ``<results_dir>/benchmarks/<rule>/...`` (Snakemake measures
 the job's process tree: max_rss in MB, wall seconds). This script prints, per rule: jobs, the largest
-max_rss, the median wall time and the summed wall time. Run it after ``snakemake --cores 2``. Snakemake
+max_rss, the median wall time and the summed wall time; then the sample jobs' summed time per model (their
+benchmark files sit under ``benchmarks/sample/<model>/``). Run it after ``snakemake --cores 2``. Snakemake
 samples memory while a job runs, so the RSS of sub-second jobs is under-counted (often only the wrapper).
 """
 
@@ -41,6 +42,21 @@ def summarise(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def sample_by_model(results: Path) -> pl.DataFrame:
+    """Jobs and summed wall time of the sampling jobs (``sample`` and ``sample_cell``) per model."""
+    rows = [
+        {"model": tsv.relative_to(results / "benchmarks" / "sample").parts[0], "seconds": seconds}
+        for tsv in sorted((results / "benchmarks" / "sample").rglob("*.tsv"))
+        for seconds in pl.read_csv(tsv, separator="\t")["s"].head(1)
+    ]
+    return (
+        pl.DataFrame(rows, schema={"model": pl.String, "seconds": pl.Float64})
+        .group_by("model")
+        .agg(jobs=pl.len(), total_s=pl.col("seconds").sum())
+        .sort("model")
+    )
+
+
 def main() -> None:
     results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
     table = summarise(collect(results))
@@ -58,6 +74,11 @@ def main() -> None:
             f"{r['total_s']:.1f}",
         ]
         print("| " + " | ".join(cells) + " |")
+    print()
+    print("| sampling jobs of model | jobs | total wall (s) |")
+    print("|---|---:|---:|")
+    for r in sample_by_model(results).iter_rows(named=True):
+        print(f"| {r['model']} | {r['jobs']} | {r['total_s']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -186,8 +186,8 @@ def _raw_stats(shifted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 #: logits per chunk of rows in :func:`_draw_shared` (8 MiB of float32): the dozen passes over a chunk's
-#: full-vocabulary rows then hit the CPU cache instead of memory (Gemma 3, 262,144 logits a row: a 128-row
-#: draw took about 240 ms whole and 60 ms in chunks of 8 rows, measured here; docs/backends.md)
+#: full-vocabulary rows then hit the CPU cache instead of memory (Gemma 3 has 262,144 logits a row;
+#: ``benchmarks/bench_draw.py`` times a draw whole and in these chunks)
 DRAW_CHUNK_LOGITS = 1 << 21
 
 
