@@ -355,6 +355,41 @@ def test_stop_candidate_table_and_first_stop_prefix():
     assert first_stop_prefix([10], decode_digits, ()) is None
 
 
+def test_token_texts_equal_the_tokenizers_own_decode(embedded_model):
+    """The real tokenizer's token texts from the Rust backend equal ``decode([t])`` for every id, ids past
+    the tokenizer's own vocabulary included; a tokenizer that overrides ``decode`` or cleans up spaces is
+    decoded through its own ``batch_decode``."""
+    from bongain.sampling.loop import token_texts
+
+    model, tok = embedded_model
+    vocab = model.get_output_embeddings().weight.shape[0] + 3
+    texts = token_texts(tok, vocab)
+    assert texts == [tok.decode([t], skip_special_tokens=True) for t in range(vocab)]
+    assert sum(map(bool, texts)) > 40000
+
+    class Shouting(type(tok)):
+        def decode(self, *args, **kwargs):
+            return super().decode(*args, **kwargs).upper()
+
+        def batch_decode(self, seqs, **kwargs):
+            return [self.decode(s, **kwargs) for s in seqs]
+
+    loud = Shouting.from_pretrained(tok.name_or_path)
+    assert token_texts(loud, 300) == [tok.decode([t], skip_special_tokens=True).upper() for t in range(300)]
+    tok.clean_up_tokenization_spaces = True
+    try:
+        calls = []
+        real = type(tok).batch_decode
+        type(tok).batch_decode = lambda self, seqs, **kw: calls.append(len(seqs)) or real(self, seqs, **kw)
+        try:
+            assert token_texts(tok, 50) == [tok.decode([t], skip_special_tokens=True) for t in range(50)]
+        finally:
+            type(tok).batch_decode = real
+        assert calls == [50]
+    finally:
+        tok.clean_up_tokenization_spaces = False
+
+
 def test_uniform_block_is_the_stream():
     stream = uniform_stream(99)
     assert uniform_block(99, 40).tolist() == [next(stream) for _ in range(40)]

@@ -330,15 +330,13 @@ def stop_candidate_table(
     row only at steps that drew a candidate; a final exact check (:func:`first_stop_prefix`) catches any
     stop string this table would miss, so the table changes speed, never results.
     """
-    table = torch.zeros(vocab, dtype=torch.bool)
     chars = set("".join(stop))
     if not chars:
-        return table
-    for t in range(vocab):
-        text = decode([t])
-        if not text or "\ufffd" in text or chars.intersection(text):
-            table[t] = True
-    return table
+        return torch.zeros(vocab, dtype=torch.bool)
+    texts = (decode([t]) for t in range(vocab))
+    return torch.tensor(
+        [not text or "\ufffd" in text or not chars.isdisjoint(text) for text in texts], dtype=torch.bool
+    )
 
 
 def first_stop_prefix(
@@ -790,14 +788,14 @@ _CANDIDATES: dict[tuple[int, int, tuple[str, ...]], tuple[Any, torch.Tensor]] = 
 
 
 def tokenizer_stop_candidates(tokenizer: Any, model: torch.nn.Module, stop: tuple[str, ...]) -> torch.Tensor:
-    """:func:`stop_candidate_table` of a tokenizer over the model's vocabulary (one batched decode where
-    the tokenizer has ``batch_decode``), remembered per tokenizer object and stop strings for the life of
-    the process (the entry holds the tokenizer, so its id cannot be reused by another one)."""
+    """:func:`stop_candidate_table` of a tokenizer over the model's vocabulary (the token texts of
+    :func:`token_texts`), remembered per tokenizer object and stop strings for the life of the process
+    (the entry holds the tokenizer, so its id cannot be reused by another one)."""
     vocab = model.get_output_embeddings().weight.shape[0]
     key = (id(tokenizer), vocab, stop)
     if key not in _CANDIDATES or _CANDIDATES[key][0] is not tokenizer:
-        if hasattr(tokenizer, "batch_decode"):
-            texts = tokenizer.batch_decode([[t] for t in range(vocab)], skip_special_tokens=True)
+        texts = token_texts(tokenizer, vocab)
+        if texts is not None:
             table = stop_candidate_table(lambda ids: texts[ids[0]], vocab, stop)
         else:
             table = stop_candidate_table(
@@ -805,6 +803,36 @@ def tokenizer_stop_candidates(tokenizer: Any, model: torch.nn.Module, stop: tupl
             )
         _CANDIDATES[key] = (tokenizer, table)
     return _CANDIDATES[key][1]
+
+
+def token_texts(tokenizer: Any, vocab: int) -> list[str] | None:
+    """``tokenizer.decode([t], skip_special_tokens=True)`` for every id below ``vocab``, in one call.
+
+    A stock HF fast tokenizer (``TokenizersBackend`` whose ``decode``, ``batch_decode`` and ``_decode``
+    are not overridden, and which does not clean up spaces) decodes exactly what its Rust backend
+    decodes, so the texts come from the backend's ``decode_batch`` in one call (``batch_decode`` adds
+    Python work per token, which a 262,144-token vocabulary feels in every sample job); any other
+    tokenizer goes through its own ``batch_decode``. None when the tokenizer has no ``batch_decode``.
+    """
+    ids = [[t] for t in range(vocab)]
+    try:
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:  # pragma: no cover - other transformers versions
+        TokenizersBackend = None
+    stock = (
+        TokenizersBackend is not None
+        and isinstance(tokenizer, TokenizersBackend)
+        and all(
+            getattr(type(tokenizer), name) is getattr(TokenizersBackend, name)
+            for name in ("decode", "batch_decode", "_decode")
+        )
+        and not tokenizer.clean_up_tokenization_spaces
+    )
+    if stock:
+        return tokenizer.backend_tokenizer.decode_batch(ids, skip_special_tokens=True)
+    if hasattr(tokenizer, "batch_decode"):
+        return tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return None
 
 
 def completions_frame(
