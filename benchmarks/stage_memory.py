@@ -42,16 +42,11 @@ def summarise(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def sample_by_model(results: Path) -> pl.DataFrame:
+def sample_by_model(jobs: pl.DataFrame) -> pl.DataFrame:
     """Jobs and summed wall time of the sampling jobs (``sample`` and ``sample_cell``) per model."""
-    rows = [
-        {"model": tsv.relative_to(results / "benchmarks" / "sample").parts[0], "seconds": seconds}
-        for tsv in sorted((results / "benchmarks" / "sample").rglob("*.tsv"))
-        for seconds in pl.read_csv(tsv, separator="\t")["s"].head(1)
-    ]
     return (
-        pl.DataFrame(rows, schema={"model": pl.String, "seconds": pl.Float64})
-        .group_by("model")
+        jobs.filter(pl.col("rule") == "sample")
+        .group_by(model=pl.col("wildcards").str.split("/").list.first())
         .agg(jobs=pl.len(), total_s=pl.col("seconds").sum())
         .sort("model")
     )
@@ -59,7 +54,8 @@ def sample_by_model(results: Path) -> pl.DataFrame:
 
 def main() -> None:
     results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
-    table = summarise(collect(results))
+    jobs = collect(results)
+    table = summarise(jobs)
     print(
         f"# stage_memory  {datetime.date.today()}  {platform.machine()} {os.cpu_count()} cores  ({results})"
     )
@@ -77,7 +73,7 @@ def main() -> None:
     print()
     print("| sampling jobs of model | jobs | total wall (s) |")
     print("|---|---:|---:|")
-    for r in sample_by_model(results).iter_rows(named=True):
+    for r in sample_by_model(jobs).iter_rows(named=True):
         print(f"| {r['model']} | {r['jobs']} | {r['total_s']:.1f} |")
 
 

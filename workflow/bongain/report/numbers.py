@@ -129,15 +129,23 @@ def training_lines(logs: Sequence[pl.DataFrame]) -> list[str]:
 
 def job_benchmarks(results: Path) -> pl.DataFrame:
     """One row per job from Snakemake's benchmark files under ``<results>/benchmarks/<rule>/...``:
-    ``rule``, ``seconds`` (wall) and ``max_rss_mb`` (also read by ``benchmarks/stage_memory.py``)."""
+    ``rule``, ``wildcards`` (the file's path below the rule's folder, e.g. ``smollm2-135m/base/add2d1d``;
+    empty for a rule with one job), ``seconds`` (wall) and ``max_rss_mb`` (also read by
+    ``benchmarks/stage_memory.py``)."""
     rows = []
     for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
-        rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
+        rule, *rest = tsv.relative_to(results / "benchmarks").with_suffix("").parts
         df = pl.read_csv(tsv, separator="\t", null_values=["-", "NA"])
         rows.append(
-            {"rule": rule, "seconds": float(df["s"][0]), "max_rss_mb": float(df["max_rss"][0] or 0.0)}
+            {
+                "rule": rule,
+                "wildcards": "/".join(rest),
+                "seconds": float(df["s"][0]),
+                "max_rss_mb": float(df["max_rss"][0] or 0.0),
+            }
         )
-    return pl.DataFrame(rows, schema={"rule": pl.String, "seconds": pl.Float64, "max_rss_mb": pl.Float64})
+    schema = {"rule": pl.String, "wildcards": pl.String, "seconds": pl.Float64, "max_rss_mb": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def stage_lines(results: Path) -> list[str]:

@@ -795,24 +795,18 @@ def tokenizer_stop_candidates(tokenizer: Any, model: torch.nn.Module, stop: tupl
     key = (id(tokenizer), vocab, stop)
     if key not in _CANDIDATES or _CANDIDATES[key][0] is not tokenizer:
         texts = token_texts(tokenizer, vocab)
-        if texts is not None:
-            table = stop_candidate_table(lambda ids: texts[ids[0]], vocab, stop)
-        else:
-            table = stop_candidate_table(
-                lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True), vocab, stop
-            )
-        _CANDIDATES[key] = (tokenizer, table)
+        _CANDIDATES[key] = (tokenizer, stop_candidate_table(lambda ids: texts[ids[0]], vocab, stop))
     return _CANDIDATES[key][1]
 
 
-def token_texts(tokenizer: Any, vocab: int) -> list[str] | None:
+def token_texts(tokenizer: Any, vocab: int) -> list[str]:
     """``tokenizer.decode([t], skip_special_tokens=True)`` for every id below ``vocab``, in one call.
 
     A stock HF fast tokenizer (``TokenizersBackend`` whose ``decode``, ``batch_decode`` and ``_decode``
     are not overridden, and which does not clean up spaces) decodes exactly what its Rust backend
     decodes, so the texts come from the backend's ``decode_batch`` in one call (``batch_decode`` adds
     Python work per token, which a 262,144-token vocabulary feels in every sample job); any other
-    tokenizer goes through its own ``batch_decode``. None when the tokenizer has no ``batch_decode``.
+    tokenizer goes through its own ``batch_decode``, or ``decode`` token by token when it has none.
     """
     ids = [[t] for t in range(vocab)]
     try:
@@ -832,7 +826,7 @@ def token_texts(tokenizer: Any, vocab: int) -> list[str] | None:
         return tokenizer.backend_tokenizer.decode_batch(ids, skip_special_tokens=True)
     if hasattr(tokenizer, "batch_decode"):
         return tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return None
+    return [tokenizer.decode(t, skip_special_tokens=True) for t in ids]
 
 
 def completions_frame(
