@@ -33,7 +33,7 @@ CELL_SPLITS = (
 VERSION = {
     "model": 1,
     "tasks": 2,
-    "sample": 4,
+    "sample": 5,
     "grade": 1,
     "verifier": 1,
     "score": 1,

@@ -33,6 +33,9 @@ import numpy as np
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from bongain.sampling.attention import fast_decode_attention
+from bongain.sampling.packed import packed_linears
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -761,25 +764,28 @@ def sample_prompts(
         candidates = tokenizer_stop_candidates(tokenizer, model, params.stop)
     out: list[Completion] = []
     bar = tqdm(total=len(prompts) * params.n, unit="sample", disable=not progress, mininterval=2.0)
-    for start in range(0, len(prompts), batch_prompts):
-        stop = min(start + batch_prompts, len(prompts))
-        seeds = [
-            [sample_seed(params.seed, prompt_ids[i], j) for j in range(params.n)] for i in range(start, stop)
-        ]
-        batch = sample_batch(
-            model,
-            decode,
-            prompt_token_ids[start:stop],
-            seeds,
-            params,
-            pad_id=pad_id,
-            eos_ids=eos_ids,
-            share_prefill=share_prefill,
-            loop=loop,
-            stop_candidates=candidates,
-        )
-        out.extend(replace(c, prompt_index=c.prompt_index + start) for c in batch)
-        bar.update((stop - start) * params.n)
+    fast = loop == "fast"
+    with packed_linears(model, enabled=fast), fast_decode_attention(model, enabled=fast):
+        for start in range(0, len(prompts), batch_prompts):
+            stop = min(start + batch_prompts, len(prompts))
+            seeds = [
+                [sample_seed(params.seed, prompt_ids[i], j) for j in range(params.n)]
+                for i in range(start, stop)
+            ]
+            batch = sample_batch(
+                model,
+                decode,
+                prompt_token_ids[start:stop],
+                seeds,
+                params,
+                pad_id=pad_id,
+                eos_ids=eos_ids,
+                share_prefill=share_prefill,
+                loop=loop,
+                stop_candidates=candidates,
+            )
+            out.extend(replace(c, prompt_index=c.prompt_index + start) for c in batch)
+            bar.update((stop - start) * params.n)
     bar.close()
     return out
 
