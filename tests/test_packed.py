@@ -114,3 +114,17 @@ def test_packed_copies_are_reused_until_the_weight_changes(tiny_lm):
         want = model(input_ids=ids).logits
         with packed_linears(model):
             assert torch.equal(model(input_ids=ids).logits, want)
+
+
+def test_a_oneDNN_that_refuses_to_pack_leaves_f_linear(tiny_lm, monkeypatch):
+    from bongain.sampling import packed as packed_mod
+
+    def refuse(weight):
+        raise RuntimeError("mkldnn: unsupported")
+
+    monkeypatch.setattr(packed_mod, "packing_available", lambda: True)
+    monkeypatch.setattr(packed_mod, "pack_weight", refuse)
+    model = _bf16(tiny_lm)
+    with packed_linears(model) as n:
+        assert n == 0
+        assert not any("forward" in m.__dict__ for m in model.modules())

@@ -1,19 +1,20 @@
 """bf16 linear layers with their weights packed once for oneDNN, for the fast sampling loop on CPU.
 
 ``F.linear`` on a bf16 CPU tensor goes through oneDNN, which reorders ("packs") the weight into its
-blocked layout on every call. In a decode step that reorder costs about as much as the product itself:
-a step reads and repacks every weight of the model whatever the number of rows (SmolLM2-135M: 211
-linear calls per step). :func:`packed_linears` packs each ``nn.Linear`` weight once
+blocked layout on every call: a decode step reads and repacks every weight of the model whatever its
+number of rows (SmolLM2-135M: 211 linear calls per step; the repacking is about a quarter of their time
+at 128 rows, ``benchmarks/bench_linear.py``). :func:`packed_linears` packs each ``nn.Linear`` weight once
 (``torch.ops.mkldnn._reorder_linear_weight``) and, while the context is open, runs the layer through
 ``torch.ops.mkldnn._linear_pointwise`` on the packed copy: the same oneDNN product without the per-call
 reorder (``benchmarks/bench_linear.py``). A layer's packed copy is kept for the life of the layer and
 made again only when its weight changes (another tensor, or an in-place update: ``Tensor._version``), so
-a job that samples several splits packs once (SmolLM2 0.1 s, Gemma 3 0.2 s).
+a job that samples several splits packs once (about 0.2 s for SmolLM2 or Gemma 3).
 
 The packing hint is :data:`PACK_ROWS` rows. On the project's machine (x86-64 with AMX) the packed
-product equals ``F.linear`` bit for bit at every row count tested with that hint; a hint of 1 row picks a
-different kernel whose sums differ at rounding level for larger batches (tested in
-``tests/test_packed.py``). Other dtypes, devices, or a torch without oneDNN keep ``F.linear``.
+product equals ``F.linear`` bit for bit at every row count tested with that hint
+(``tests/test_packed.py``); a hint of 1 row, tried while choosing, picks a kernel whose sums differ at
+rounding level for larger batches. Other dtypes, devices, a torch without oneDNN, or one whose oneDNN
+refuses to pack (the error is caught) keep ``F.linear``.
 """
 
 from __future__ import annotations
@@ -90,8 +91,12 @@ def packed_linears(model: torch.nn.Module, enabled: bool = True) -> Iterator[int
     The weights themselves are not touched."""
     layers = [m for m in model.modules() if _packable(m)] if enabled and packing_available() else []
     try:
-        for m in layers:
-            m.forward = partial(packed_linear, weight=m.weight, packed=_packed_weight(m), bias=m.bias)
+        packed = [_packed_weight(m) for m in layers]
+    except (RuntimeError, NotImplementedError):  # this oneDNN cannot pack these weights: F.linear
+        layers, packed = [], []
+    try:
+        for m, p in zip(layers, packed, strict=True):
+            m.forward = partial(packed_linear, weight=m.weight, packed=p, bias=m.bias)
         yield len(layers)
     finally:
         for m in layers:
