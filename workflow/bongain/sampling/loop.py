@@ -759,12 +759,12 @@ def sample_prompts(
     def decode(ids: Sequence[int]) -> str:
         return tokenizer.decode(list(ids), skip_special_tokens=True)  # type: ignore[attr-defined]
 
+    fast = loop == "fast"
     candidates = None
-    if loop == "fast" and params.stop:
+    if fast and params.stop:
         candidates = tokenizer_stop_candidates(tokenizer, model, params.stop)
     out: list[Completion] = []
     bar = tqdm(total=len(prompts) * params.n, unit="sample", disable=not progress, mininterval=2.0)
-    fast = loop == "fast"
     with packed_linears(model, enabled=fast), fast_decode_attention(model, enabled=fast):
         for start in range(0, len(prompts), batch_prompts):
             stop = min(start + batch_prompts, len(prompts))

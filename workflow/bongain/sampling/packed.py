@@ -6,7 +6,7 @@ number of rows (SmolLM2-135M: 211 linear calls per step; the repacking is about 
 at 128 rows, ``benchmarks/bench_linear.py``). :func:`packed_linears` packs each ``nn.Linear`` weight once
 (``torch.ops.mkldnn._reorder_linear_weight``) and, while the context is open, runs the layer through
 ``torch.ops.mkldnn._linear_pointwise`` on the packed copy: the same oneDNN product without the per-call
-reorder (``benchmarks/bench_linear.py``). A layer's packed copy is kept for the life of the layer and
+reorder. A layer's packed copy is kept for the life of the layer and
 made again only when its weight changes (another tensor, or an in-place update: ``Tensor._version``), so
 a job that samples several splits packs once (about 0.2 s for SmolLM2 or Gemma 3).
 
