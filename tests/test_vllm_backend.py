@@ -126,6 +126,21 @@ def test_make_engine_arguments(fake_vllm):
     assert "max_model_len" not in engine_kwargs(manifest, vllm_model({})["vllm"])
 
 
+def test_cpu_engine_arguments():
+    """vLLM's CPU build: chunked prefill off (its seeded generators cannot be rewound), a step budget of at
+    least the context length (vLLM's condition without chunked prefill), an explicit KV cache."""
+    manifest = {"path": "/models/x", "dtype": "bfloat16"}
+    short = engine_kwargs(manifest, vllm_model({"max_model_len": 1024})["vllm"], cpu=True, model_max_len=8192)
+    assert short["enable_chunked_prefill"] is False and short["max_num_batched_tokens"] == 4096
+    assert short["kv_cache_memory_bytes"] == 2 * 2**30
+    long = engine_kwargs(manifest, vllm_model({"kv_cache_gib": 0.5})["vllm"], cpu=True, model_max_len=32768)
+    assert long["max_num_batched_tokens"] == 32768 and long["kv_cache_memory_bytes"] == 2**29
+    gpu = engine_kwargs(manifest, vllm_model({})["vllm"])  # a GPU engine keeps vLLM's own scheduling
+    assert not {"enable_chunked_prefill", "max_num_batched_tokens", "kv_cache_memory_bytes"} & set(gpu)
+    with pytest.raises(ValueError, match="context length"):
+        engine_kwargs(manifest, vllm_model({})["vllm"], cpu=True, model_max_len=None)
+
+
 def test_vllm_options_validation():
     assert vllm_model({})["vllm"]["entropy"] == "topk_lower"
     with pytest.raises(ConfigError, match=r"'models\.\*\.vllm\.logprobs'"):

@@ -11,23 +11,31 @@ from bongain.sampling.models import load_manifest  # noqa: E402
 from bongain.sampling.split import finish, sample_split  # noqa: E402
 from bongain.smk import setup_logging  # noqa: E402
 
-sm = snakemake  # noqa: F821
-log = setup_logging(sm, "sample")
-torch.set_num_threads(sm.threads)
-p = sm.params
-df, reused = sample_split(
-    read_parquet(sm.input.tasks, "tasks"),
-    dict(sm.wildcards.items()),
-    manifest=load_manifest(sm.input.manifest),
-    model_cfg=p.model,  # also a params trigger: changing the model config reruns sampling
-    method=p.method,
-    task_cfg=p.task,
-    sampling=p.sampling,
-    sizes=p.sizes,
-    split_seed=p.split_seed,
-    output=sm.output[0],
-    version=p.version,
-)
-write_parquet_atomic(df, sm.output[0], "samples")
-finish(sm.output[0])
-log.info("wrote %d samples (%d batch(es) resumed from checkpoints)", df.height, reused)
+
+def main() -> None:
+    sm = snakemake  # noqa: F821
+    log = setup_logging(sm, "sample")
+    torch.set_num_threads(sm.threads)
+    p = sm.params
+    df, reused = sample_split(
+        read_parquet(sm.input.tasks, "tasks"),
+        dict(sm.wildcards.items()),
+        manifest=load_manifest(sm.input.manifest),
+        model_cfg=p.model,  # also a params trigger: changing the model config reruns sampling
+        method=p.method,
+        task_cfg=p.task,
+        sampling=p.sampling,
+        sizes=p.sizes,
+        split_seed=p.split_seed,
+        output=sm.output[0],
+        version=p.version,
+    )
+    write_parquet_atomic(df, sm.output[0], "samples")
+    finish(sm.output[0])
+    log.info("wrote %d samples (%d batch(es) resumed from checkpoints)", df.height, reused)
+
+
+# vLLM's CPU engine (and a GPU engine after CUDA is initialised) starts its engine core as a spawned
+# process, which imports this script again: only the process Snakemake started may sample.
+if __name__ == "__main__":
+    main()

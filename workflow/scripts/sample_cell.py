@@ -11,24 +11,32 @@ from bongain.sampling.models import load_manifest  # noqa: E402
 from bongain.sampling.split import finish, sample_cell  # noqa: E402
 from bongain.smk import setup_logging  # noqa: E402
 
-sm = snakemake  # noqa: F821
-log = setup_logging(sm, "sample")
-torch.set_num_threads(sm.threads)
-p = sm.params
-outputs = {split: path for split, path in sm.output.items()}
-reused = sample_cell(
-    {split: read_parquet(sm.input[split], "tasks") for split in outputs},
-    p.cell,
-    manifest=load_manifest(sm.input.manifest),
-    model_cfg=p.model,  # also a params trigger: changing the model config reruns sampling
-    method=p.method,
-    task_cfg=p.task,
-    sampling=p.sampling,
-    sizes=p.sizes,
-    split_seed=p.split_seed,
-    outputs=outputs,
-    version=p.version,
-    write=lambda df, path: write_parquet_atomic(df, path, "samples"),
-)
-finish(*outputs.values())
-log.info("wrote %s (batches resumed from checkpoints: %s)", ", ".join(outputs), reused)
+
+def main() -> None:
+    sm = snakemake  # noqa: F821
+    log = setup_logging(sm, "sample")
+    torch.set_num_threads(sm.threads)
+    p = sm.params
+    outputs = {split: path for split, path in sm.output.items()}
+    reused = sample_cell(
+        {split: read_parquet(sm.input[split], "tasks") for split in outputs},
+        p.cell,
+        manifest=load_manifest(sm.input.manifest),
+        model_cfg=p.model,  # also a params trigger: changing the model config reruns sampling
+        method=p.method,
+        task_cfg=p.task,
+        sampling=p.sampling,
+        sizes=p.sizes,
+        split_seed=p.split_seed,
+        outputs=outputs,
+        version=p.version,
+        write=lambda df, path: write_parquet_atomic(df, path, "samples"),
+    )
+    finish(*outputs.values())
+    log.info("wrote %s (batches resumed from checkpoints: %s)", ", ".join(outputs), reused)
+
+
+# vLLM's CPU engine (and a GPU engine after CUDA is initialised) starts its engine core as a spawned
+# process, which imports this script again: only the process Snakemake started may sample.
+if __name__ == "__main__":
+    main()

@@ -8,17 +8,25 @@ from bongain.io import read_parquet, write_parquet_atomic  # noqa: E402
 from bongain.scoring.registry import score_split  # noqa: E402
 from bongain.smk import setup_logging  # noqa: E402
 
-sm = snakemake  # noqa: F821
-log = setup_logging(sm, "score")
-inputs = dict(sm.input.items())
-samples = read_parquet(sm.input.samples, "samples")
-log.info("scoring %d samples with %s", samples.height, sm.params.reward_model["kind"])
-scores = score_split(
-    sm.params.reward_model,
-    samples,
-    read_parquet(sm.input.grades, "grades"),
-    verifier_table=read_parquet(inputs["verifier"], "verifier") if "verifier" in inputs else None,
-    tasks=read_parquet(inputs["tasks"], "tasks") if "tasks" in inputs else None,
-)
-write_parquet_atomic(scores, sm.output[0], "scores")
-log.info("scored %d samples (%s)", scores.height, scores["verifier"][0] if scores.height else "-")
+
+def main() -> None:
+    sm = snakemake  # noqa: F821
+    log = setup_logging(sm, "score")
+    inputs = dict(sm.input.items())
+    samples = read_parquet(sm.input.samples, "samples")
+    log.info("scoring %d samples with %s", samples.height, sm.params.reward_model["kind"])
+    scores = score_split(
+        sm.params.reward_model,
+        samples,
+        read_parquet(sm.input.grades, "grades"),
+        verifier_table=read_parquet(inputs["verifier"], "verifier") if "verifier" in inputs else None,
+        tasks=read_parquet(inputs["tasks"], "tasks") if "tasks" in inputs else None,
+    )
+    write_parquet_atomic(scores, sm.output[0], "scores")
+    log.info("scored %d samples (%s)", scores.height, scores["verifier"][0] if scores.height else "-")
+
+
+# vLLM's CPU engine (and a GPU engine after CUDA is initialised) starts its engine core as a spawned
+# process, which imports this script again: only the process Snakemake started may sample.
+if __name__ == "__main__":
+    main()

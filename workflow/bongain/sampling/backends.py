@@ -39,7 +39,9 @@ class TransformersBackend:
 
     loop = "fast"
 
-    def __init__(self, manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> None:
+    def __init__(
+        self, manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int, model_key: str = "?"
+    ) -> None:
         from bongain.sampling.models import load_causal_lm
 
         self.model, self.tokenizer = load_causal_lm(dict(manifest))
@@ -77,10 +79,12 @@ class VllmBackend:
     """vLLM engine, started on the first batch and reused for the job's later batches (with
     ``entropy: hf_rescore`` it is released after each batch, so that the HF copy fits on the GPU)."""
 
-    def __init__(self, manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> None:
+    def __init__(
+        self, manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int, model_key: str = "?"
+    ) -> None:
         from bongain.sampling.vllm import load_tokenizer
 
-        self.manifest, self.model_cfg, self.seed = manifest, model_cfg, seed
+        self.manifest, self.model_cfg, self.seed, self.model_key = manifest, model_cfg, seed, model_key
         self.tokenizer = load_tokenizer(manifest)
         self.engine: Any | None = None
 
@@ -96,14 +100,22 @@ class VllmBackend:
         from bongain.sampling.vllm import make_engine, sample_vllm
 
         if self.engine is None:
-            self.engine = make_engine(self.manifest, self.model_cfg, seed=self.seed)
+            self.engine = make_engine(self.manifest, self.model_cfg, seed=self.seed, model_key=self.model_key)
         engine = self.engine
         if self.model_cfg["vllm"]["entropy"] == "hf_rescore":
             self.engine = None  # sample_vllm releases it before rescoring; the next batch starts another
-        return sample_vllm(self.manifest, self.model_cfg, prompt_token_ids, prompt_ids, params, engine=engine)
+        return sample_vllm(
+            self.manifest,
+            self.model_cfg,
+            prompt_token_ids,
+            prompt_ids,
+            params,
+            engine=engine,
+            model_key=self.model_key,
+        )
 
 
-BACKENDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], int], Backend]] = {
+BACKENDS: dict[str, Callable[..., Backend]] = {
     "transformers": TransformersBackend,
     "transformers_reference": ReferenceTransformersBackend,
     "vllm": VllmBackend,
@@ -127,11 +139,14 @@ def sample_gpus(model_cfg: Mapping[str, Any]) -> int:
     return GPUS[name](model_cfg)
 
 
-def load_backend(manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int) -> Backend:
-    """The backend that ``model_cfg["backend"]`` names, loaded for the prepared model ``manifest``."""
+def load_backend(
+    manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int, model_key: str = "?"
+) -> Backend:
+    """The backend that ``model_cfg["backend"]`` names, loaded for the prepared model ``manifest``
+    (``model_key``: the model's key under ``models``, for error messages)."""
     name = model_cfg["backend"]
     if name not in BACKENDS:
         raise ValueError(
             f"config key 'models.*.backend': unknown backend {name!r}; known: {sorted(BACKENDS)}"
         )
-    return BACKENDS[name](manifest, model_cfg, seed)
+    return BACKENDS[name](manifest, model_cfg, seed, model_key)

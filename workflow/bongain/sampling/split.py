@@ -68,7 +68,7 @@ def sample_split(
         tasks = tasks.slice(start, stop - start)
     params = sampling_params(method, sampling)
     if backend is None:
-        backend = load_backend(manifest, model_cfg, params.seed)
+        backend = load_backend(manifest, model_cfg, params.seed, cell["model"])
     spec = TaskSpec.from_config(dict(task_cfg))
     exemplars = fewshot_exemplars(cell["task"], spec, sizes["exemplars"], split_seed)
     prompts = [format_prompt(q, dict(method), exemplars, backend.tokenizer) for q in tasks["question"]]
@@ -119,7 +119,7 @@ def sample_cell(
     if set(tasks) != set(outputs):
         raise ValueError(f"splits of tasks {sorted(tasks)} and outputs {sorted(outputs)} differ")
     if backend is None:
-        backend = load_backend(manifest, model_cfg, sampling["seed"])
+        backend = load_backend(manifest, model_cfg, sampling["seed"], cell["model"])
     reused = {}
     for split, output in outputs.items():
         df, reused[split] = sample_split(

@@ -50,8 +50,33 @@ from bongain.sampling.loop import Completion, SamplingParams, raw_entropy_selfce
 # --------------------------------------------------------------------------------------------- the seam
 
 
-def engine_kwargs(manifest: Mapping[str, Any], opts: Mapping[str, Any], seed: int = 0) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.LLM`` for a prepared model (manifest) and its vllm options."""
+#: vLLM's own step budget (``max_num_batched_tokens``) of an ``LLM`` on its CPU platform.
+CPU_BATCHED_TOKENS = 4096
+#: KV cache of the CPU engine when ``vllm.kv_cache_gib`` is null (on the CPU engine
+#: ``gpu_memory_utilization`` is a fraction of the machine's RAM, which vLLM refuses to reserve when other
+#: processes hold memory).
+CPU_KV_CACHE_GIB = 2.0
+
+
+def engine_kwargs(
+    manifest: Mapping[str, Any],
+    opts: Mapping[str, Any],
+    seed: int = 0,
+    *,
+    cpu: bool = False,
+    model_max_len: int | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` for a prepared model (manifest) and its vllm options.
+
+    ``cpu``: the engine is vLLM's CPU build. Its seeded requests sample with CPU ``torch.Generator``
+    objects, and vLLM rewinds a request's generator (``set_offset``, CUDA generators only) whenever it
+    discards the token sampled for a partially prefilled prompt, i.e. whenever chunked prefill splits a
+    prompt because the step's token budget is spent: the engine then stops with "CPU Generator does not
+    use offset". So on the CPU engine chunked prefill is off (a prompt is prefilled in one step or waits
+    for the next) and the step budget is at least the context length (``model_max_len``: ``max_model_len``
+    or the checkpoint's own), which vLLM requires without chunked prefill. The KV cache is sized
+    explicitly (``kv_cache_gib``, default :data:`CPU_KV_CACHE_GIB`).
+    """
     kw: dict[str, Any] = {
         "model": manifest["path"],
         "runner": "generate",
@@ -66,14 +91,79 @@ def engine_kwargs(manifest: Mapping[str, Any], opts: Mapping[str, Any], seed: in
     }
     if opts["max_model_len"]:
         kw["max_model_len"] = int(opts["max_model_len"])
+    kv_gib = opts.get("kv_cache_gib")
+    if kv_gib is None and cpu:
+        kv_gib = CPU_KV_CACHE_GIB
+    if kv_gib is not None:
+        kw["kv_cache_memory_bytes"] = int(float(kv_gib) * 2**30)
+    if cpu:
+        max_len = int(opts["max_model_len"] or model_max_len or 0)
+        if max_len < 1:
+            raise ValueError(
+                f"{manifest['path']}: the CPU engine needs the context length (vllm.max_model_len, or "
+                "max_position_embeddings in the checkpoint's config) to size its step budget"
+            )
+        kw["enable_chunked_prefill"] = False
+        kw["max_num_batched_tokens"] = max(CPU_BATCHED_TOKENS, max_len)
     return kw
 
 
-def make_engine(manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int = 0) -> Any:
-    """Construct ``vllm.LLM`` for the model (the only call into vLLM's constructor)."""
+def engine_is_cpu() -> bool:
+    """Whether the installed vLLM runs on its CPU platform (vLLM's CPU build, no accelerator)."""
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:  # no vllm.platforms (a stand-in module): not the CPU engine
+        return False
+    return bool(current_platform.is_cpu())
+
+
+def checkpoint_max_len(manifest: Mapping[str, Any]) -> int | None:
+    """The checkpoint's own context length (``max_position_embeddings`` of its text config), if any."""
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(
+            manifest["path"], trust_remote_code=bool(manifest.get("trust_remote_code", False))
+        )
+    except (OSError, ValueError):
+        return None
+    value = getattr(cfg.get_text_config(), "max_position_embeddings", None)
+    return int(value) if value else None
+
+
+class EngineError(RuntimeError):
+    """vLLM could not serve a model: names the model key and the reason."""
+
+
+def make_engine(
+    manifest: Mapping[str, Any], model_cfg: Mapping[str, Any], seed: int = 0, *, model_key: str = "?"
+) -> Any:
+    """Construct ``vllm.LLM`` for the model (the only call into vLLM's constructor).
+
+    A checkpoint vLLM cannot load raises :class:`EngineError` naming ``models.<model_key>`` and vLLM's
+    reason (its own message is often several exceptions deep)."""
     import vllm
 
-    return vllm.LLM(**engine_kwargs(manifest, model_cfg["vllm"], seed))
+    cpu = engine_is_cpu()
+    kw = engine_kwargs(
+        manifest, model_cfg["vllm"], seed, cpu=cpu, model_max_len=checkpoint_max_len(manifest) if cpu else None
+    )
+    try:
+        return vllm.LLM(**kw)
+    except Exception as err:  # vLLM raises ValueError, RuntimeError, pydantic errors, ...
+        raise EngineError(
+            f"models.{model_key}: vLLM could not load the checkpoint {manifest['path']}: {root_cause(err)}"
+        ) from err
+
+
+def root_cause(err: BaseException) -> str:
+    """The innermost exception of a chain, as 'Type: message' (vLLM wraps the engine core's error)."""
+    seen = err
+    while seen.__cause__ is not None or (seen.__context__ is not None and not seen.__suppress_context__):
+        seen = seen.__cause__ or seen.__context__
+    outer = f"{type(err).__name__}: {err}"
+    inner = f"{type(seen).__name__}: {seen}"
+    return outer if seen is err else f"{outer} (caused by {inner})"
 
 
 def load_tokenizer(manifest: Mapping[str, Any]) -> Any:
@@ -359,6 +449,16 @@ def _empty_cuda_cache() -> None:
 # ------------------------------------------------------------------------------------------ the driver
 
 
+def _seed_hint(err: BaseException) -> str:
+    text = f"{err} {err.__cause__ or ''}"
+    if "does not use offset" in text or "Generator" in text:
+        return (
+            " (a seeded request's generator could not be rewound: the CPU engine cannot honour seeds "
+            "with chunked prefill, which bongain turns off there; see docs/backends.md, Seeds)"
+        )
+    return ""
+
+
 def _chunks(n: int, size: int) -> Iterable[slice]:
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -374,23 +474,32 @@ def sample_vllm(
     engine: Any | None = None,
     tokenizer: Any | None = None,
     log: Any | None = None,
+    model_key: str = "?",
 ) -> list[Completion]:
     """Sample ``params.n`` completions per prompt with vLLM; completions in (prompt, sample) order.
 
     Prompts go to ``generate`` ``prompts_per_call`` at a time (vLLM batches inside a call; the chunking
     bounds the Python ``Logprob`` objects alive at once). ``engine`` defaults to :func:`make_engine`.
+    Every request is seeded (:func:`request_seed`); an engine that fails to honour a seed or stops
+    mid-call raises :class:`EngineError` naming ``models.<model_key>``, and nothing is returned.
     """
     if len(prompt_token_ids) != len(prompt_ids):
         raise ValueError("prompt_token_ids and prompt_ids must have the same length")
     opts = model_cfg["vllm"]  # complete: the config schema fills its defaults
     if engine is None:
-        engine = make_engine(manifest, model_cfg, seed=params.seed)
+        engine = make_engine(manifest, model_cfg, seed=params.seed, model_key=model_key)
     v = vocab_size(manifest, tokenizer)
     seeds = [request_seed(params.seed, pid, params.n) for pid in prompt_ids]
     out: list[Completion] = []
     for sl in _chunks(len(prompt_ids), int(opts["prompts_per_call"])):
         sps = [make_sampling_params(params, s, int(opts["logprobs"])) for s in seeds[sl]]
-        ros = engine.generate(tokens_prompts(prompt_token_ids[sl]), sps, use_tqdm=False)
+        try:
+            ros = engine.generate(tokens_prompts(prompt_token_ids[sl]), sps, use_tqdm=False)
+        except Exception as err:
+            raise EngineError(
+                f"models.{model_key}: vLLM failed while sampling prompts {sl.start}..{sl.stop - 1} "
+                f"({prompt_ids[sl.start]} ...): {root_cause(err)}{_seed_hint(err)}"
+            ) from err
         comps = to_completions(
             ros, seeds[sl], params.n, entropy=opts["entropy"], logprobs=int(opts["logprobs"]), vocab_size=v
         )
