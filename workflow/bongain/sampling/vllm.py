@@ -146,7 +146,11 @@ def make_engine(
 
     cpu = engine_is_cpu()
     kw = engine_kwargs(
-        manifest, model_cfg["vllm"], seed, cpu=cpu, model_max_len=checkpoint_max_len(manifest) if cpu else None
+        manifest,
+        model_cfg["vllm"],
+        seed,
+        cpu=cpu,
+        model_max_len=checkpoint_max_len(manifest) if cpu else None,
     )
     try:
         return vllm.LLM(**kw)
