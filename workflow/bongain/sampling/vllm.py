@@ -144,6 +144,7 @@ def make_engine(
     reason (its own message is often several exceptions deep)."""
     import vllm
 
+    check_engine_seed(seed, model_key)
     cpu = engine_is_cpu()
     kw = engine_kwargs(
         manifest,
@@ -158,6 +159,20 @@ def make_engine(
         raise EngineError(
             f"models.{model_key}: vLLM could not load the checkpoint {manifest['path']}: {root_cause(err)}"
         ) from err
+
+
+#: vLLM seeds its engine processes with ``numpy.random.seed``, which takes 0 .. 2**32 - 1.
+ENGINE_SEED_RANGE = range(2**32)
+
+
+def check_engine_seed(seed: int, model_key: str = "?") -> None:
+    """Refuse an engine seed vLLM cannot take (it would fail inside the engine core process, with a
+    numpy message and no word of which setting). Request seeds are hashes below 2**63 and always fit."""
+    if int(seed) not in ENGINE_SEED_RANGE:
+        raise EngineError(
+            f"models.{model_key}: sampling.seed = {seed} cannot seed a vLLM engine (it takes "
+            f"0 .. {ENGINE_SEED_RANGE.stop - 1}); choose a seed in that range"
+        )
 
 
 def root_cause(err: BaseException) -> str:

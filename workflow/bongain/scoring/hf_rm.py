@@ -137,6 +137,24 @@ def check_prm_head(model: Any, tag_id: int, name: str) -> None:
         )
 
 
+def load_with_head(auto: Any, name: str, kw: Mapping[str, Any], what: str) -> Any:
+    """``auto.from_pretrained(name, **kw)``, refusing a checkpoint that has no trained head.
+
+    transformers fills weights a checkpoint lacks (a causal LM's checkpoint has no ``score`` layer) with
+    fresh random values and only logs a warning: the rewards would be noise. Every weight must come from
+    the checkpoint.
+    """
+    model, info = auto.from_pretrained(name, output_loading_info=True, **kw)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ValueError(
+            f"config key 'reward_model.model': {name} has no trained {what} head: the checkpoint lacks "
+            f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} (transformers would initialise "
+            f"them at random). Use a checkpoint saved as {type(model).__name__}"
+        )
+    return model
+
+
 def _device(name: str) -> str:
     if name != "auto":
         return name
@@ -184,7 +202,9 @@ class HFSequenceClassifierRM:
         tok = AutoTokenizer.from_pretrained(
             opts["model"], revision=opts["revision"], trust_remote_code=kw["trust_remote_code"]
         )
-        model = AutoModelForSequenceClassification.from_pretrained(opts["model"], **kw)
+        model = load_with_head(
+            AutoModelForSequenceClassification, opts["model"], kw, "sequence-classification"
+        )
         model.to(_device(opts["device"])).eval()
         return cls(
             model=model,
@@ -251,7 +271,11 @@ class HFProcessRM:
             if any(a.endswith("ForTokenClassification") for a in archs)
             else AutoModel
         )
-        model = auto.from_pretrained(opts["model"], **kw)
+        model = (
+            load_with_head(auto, opts["model"], kw, "token-classification")
+            if auto is AutoModelForTokenClassification
+            else auto.from_pretrained(opts["model"], **kw)
+        )
         model.to(_device(opts["device"])).eval()
         check_prm_head(model, step_tag_id(tok, opts["step_tag"]), opts["model"])
         return cls(

