@@ -403,3 +403,32 @@ def test_score_rule_glue():
     assert score_gpus(rm()) == score_gpus(rm(kind="hf_prm", model="p", device="cpu")) == 0
     assert score_gpus(rm(kind="hf_sequence_classification", model="p")) == 1
     assert score_gpus(rm(kind="vllm_classify", model="p", tensor_parallel_size=2)) == 2
+
+
+@pytest.mark.parametrize("kind", ["hf_sequence_classification", "hf_prm", "vllm_classify", "vllm_prm"])
+def test_a_checkpoint_without_a_reward_head_is_refused(rm_dirs, tmp_path, kind):
+    """A causal LM's checkpoint as the reward model: transformers would give it a randomly initialised
+    head (a warning only), vLLM would convert it into a pooling model; both are refused before scoring,
+    naming reward_model.model. (vLLM kinds: the check runs before any engine starts.)"""
+    from transformers import LlamaForCausalLM
+
+    from bongain.scoring.hf_rm import HFProcessRM, HFSequenceClassifierRM
+    from bongain.scoring.vllm_rm import check_head
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    LlamaForCausalLM(_config(tok, pad_token_id=tok.pad_token_id)).save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    cfg = complete_block("reward_model", {**hf_cfg(tmp_path / "lm"), "kind": kind})
+    with pytest.raises(ValueError, match=r"'reward_model\.model'.*(no trained|head)"):
+        if kind == "hf_sequence_classification":
+            HFSequenceClassifierRM.load(cfg, {})
+        elif kind == "hf_prm":
+            HFProcessRM.load(cfg, {})
+        else:
+            check_head(cfg, kind)
+    # the real heads pass
+    check_head(
+        complete_block("reward_model", {**hf_cfg(rm_dirs / "seq"), "kind": "vllm_classify"}), "vllm_classify"
+    )
+    check_head(complete_block("reward_model", {**hf_cfg(rm_dirs / "prm"), "kind": "vllm_prm"}), "vllm_prm")
