@@ -630,5 +630,3 @@ def test_slurm_real_vllm_engine_on_the_gpu_partition(repo, tmp_path):
     assert samples.height == 4 * 4 and samples["seed"].n_unique() == 16
     scores = read_parquet(work / cell / "scores.parquet", "scores")
     assert scores.height == 16 and scores["reward"].is_finite().all() and scores["reward"].n_unique() > 1
-    log = "\n".join(p.read_text() for p in (work / "results" / "vllm" / "logs").rglob("*.log"))
-    assert "vllm" in log.lower()

@@ -193,6 +193,13 @@ def test_seeded_sampling_at_the_default_sizes_is_reproducible(smol_runs):
     """64 prompts x N = 8 in one engine call (the default's sizes) and 16 prompts x N = 16, seeded: no
     engine error, every sample its own seed, and the same seed twice gives the identical table."""
     first, second, wide = smol_runs["first"], smol_runs["second"], smol_runs["wide"]
+    small = smol_runs["small_calls"]
+    diff = (small["completion"] != first["completion"]) | (small["sum_logprob"] != first["sum_logprob"])
+    print(
+        f"MEASURE batch composition: 64 vs 8 prompts per call: identical {small.equals(first)}, "
+        f"{int(diff.sum())} of {first.height} samples differ "
+        f"({int((small['completion'] != first['completion']).sum())} in text)"
+    )
     assert first.height == 64 * 8 and wide.height == 16 * 16
     assert first.equals(second)  # tokens, texts, logprobs, entropies: byte for byte
     for df, n in ((first, 8), (wide, 16)):
@@ -285,8 +292,12 @@ def test_token_logprobs_equal_hf_teacher_forced(key, engines, checkpoints, defau
     lp32 = np.concatenate([t for t, _, _ in ref32])
     lp16 = np.concatenate([t for t, _, _ in ref16])
     tol = bf16_spread(lp32, lp16)
-    assert got.size == lp32.size >= 64 and 0 < tol < 1
     dev = np.abs(got - lp32)
+    print(
+        f"MEASURE logprob {key}: {got.size} tokens, HF bf16-vs-fp32 max {tol:.4g}, vLLM-vs-fp32 max "
+        f"{dev.max():.4g} median {np.median(dev):.3g}, HF bf16 median {np.median(np.abs(lp16 - lp32)):.3g}"
+    )
+    assert got.size == lp32.size >= 64 and 0 < tol < 1
     assert dev.max() <= tol, (dev.max(), tol)
     # negative control: the same tokens' log-probabilities at the sampling temperature (T = 0.7)
     t = default_config["methods"]["base"]["temperature"]
@@ -335,6 +346,7 @@ def test_hf_rescore_and_topk_entropy_against_teacher_forcing(engines, checkpoint
         exact = np.array([r[i].sum() for r in ref32])
         tol = bf16_spread(exact, np.array([r[i].sum() for r in ref16]))
         got = np.array([c.sum_entropy if i == 1 else c.sum_selfcert for c in rescored])
+        print(f"MEASURE rescore {name}: max dev {np.abs(got - exact).max():.4g}, tol {tol:.4g}")
         assert np.abs(got - exact).max() <= tol, (name, np.abs(got - exact).max(), tol)
     lower = np.array([c.sum_entropy for c in comps])  # topk_lower, from vLLM's top-5 logprobs
     exact = np.array([r[1].sum() for r in ref32])
@@ -401,6 +413,7 @@ def test_vllm_and_transformers_agree_in_distribution(engines, checkpoints, defau
         name: {m: round(float(df[m].mean()), 3) for m in ("pass1", "length", "diversity")}
         for name, df in (("vllm T=0.7", m_v07), ("hf T=0.7", m_hf), ("vllm T=1.0", m_v10))
     }
+    print(f"MEASURE distribution: same {same}, control {control}, {summary}")
     assert min(same.values()) > level, (same, summary)
     assert min(control.values()) <= level, (control, summary)
 
@@ -473,6 +486,7 @@ def test_vllm_classify_equals_hf_sequence_classification(vllm, reward_checkpoint
     hf32 = HFSequenceClassifierRM.load(rm_cfg("hf_sequence_classification", path, dtype="float32"), questions)
     r16, r32 = hf16.score(samples, None), hf32.score(samples, None)
     tol = bf16_spread(r32, r16)
+    print(f"MEASURE classify: max dev {np.abs(got - r32).max():.4g}, tol {tol:.4g}, std {np.std(r32):.4g}")
     assert got.shape == r32.shape == (samples.height,) and np.std(r32) > 10 * tol  # rewards that vary
     assert np.abs(got - r32).max() <= tol, (np.abs(got - r32).max(), tol)
     assert np.abs(1 / (1 + np.exp(-got)) - r32).max() > tol  # negative control: vLLM's default sigmoid
@@ -506,6 +520,7 @@ def test_vllm_prm_equals_hf_prm(vllm, reward_checkpoints, smol_runs):
     assert [len(s) for s in got] == [len(s) for s in hf32] and min(len(s) for s in got) == 3
     g, r16, r32 = (np.concatenate([np.array(s) for s in x]) for x in (got, hf16, hf32))
     tol = bf16_spread(r32, r16)
+    print(f"MEASURE prm: max dev {np.abs(g - r32).max():.4g}, tol {tol:.4g}, std {np.std(r32):.4g}")
     assert np.std(r32) > 10 * tol and np.abs(g - r32).max() <= tol, (np.abs(g - r32).max(), tol)
 
 
