@@ -141,6 +141,25 @@ def test_cpu_engine_arguments():
         engine_kwargs(manifest, vllm_model({})["vllm"], cpu=True, model_max_len=None)
 
 
+def test_a_cpu_engine_with_chunked_prefill_is_refused():
+    """Seeds the CPU engine cannot honour: an engine with chunked prefill on is refused before sampling,
+    naming the model key (a stand-in object: only its scheduler config is read)."""
+    from types import SimpleNamespace
+
+    from bongain.sampling.vllm import EngineError, check_seeded_sampling
+
+    def engine(chunked):
+        sched = SimpleNamespace(enable_chunked_prefill=chunked)
+        return SimpleNamespace(
+            llm_engine=SimpleNamespace(vllm_config=SimpleNamespace(scheduler_config=sched))
+        )
+
+    with pytest.raises(EngineError, match=r"models\.m1: .*chunked prefill on.*cannot honour"):
+        check_seeded_sampling(engine(True), "m1", cpu=True)
+    check_seeded_sampling(engine(False), "m1", cpu=True)
+    check_seeded_sampling(engine(True), "m1", cpu=False)  # a GPU engine rewinds its CUDA generators
+
+
 def test_vllm_options_validation():
     assert vllm_model({})["vllm"]["entropy"] == "topk_lower"
     with pytest.raises(ConfigError, match=r"'models\.\*\.vllm\.logprobs'"):

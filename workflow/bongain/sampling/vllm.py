@@ -175,6 +175,27 @@ def check_engine_seed(seed: int, model_key: str = "?") -> None:
         )
 
 
+def check_seeded_sampling(engine: Any, model_key: str = "?", cpu: bool | None = None) -> None:
+    """Refuse, before anything is sampled, a CPU engine that would stop on a seeded request.
+
+    :func:`make_engine` turns chunked prefill off on the CPU engine; an engine built elsewhere with it on
+    would sample until a prompt is split across steps and then stop ("CPU Generator does not use
+    offset"). bongain never drops the seeds instead: every sample must be reproducible from its seed.
+    """
+    sched = getattr(
+        getattr(getattr(engine, "llm_engine", None), "vllm_config", None), "scheduler_config", None
+    )
+    if sched is None or not getattr(sched, "enable_chunked_prefill", False):
+        return
+    if cpu if cpu is not None else engine_is_cpu():
+        raise EngineError(
+            f"models.{model_key}: this vLLM CPU engine has chunked prefill on, so it cannot honour "
+            "per-request seeds (it would stop with 'CPU Generator does not use offset' once a prompt is "
+            "prefilled in two steps); build it with bongain.sampling.vllm.make_engine "
+            "(enable_chunked_prefill=False on the CPU engine)"
+        )
+
+
 def root_cause(err: BaseException) -> str:
     """The innermost exception of a chain, as 'Type: message' (vLLM wraps the engine core's error)."""
     seen = err
@@ -507,6 +528,7 @@ def sample_vllm(
     opts = model_cfg["vllm"]  # complete: the config schema fills its defaults
     if engine is None:
         engine = make_engine(manifest, model_cfg, seed=params.seed, model_key=model_key)
+    check_seeded_sampling(engine, model_key)
     v = vocab_size(manifest, tokenizer)
     seeds = [request_seed(params.seed, pid, params.n) for pid in prompt_ids]
     out: list[Completion] = []
