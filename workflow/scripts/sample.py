@@ -1,18 +1,17 @@
 """Snakemake adapter: N samples per prompt of one split (or shard) of one cell."""
 
-from bongain.hub import offline_jobs
-
-offline_jobs(snakemake.config["hub"]["cache"])  # noqa: F821  (before anything imports huggingface_hub)
-
-import torch  # noqa: E402
-
-from bongain.io import read_parquet, write_parquet_atomic  # noqa: E402
-from bongain.sampling.models import load_manifest  # noqa: E402
-from bongain.sampling.split import finish, sample_split  # noqa: E402
-from bongain.smk import setup_logging  # noqa: E402
-
 
 def main() -> None:
+    from bongain.hub import offline_jobs
+
+    offline_jobs(snakemake.config["hub"]["cache"])  # noqa: F821  (before anything imports huggingface_hub)
+    import torch
+
+    from bongain.io import read_parquet, write_parquet_atomic
+    from bongain.sampling.models import load_manifest
+    from bongain.sampling.split import finish, sample_split
+    from bongain.smk import setup_logging
+
     sm = snakemake  # noqa: F821
     log = setup_logging(sm, "sample")
     torch.set_num_threads(sm.threads)
@@ -36,6 +35,7 @@ def main() -> None:
 
 
 # vLLM's CPU engine (and a GPU engine after CUDA is initialised) starts its engine core as a spawned
-# process, which imports this script again: only the process Snakemake started may sample.
+# process, which runs this file again as a module (Snakemake points __file__ at it): nothing may run then,
+# so everything, the snakemake object included, is inside main().
 if __name__ == "__main__":
     main()

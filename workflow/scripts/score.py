@@ -1,15 +1,14 @@
 """Snakemake adapter: a reward per sample from the scorer that ``reward_model`` names."""
 
-from bongain.hub import offline_jobs
-
-offline_jobs(snakemake.config["hub"]["cache"])  # noqa: F821  (before anything imports huggingface_hub)
-
-from bongain.io import read_parquet, write_parquet_atomic  # noqa: E402
-from bongain.scoring.registry import score_split  # noqa: E402
-from bongain.smk import setup_logging  # noqa: E402
-
 
 def main() -> None:
+    from bongain.hub import offline_jobs
+
+    offline_jobs(snakemake.config["hub"]["cache"])  # noqa: F821  (before anything imports huggingface_hub)
+    from bongain.io import read_parquet, write_parquet_atomic
+    from bongain.scoring.registry import score_split
+    from bongain.smk import setup_logging
+
     sm = snakemake  # noqa: F821
     log = setup_logging(sm, "score")
     inputs = dict(sm.input.items())
@@ -27,6 +26,7 @@ def main() -> None:
 
 
 # vLLM's CPU engine (and a GPU engine after CUDA is initialised) starts its engine core as a spawned
-# process, which imports this script again: only the process Snakemake started may sample.
+# process, which runs this file again as a module (Snakemake points __file__ at it): nothing may run then,
+# so everything, the snakemake object included, is inside main().
 if __name__ == "__main__":
     main()

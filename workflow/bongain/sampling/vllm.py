@@ -201,9 +201,15 @@ def root_cause(err: BaseException) -> str:
     seen = err
     while seen.__cause__ is not None or (seen.__context__ is not None and not seen.__suppress_context__):
         seen = seen.__cause__ or seen.__context__
-    outer = f"{type(err).__name__}: {err}"
-    inner = f"{type(seen).__name__}: {seen}"
+    outer = _short(f"{type(err).__name__}: {err}")
+    inner = _short(f"{type(seen).__name__}: {seen}")
     return outer if seen is err else f"{outer} (caused by {inner})"
+
+
+def _short(text: str, limit: int = 600) -> str:
+    """One error message without vLLM's list of every supported architecture, at most ``limit`` chars."""
+    text = text.split(" Supported architectures:")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_tokenizer(manifest: Mapping[str, Any]) -> Any:
