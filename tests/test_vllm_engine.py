@@ -207,8 +207,31 @@ def test_seeded_sampling_at_the_default_sizes_is_reproducible(smol_runs):
             assert [a - s[0] for a in s] == list(idx) == list(range(n))
         # seeded sampling, not greedy: the N samples of a prompt differ
         assert df.group_by("prompt_id").agg(pl.col("completion").n_unique())["completion"].max() > 1
-    assert set(first["finish_reason"]) <= {"stop", "eos", "length"}
+    # the few-shot stop string ends samples and is cut from the text
+    assert "stop" in set(first["finish_reason"]) and set(first["finish_reason"]) <= {"stop", "eos", "length"}
+    assert not first["completion"].str.contains("\n").any()
     assert first["mean_entropy"].is_finite().all() and (first["mean_entropy"] >= 0).all()
+
+
+def test_a_sample_reproduces_from_its_stored_seed(smol_runs, engines, checkpoints):
+    """vLLM's child i of a request seeded s samples with seed s + i: a request of one sample (n = 1)
+    seeded with a sample's stored ``seed`` column, sent alone, draws that very sample."""
+    from vllm import SamplingParams as VllmSamplingParams
+
+    from bongain.sampling.vllm import load_tokenizer, token_logprobs
+
+    first = smol_runs["first"]
+    picks = first.filter(pl.col("sample_idx").is_in([0, 5, 7])).head(6)
+    tok = load_tokenizer(checkpoints[SMOL])
+    for row in picks.iter_rows(named=True):
+        ids = tok(row["prompt"]).input_ids
+        sp = VllmSamplingParams(
+            n=1, temperature=0.7, top_p=1.0, top_k=0, max_tokens=8, seed=row["seed"], logprobs=0, stop=["\n"]
+        )
+        (ro,) = engines(SMOL).generate([{"prompt_token_ids": ids}], sp, use_tqdm=False)
+        (c,) = ro.outputs
+        assert c.text == row["completion"], row
+        assert math.fsum(token_logprobs(c)) == pytest.approx(row["sum_logprob"], abs=1e-9)
 
 
 # ------------------------------------------------------------------------- logprobs and entropy vs HF
@@ -498,6 +521,57 @@ def test_token_logprobs_equal_hf_teacher_forced(key, direct):
     assert got.size == lp32.size >= 64 and 0 < tol < 1
     assert dev.max() <= tol, (dev.max(), tol)
     assert np.abs(flat(refs, "float32", "tempered") - lp32).max() > tol  # the negative control
+
+
+def test_prompts_reach_vllm_with_one_bos(engines, checkpoints, default_config):
+    """Gemma's tokenizer adds a BOS: the backend's ``TokensPrompt`` reaches the engine with exactly the
+    ids the transformers backend feeds its model (one BOS), and vLLM's own tokenization of the same text
+    agrees; a text that already holds the BOS (a pre-templated prompt) gets a second one from vLLM's
+    ``generate`` (the pitfall the ``TokensPrompt`` avoids) unless ``add_special_tokens`` is off."""
+    from vllm import SamplingParams as VllmSamplingParams
+
+    from bongain.sampling.prompts import format_prompt, tokenize_prompt
+    from bongain.sampling.vllm import load_tokenizer, tokens_prompts
+
+    tok = load_tokenizer(checkpoints[GEMMA])
+    method = dict(default_config["methods"]["base"])
+    text = format_prompt("What is 12 + 7?", method, [("What is 1 + 1?", "2")] * 3, tok)
+    ours = tokenize_prompt(text, method, tok)
+    bos = tok.bos_token_id
+    assert ours[0] == bos and ours[1] != bos
+    llm = engines(GEMMA)
+    sp = VllmSamplingParams(n=1, max_tokens=1, seed=0, logprobs=0)
+    (a,) = llm.generate(tokens_prompts([ours]), sp, use_tqdm=False)
+    (b,) = llm.generate([text], sp, use_tqdm=False)
+    (c,) = llm.generate([tok.bos_token + text], sp, use_tqdm=False)
+    (d,) = llm.generate(
+        [tok.bos_token + text], sp, use_tqdm=False, tokenization_kwargs={"add_special_tokens": False}
+    )
+    assert a.prompt_token_ids == b.prompt_token_ids == d.prompt_token_ids == ours
+    assert c.prompt_token_ids[:2] == [bos, bos]
+
+
+def test_logprobs_and_cumulative_logprob(engines):
+    """vLLM leaves ``cumulative_logprob`` None unless ``logprobs`` is set (why the backend always sets
+    it); ``logprobs=0`` returns the sampled token's entry only, one per position, summing to it."""
+    from vllm import SamplingParams as VllmSamplingParams
+
+    from bongain.sampling.vllm import sum_logprob
+
+    llm = engines(GEMMA)
+    prompt = [{"prompt_token_ids": [2, 236935, 236787, 236743]}]
+    (none,) = llm.generate(prompt, VllmSamplingParams(n=2, seed=3, max_tokens=6), use_tqdm=False)
+    assert all(c.cumulative_logprob is None and c.logprobs is None for c in none.outputs)
+    with pytest.raises(ValueError, match="logprobs must be set"):
+        sum_logprob(none.outputs[0])
+    (zero,) = llm.generate(prompt, VllmSamplingParams(n=2, seed=3, max_tokens=6, logprobs=0), use_tqdm=False)
+    for c in zero.outputs:
+        assert [list(pos) for pos in c.logprobs] == [[t] for t in c.token_ids]
+        assert sum_logprob(c) == pytest.approx(
+            math.fsum(pos[t].logprob for pos, t in zip(c.logprobs, c.token_ids, strict=True))
+        )
+    # the same seeds without logprobs draw the same tokens
+    assert [c.token_ids for c in none.outputs] == [c.token_ids for c in zero.outputs]
 
 
 # ------------------------------------------------------------------------------------------ reward models
