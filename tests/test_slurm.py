@@ -554,7 +554,7 @@ def test_slurm_gpu_jobs_on_the_gpu_partition(gpu_run):
 def real_vllm_config(repo: Path, rm_path: Path) -> dict:
     """SmolLM2 sampled by the real vLLM engine and scored by a vLLM reward model built from it."""
     default = load_config(repo / "config" / "config.yaml")
-    vllm = {"max_model_len": 1024, "kv_cache_gib": 1, "logprobs": 3}
+    vllm = {"max_model_len": 1024, "kv_cache_gib": 1, "logprobs": 3, "enforce_eager": True}
     return {
         "title": "GPU placement, real vLLM engine",
         "results_dir": "results/vllm",

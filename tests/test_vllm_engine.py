@@ -635,7 +635,7 @@ def test_vllm_classify_equals_hf_sequence_classification(engines, reward_checkpo
     path = reward_checkpoints["seq"]
     cfg = rm_cfg("vllm_classify", path)
     engines.close()  # one engine at a time
-    llm = make_pooling_engine(cfg)
+    llm = make_pooling_engine(cfg, enforce_eager=True)
     try:
         got = VllmClassifyRM.from_config(cfg, questions, llm).score(samples, None)
     finally:
@@ -671,7 +671,7 @@ def test_vllm_prm_equals_hf_prm(engines, reward_checkpoints, smol_runs):
     opts = {"step_tag": "§", "aggregation": "min"}
     cfg = rm_cfg("vllm_prm", path, **opts)
     engines.close()  # one engine at a time
-    llm = make_pooling_engine(cfg)
+    llm = make_pooling_engine(cfg, enforce_eager=True)
     try:
         got = VllmProcessRM.from_config(cfg, questions, llm).step_scores(samples)
     finally:
