@@ -255,7 +255,9 @@ def generate_direct(engine, key, checkpoints, default_config, tasks, n: int, log
     tok = load_tokenizer(checkpoints[key])
     method = dict(default_config["methods"]["base"])
     spec = TaskSpec.from_config(dict(default_config["tasks"]["add2d1d"]))
-    shots = fewshot_exemplars("add2d1d", spec, method["fewshot_k"], default_config["splits"]["seed"])
+    shots = fewshot_exemplars(
+        "add2d1d", spec, default_config["splits"]["exemplars"], default_config["splits"]["seed"]
+    )
     prompts = [tokenize_prompt(format_prompt(q, method, shots, tok), method, tok) for q in tasks["question"]]
     params = sampling_params(method, {**default_config["sampling"], "n": n})
     sps = [

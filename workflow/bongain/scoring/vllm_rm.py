@@ -42,8 +42,6 @@ HEAD_SUFFIXES = {
     "vllm_classify": ("ForSequenceClassification",),
     "vllm_prm": ("ForTokenClassification", "ForProcessRewardModel", "ForRewardModel"),
 }
-#: The pooling task each kind runs (``PoolerConfig(task=...)``: a pooling model has one active task).
-POOLING_TASK = {"vllm_classify": "classify", "vllm_prm": "token_classify"}
 
 
 def check_head(cfg: Mapping[str, Any], kind: str) -> None:
