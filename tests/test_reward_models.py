@@ -1,5 +1,8 @@
 """Reward models behind the Verifier protocol: HF paths run for real (tiny random Llama heads on CPU, a
-tokenizer built in code); vLLM pooling paths through the fake (tests/fakes/vllm_fake.py)."""
+tokenizer built in code); vLLM pooling paths through the fake (tests/fakes/vllm_fake.py) only for what
+vLLM's CPU engine does not show here: tensor parallelism, Qwen2.5-Math-PRM's STEP pooling (no such
+checkpoint offline) and the input-length limit without another engine start. vllm_classify and vllm_prm
+on the real engine: tests/test_vllm_engine.py."""
 
 from __future__ import annotations
 
@@ -300,7 +303,7 @@ def test_too_long_inputs_get_a_status_not_a_crash(fake_vllm, rm_dirs, kind):
     assert (out.filter(pl.col("score_status") == "too_long")["reward"] == ok.min() - 1.0).all()
 
 
-@pytest.mark.parametrize("arch_dir", ["qwen-prm", "prm"])  # STEP pooling / ALL pooling
+@pytest.mark.parametrize("arch_dir", ["qwen-prm"])  # STEP pooling (ALL pooling: tests/test_vllm_engine.py)
 def test_vllm_prm_step_scores(fake_vllm, rm_dirs, arch_dir):
     cfg = {"kind": "vllm_prm", "model": str(rm_dirs / arch_dir), "aggregation": "prod"}
     rm = make_verifier(cfg, questions=QUESTIONS)

@@ -1,7 +1,8 @@
-"""The vLLM backend: contract tests through the sampling fake (tests/fakes/vllm_fake.py: a fake LM whose
-next-token logits the tests recompute independently, so seeds, n, EOS, stop strings and raw-vs-processed
-logprobs are checked against what vLLM's semantics give), the sample job's vLLM branch end to end, and
-the exact entropy rescoring run for real with a tiny random Llama on CPU. vLLM itself never runs here."""
+"""The vLLM backend without vLLM: the pure parts (request seeds, engine arguments on the CPU and on a GPU,
+finish reasons, top-k entropy bounds), the exact entropy rescoring run for real with a tiny random Llama,
+and, through the fake (tests/fakes/vllm_fake.py), only what vLLM's CPU engine cannot show: tensor
+parallelism and the GPU-memory handoff before ``hf_rescore``. Everything else about the backend runs on the
+real engine in tests/test_vllm_engine.py (marker vllm_engine)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,19 @@ import math
 import sys
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
 from bongain.config import ConfigError, complete_block
-from bongain.io import conform
-from bongain.sampling.loop import SamplingParams, completions_frame, sample_batch, sample_seed
+from bongain.sampling.loop import SamplingParams, sample_batch, sample_seed
 from bongain.sampling.prompts import format_prompt, tokenize_prompt
 from bongain.sampling.vllm import (
     engine_kwargs,
     make_engine,
-    make_sampling_params,
     map_finish_reason,
     request_seed,
     rescore_entropy,
     rescore_stats,
-    sample_vllm,
-    sum_logprob,
-    tokens_prompts,
     topk_entropy_bounds,
 )
 from fakes import vllm_fake
@@ -172,148 +167,9 @@ def test_vllm_options_validation():
 # ------------------------------------------------------------------------------------------ the contract
 
 
-def test_sample_vllm_contract(fake_vllm, checkpoint):
-    tok = build_tokenizer()
-    prompts, token_ids = chat_prompts(tok)
-    pids = [f"add1-{i:05d}" for i in range(3)]
-    p = params()
-    cfg = vllm_model({"logprobs": 4, "prompts_per_call": 2})
-    comps = sample_vllm(checkpoint, cfg, token_ids, pids, p)
-
-    (llm,) = fake_vllm.LLM.instances
-    calls = [c for name, c in llm.calls if name == "generate"]
-    assert [len(c["prompts"]) for c in calls] == [2, 1]  # chunked: prompts_per_call
-    sent = [pr for c in calls for pr in c["prompts"]]
-    sps = [sp for c in calls for sp in c["sampling_params"]]
-    # TokensPrompt with exactly the CPU backend's token ids: one BOS, not two
-    assert sent == tokens_prompts(token_ids)
-    for pr in sent:
-        ids = pr["prompt_token_ids"]
-        assert ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id
-    # one request per prompt, seeded from the global prompt id
-    assert [sp.seed for sp in sps] == [request_seed(p.seed, pid, p.n) for pid in pids]
-    assert all(sp.n == 4 and sp.logprobs == 4 and sp.stop == ["\n"] and sp.max_tokens == 16 for sp in sps)
-    assert all(sp.temperature == 0.7 and sp.top_p == 0.95 and sp.top_k == 0 for sp in sps)
-
-    assert [(c.prompt_index, c.sample_idx) for c in comps] == [(i, j) for i in range(3) for j in range(4)]
-    vocab = len(tok)
-    for c in comps:
-        assert c.seed == sps[c.prompt_index].seed + c.sample_idx
-        prompt = token_ids[c.prompt_index]
-        # raw logprobs (T=1, full vocabulary), recomputed from the fake LM, not the sampling distribution
-        raw = [
-            log_softmax(vllm_fake.fake_next_logits(prompt + list(c.token_ids[:t]), vocab, tok.eos_token_id))
-            for t in range(c.n_tokens)
-        ]
-        assert c.sum_logprob == pytest.approx(math.fsum(r[t] for r, t in zip(raw, c.token_ids, strict=True)))
-        exact = math.fsum(float(-(np.exp(r) * r).sum()) for r in raw)
-        assert 0 <= c.sum_entropy <= exact + 1e-9  # topk_lower is a lower bound of the raw entropy
-        assert math.isnan(c.sum_selfcert)  # top-k logprobs cannot give the full-vocabulary self-certainty
-        if c.finish_reason == "eos":
-            assert c.token_ids[-1] == tok.eos_token_id and tok.eos_token not in c.text
-        elif c.finish_reason == "length":
-            assert c.n_tokens == p.max_new_tokens
-    reasons = {c.finish_reason for c in comps}
-    assert {"eos", "length"} <= reasons, reasons
-    # the stored seed reproduces the sample on its own (vLLM: child i of seed s is seed s + i)
-    llm2 = vllm_fake.LLM(checkpoint["path"])
-    for c in comps:
-        sp = make_sampling_params(p, c.seed, 4)
-        sp.n = 1
-        (ro,) = llm2.generate(tokens_prompts([token_ids[c.prompt_index]]), sp)
-        assert ro.outputs[0].token_ids == list(c.token_ids)
-    # the prompts matter: another prompt under the same seed samples something else
-    assert [c.token_ids for c in comps[:4]] != [c.token_ids for c in comps[4:8]]
-
-    cols = completions_frame(comps, prompts, pids)
-    df = pl.DataFrame(cols).with_columns(
-        model=pl.lit("m"), method=pl.lit("chat"), task=pl.lit("add1"), split=pl.lit("test")
-    )
-    out = conform(df, "samples")
-    assert out.height == 12 and out["n_tokens"].min() >= 1
-    assert out["self_certainty"].dtype == pl.Float64 and out["self_certainty"].null_count() == 12
-    np.testing.assert_allclose(out["mean_logprob"], out["sum_logprob"] / out["n_tokens"])
-
-
 def log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max()
     return z - np.log(np.exp(z).sum())
-
-
-def test_stop_strings_and_large_n(fake_vllm, checkpoint):
-    """A stop string ends a sample (cut from the text); N > 4 gives N distinct seeded samples."""
-    tok = build_tokenizer()
-    _, token_ids = chat_prompts(tok)
-    p = SamplingParams(n=12, temperature=1.0, top_p=1.0, max_new_tokens=24, stop=("the",), seed=3)
-    comps = sample_vllm(checkpoint, vllm_model({"logprobs": 2}), token_ids[:1], ["q"], p)
-    assert len(comps) == 12 and len({c.seed for c in comps}) == 12
-    assert len({c.token_ids for c in comps}) > 6
-    stopped = [c for c in comps if c.finish_reason == "stop"]
-    assert stopped, [c.finish_reason for c in comps]
-    for c in stopped:
-        full = tok.decode(list(c.token_ids), skip_special_tokens=True)
-        assert c.text == full[: full.find("the")]  # cut at the stop string, which the last token completed
-        assert "the" not in tok.decode(list(c.token_ids[:-1]), skip_special_tokens=True)
-
-
-def test_processed_logprobs_differ_from_raw(fake_vllm, checkpoint):
-    """What the engine's logprobs_mode changes: bongain keeps vLLM's default (raw) and its sums match the
-    raw values; processed ones (after temperature and top-p) would give other sums."""
-    tok = build_tokenizer()
-    _, token_ids = chat_prompts(tok)
-    assert "logprobs_mode" not in engine_kwargs(checkpoint, vllm_model({})["vllm"])
-    sp = vllm_fake.SamplingParams(n=2, seed=5, temperature=0.5, top_p=0.9, max_tokens=8, logprobs=0)
-    raw = vllm_fake.LLM(checkpoint["path"]).generate(tokens_prompts(token_ids[:1]), sp)[0]
-    proc = vllm_fake.LLM(checkpoint["path"], logprobs_mode="processed_logprobs").generate(
-        tokens_prompts(token_ids[:1]), sp
-    )[0]
-    for a, b in zip(raw.outputs, proc.outputs, strict=True):
-        assert a.token_ids == b.token_ids  # the same draw
-        assert sum_logprob(a) != pytest.approx(sum_logprob(b))
-        assert sum_logprob(b) > sum_logprob(a)  # sharpened, truncated distribution
-
-
-def test_sample_job_vllm_branch(fake_vllm, checkpoint, tmp_path):
-    """The sample job (bongain.sampling.split.sample_split) on a vllm model, through the fake."""
-    from bongain.sampling.split import sample_split
-
-    tasks = pl.DataFrame(
-        {
-            "prompt_id": [f"add1-{i:05d}" for i in range(5)],
-            "question": [*QUESTIONS, "what is 1 + 1 ?", "what is 6 - 2 ?"],
-            "answer": ["7", "10", "8", "2", "4"],
-        }
-    )
-    model_cfg = vllm_model({"tensor_parallel_size": 2, "logprobs": 3, "prompts_per_call": 2})
-    method = {**CHAT, "top_p": 0.95, "fewshot_k": 0}
-    sampling = {"n": 6, "seed": 7, "batch_prompts": 2, "shard_prompts": None, "threads": 1}
-    kw = {
-        "manifest": checkpoint,
-        "model_cfg": model_cfg,
-        "method": method,
-        "task_cfg": {"generator": "add1", "answer_type": "number"},
-        "sampling": sampling,
-        "sizes": {"exemplars": 0, "verifier_train": 0, "validation": 0, "test": 5},
-        "split_seed": 0,
-        "version": 1,
-    }
-    cell = {"model": "m", "method": "chat", "task": "add1", "split": "test"}
-    df, reused = sample_split(tasks, cell, output=str(tmp_path / "a.parquet"), **kw)
-    out = conform(df, "samples")
-    assert out.height == 30 and reused == 0
-    (engine,) = vllm_fake.LLM.instances  # one engine for the job's three batches
-    assert engine.tensor_parallel_size == 2
-    gens = [c for name, c in engine.calls if name == "generate"]
-    assert [len(c["prompts"]) for c in gens] == [2, 2, 1]
-    seeds = out.group_by("prompt_id", maintain_order=True).agg(pl.col("seed"))
-    for pid, s in zip(seeds["prompt_id"], seeds["seed"], strict=True):
-        base = request_seed(7, pid, 6)
-        assert s.to_list() == [base + i for i in range(6)]
-    assert out["sample_idx"].to_list() == list(range(6)) * 5
-    assert set(out["finish_reason"]) <= {"eos", "stop", "length"}
-    # same inputs, fresh engine: byte-identical samples
-    again, _ = sample_split(tasks, cell, output=str(tmp_path / "b.parquet"), **kw)
-    assert conform(again, "samples").equals(out)
 
 
 @pytest.mark.parametrize(
@@ -328,38 +184,6 @@ def test_finish_reason_mapping(finish, stop_reason, ours):
 def test_incomplete_samples_raise(finish):
     with pytest.raises(ValueError, match="finish_reason"):
         map_finish_reason(finish, None)
-
-
-def test_double_bos_pitfall_and_fix(fake_vllm, checkpoint):
-    llm = vllm_fake.LLM(checkpoint["path"])
-    tok = llm.get_tokenizer()
-    prompts, token_ids = chat_prompts(tok)
-    sp = vllm_fake.SamplingParams(n=1, logprobs=0)
-    bos = tok.bos_token_id
-    (raw,) = llm.generate(prompts[:1], sp)  # the pitfall: a templated string gets a second BOS
-    assert raw.prompt_token_ids[:2] == [bos, bos]
-    (fixed,) = llm.generate(prompts[:1], sp, tokenization_kwargs={"add_special_tokens": False})
-    (ours,) = llm.generate(tokens_prompts(token_ids[:1]), sp)
-    msgs = [{"role": "system", "content": CHAT["system_prompt"]}, {"role": "user", "content": QUESTIONS[0]}]
-    (chat,) = llm.chat(msgs, sp)
-    assert fixed.prompt_token_ids == ours.prompt_token_ids == chat.prompt_token_ids == token_ids[0]
-    assert ours.prompt_token_ids[1] != bos
-
-
-def test_logprobs_semantics(fake_vllm, checkpoint):
-    llm = vllm_fake.LLM(checkpoint["path"])
-    (none,) = llm.generate([{"prompt_token_ids": [1, 5]}], vllm_fake.SamplingParams(n=2))
-    c = none.outputs[0]
-    assert c.cumulative_logprob is None and c.logprobs is None
-    with pytest.raises(ValueError, match="logprobs must be set"):
-        sum_logprob(c)
-    (zero,) = llm.generate([{"prompt_token_ids": [1, 5]}], vllm_fake.SamplingParams(n=2, logprobs=0))
-    c = zero.outputs[1]
-    # logprobs=0: only the sampled token per position, and the sum
-    assert all(list(pos) == [t] for pos, t in zip(c.logprobs, c.token_ids, strict=True))
-    assert sum_logprob(c) == pytest.approx(
-        math.fsum(pos[t].logprob for pos, t in zip(c.logprobs, c.token_ids, strict=True))
-    )
 
 
 # --------------------------------------------------------------------------------------------- entropy
