@@ -15,6 +15,9 @@ all alike; the best of ``--repeats`` counts):
   prompt prefill, per-sample counter-based uniforms, exact raw logprob and full-vocabulary entropy of
   every token, stop strings), ``batch_prompts`` prompts x N rows per call;
 * ``reference`` (with ``--reference``, default in the full run): the same with the reference loop;
+* ``vllm-cpu`` (when ``.venv-vllm`` exists, see :func:`vllm_engine_rows`): vLLM's CPU engine through the
+  vLLM backend in a subprocess of that venv, after the table of the others; its engine start is printed
+  apart;
 * ``generate``: ``model.generate(do_sample=True, num_return_sequences=N)`` on the same batches in its
   fastest configuration measured here: for the short workload the ids of every token whose text holds a
   newline are extra EOS ids (no ``stop_strings``), for the long one ``min_new_tokens = max_new_tokens``;
