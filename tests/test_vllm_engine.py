@@ -232,9 +232,8 @@ def test_a_sample_reproduces_from_its_stored_seed(smol_runs, engines, checkpoint
         (ro,) = engines(SMOL).generate([{"prompt_token_ids": ids}], sp, use_tqdm=False)
         (c,) = ro.outputs
         assert c.text == row["completion"] and len(c.token_ids) == row["n_tokens"], row
-        print(
-            f"MEASURE alone vs in the batch: sum_logprob {math.fsum(token_logprobs(c)):.6f} vs {row['sum_logprob']:.6f}"
-        )
+        alone = math.fsum(token_logprobs(c))
+        print(f"MEASURE alone vs in the batch: sum_logprob {alone:.6f} vs {row['sum_logprob']:.6f}")
 
 
 # ------------------------------------------------------------------------- logprobs and entropy vs HF
