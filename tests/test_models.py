@@ -107,6 +107,31 @@ def test_prepare_gguf_chunks_rebuilds_a_plain_checkpoint(chunked, tmp_path):
         assert torch.isfinite(model(input_ids=ids).logits).all()
 
 
+@pytest.mark.parametrize("add_bos", [True, False])
+def test_the_prepared_tokenizer_adds_a_bos_as_the_gguf_file_says(add_bos, tmp_path):
+    """The GGUF flag tokenizer.ggml.add_bos_token decides whether the prepared checkpoint's tokenizer
+    adds a BOS, whatever transformers' conversion does with it (versions differ: Gemma 3's converted
+    tokenizer adds none under transformers 5.19), and the saved checkpoint keeps it on reload."""
+    from transformers import AutoTokenizer
+
+    from bongain.sampling.models import convert_gguf, gguf_adds_bos
+
+    gguf = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf, add_bos=add_bos)
+    assert gguf_adds_bos(gguf) is add_bos
+    path = convert_gguf(gguf, tmp_path / "hf", "float32")
+    tok = AutoTokenizer.from_pretrained(path)
+    ids = tok("Q: 1").input_ids
+    assert (ids[0] == tok.bos_token_id) is add_bos
+    assert len(ids) == len("Q: 1") + add_bos
+
+
+def test_a_gguf_file_without_the_bos_flag_keeps_the_conversion(tiny_gguf):
+    from bongain.sampling.models import gguf_adds_bos
+
+    assert gguf_adds_bos(tiny_gguf[0]) is None
+
+
 def test_gguf_chunks_config_needs_its_fields():
     base = {
         "models": {"g": {"source": {"kind": "gguf_chunks", "file": "x.gguf"}}},

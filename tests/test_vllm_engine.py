@@ -179,14 +179,14 @@ def sample_cell_split(
 @pytest.fixture(scope="session")
 def smol_runs(default_config, checkpoints, engines, tmp_path_factory):
     """SmolLM2 on the default's cell (base, add2d1d, test split), all seeded: the default's sizes (64
-    prompts x N = 8 in one engine call), the first 16 of those prompts again in calls of 4 prompts, and
-    16 prompts x N = 16."""
+    prompts x N = 8 in one engine call), the first 8 of those prompts again in calls of 4 prompts, and
+    8 prompts x N = 16."""
     tmp = tmp_path_factory.mktemp("smol-runs")
     tasks = cell_tasks(default_config, "add2d1d", "test", 64)
     kw = {"engine": engines(SMOL), "tmp": tmp}
     first = sample_cell_split(default_config, checkpoints, SMOL, tasks, **kw)
-    again = sample_cell_split(default_config, checkpoints, SMOL, tasks.head(16), prompts_per_call=4, **kw)
-    wide = sample_cell_split(default_config, checkpoints, SMOL, tasks.head(16), n=16, **kw)
+    again = sample_cell_split(default_config, checkpoints, SMOL, tasks.head(8), prompts_per_call=4, **kw)
+    wide = sample_cell_split(default_config, checkpoints, SMOL, tasks.head(8), n=16, **kw)
     return {"tasks": tasks, "first": first, "again": again, "wide": wide}
 
 
@@ -194,11 +194,12 @@ def smol_runs(default_config, checkpoints, engines, tmp_path_factory):
 
 
 def test_seeded_sampling_at_the_default_sizes_is_reproducible(smol_runs):
-    """64 prompts x N = 8 in one engine call (the default's sizes) and 16 prompts x N = 16, seeded: no
-    engine error, every sample its own seed (child i of a request: s + i), and the same seeds again, in
-    other calls (4 prompts each instead of 64), give the identical samples, byte for byte."""
+    """64 prompts x N = 8 in one engine call (the default's sizes: 512 requests, whose prefills overflow the
+    engine's per-step token budget) and 8 prompts x N = 16, seeded: no engine error, every sample its own
+    seed (child i of a request: s + i), and the same seeds again, in other calls (4 prompts each instead
+    of 64), give the identical samples, byte for byte."""
     first, again, wide = smol_runs["first"], smol_runs["again"], smol_runs["wide"]
-    assert first.height == 64 * 8 and again.height == 16 * 8 and wide.height == 16 * 16
+    assert first.height == 64 * 8 and again.height == 8 * 8 and wide.height == 8 * 16
     assert again.equals(first.head(again.height))  # tokens, texts, logprobs, entropies
     for df, n in ((first, 8), (wide, 16)):
         assert df["seed"].n_unique() == df.height
@@ -441,13 +442,14 @@ def test_vllm_and_transformers_agree_in_distribution(
 # ------------------------------------------------------------------------------- the sample rule, Snakemake
 
 
-def tiny_vllm_config(default_config) -> dict:
-    """A tiny config: SmolLM2 served by vLLM, the default's base method on add2d1d, 8 samples per prompt."""
+def tiny_vllm_config(default_config, checkpoint: str) -> dict:
+    """A tiny config: SmolLM2 (the prepared ``checkpoint`` folder, a ``local`` source: the job does not
+    dequantise it again) served by vLLM, the default's base method on add2d1d, 8 samples per prompt."""
     return {
         "title": "vLLM CPU engine: tiny",
         "results_dir": "results/vllm",
         "models": {
-            SMOL: {"source": default_config["models"][SMOL]["source"], "backend": "vllm", "vllm": VLLM_OPTS}
+            SMOL: {"source": {"kind": "local", "path": checkpoint}, "backend": "vllm", "vllm": VLLM_OPTS}
         },
         "methods": {
             "base": {k: v for k, v in default_config["methods"]["base"].items() if k != "description"}
@@ -468,7 +470,7 @@ def test_sample_rule_with_backend_vllm(repo, engines, checkpoints, default_confi
     from bongain.tasks.sources import TaskSpec
     from bongain.tasks.splits import build_split
 
-    cfg = tiny_vllm_config(default_config)
+    cfg = tiny_vllm_config(default_config, checkpoints[SMOL]["path"])
     cfg_path = tmp_path / "vllm.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     full = load_config(cfg_path)
@@ -555,6 +557,7 @@ def test_prompts_reach_vllm_as_the_backend_tokenized_them(engines, checkpoints, 
     ours = tokenize_prompt(text, method, tok)
     bos = tok.bos_token_id
     adds_bos = ours[0] == bos
+    assert adds_bos  # the GGUF file says add_bos_token (prepare_model follows it in every transformers)
     llm = engines(GEMMA)
     sp = VllmSamplingParams(n=1, max_tokens=1, seed=0, logprobs=0)
     (a,) = llm.generate(tokens_prompts([ours]), sp, use_tqdm=False)

@@ -10,8 +10,9 @@ import numpy as np
 HIDDEN, FFN, LAYERS = 16, 32, 2
 
 
-def write_tiny_gguf(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """A tiny Llama GGUF (float32 tensors) with a byte-level BPE tokenizer; returns its tensors."""
+def write_tiny_gguf(path: Path, seed: int = 0, add_bos: bool | None = None) -> dict[str, np.ndarray]:
+    """A tiny Llama GGUF (float32 tensors) with a byte-level BPE tokenizer; returns its tensors.
+    ``add_bos``: the file's ``tokenizer.ggml.add_bos_token`` flag (None: the file has none)."""
     import gguf
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -37,6 +38,8 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
     w.add_token_merges(["a b"])
     w.add_bos_token_id(vocab - 1)
     w.add_eos_token_id(vocab - 1)
+    if add_bos is not None:
+        w.add_add_bos_token(add_bos)
     shapes = {
         "token_embd.weight": (vocab, HIDDEN),
         "output_norm.weight": (HIDDEN,),

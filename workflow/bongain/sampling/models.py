@@ -143,6 +143,7 @@ def convert_gguf(gguf: Path, dest: Path, dtype: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    set_bos_from_gguf(tok, gguf_adds_bos(gguf), gguf)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent,
         gguf_file=gguf.name,
@@ -156,6 +157,38 @@ def convert_gguf(gguf: Path, dest: Path, dtype: str) -> Path:
         shutil.rmtree(dest)
     os.replace(tmp, dest)
     return dest.resolve()
+
+
+def gguf_adds_bos(gguf: Path) -> bool | None:
+    """The GGUF file's ``tokenizer.ggml.add_bos_token`` flag (None when the file has none)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(gguf).fields.get("tokenizer.ggml.add_bos_token")
+    return None if field is None else bool(field.parts[field.data[0]][0])
+
+
+def set_bos_from_gguf(tok: Any, adds_bos: bool | None, gguf: Path) -> None:
+    """Make the converted tokenizer add a BOS exactly when the GGUF file says so.
+
+    transformers' GGUF conversion does not honour the flag in every version (Gemma 3's tokenizer adds
+    ``<bos>`` under 5.2x but not under 5.19), and the checkpoint keeps what the conversion gave: without
+    this, the prompts a model is sampled with would depend on the transformers version that prepared it.
+    The post-processor is saved with the tokenizer, so every later load agrees.
+    """
+    if adds_bos is None or tok.bos_token_id is None:
+        return
+
+    def adds() -> bool:
+        ids = tok("a").input_ids
+        return bool(ids) and ids[0] == tok.bos_token_id
+
+    if adds() != adds_bos:
+        tok.add_bos_token = adds_bos
+    if adds() != adds_bos:
+        raise ValueError(
+            f"{gguf}: tokenizer.ggml.add_bos_token is {adds_bos}, but the converted tokenizer "
+            f"({type(tok).__name__}) cannot be made to follow it"
+        )
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:

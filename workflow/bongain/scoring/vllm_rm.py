@@ -66,12 +66,12 @@ def check_head(cfg: Mapping[str, Any], kind: str) -> None:
         )
 
 
-def make_pooling_engine(cfg: Mapping[str, Any], *, enforce_eager: bool = False) -> Any:
+def make_pooling_engine(cfg: Mapping[str, Any], *, enforce_eager: bool | None = None) -> Any:
     """``vllm.LLM`` in pooling mode for a reward model (the only vLLM constructor call of this module).
 
     On vLLM's CPU build the KV cache is sized explicitly (``gpu_memory_utilization`` would be a fraction
-    of the machine's RAM, see :func:`bongain.sampling.vllm.engine_kwargs`). ``enforce_eager`` skips
-    torch.compile and CUDA graphs (the tests' engines start in seconds)."""
+    of the machine's RAM, see :func:`bongain.sampling.vllm.engine_kwargs`). ``enforce_eager`` (default:
+    the block's ``enforce_eager``) skips torch.compile and CUDA graphs: the engine starts in seconds."""
     import vllm
 
     from bongain.sampling.vllm import CPU_KV_CACHE_GIB, engine_is_cpu, root_cause
@@ -89,7 +89,7 @@ def make_pooling_engine(cfg: Mapping[str, Any], *, enforce_eager: bool = False) 
         "gpu_memory_utilization": float(opts["gpu_memory_utilization"]),
         "seed": 0,
     }
-    if enforce_eager:
+    if enforce_eager if enforce_eager is not None else opts.get("enforce_eager", False):
         kw["enforce_eager"] = True
     if opts["max_model_len"]:
         kw["max_model_len"] = int(opts["max_model_len"])
