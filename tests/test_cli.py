@@ -16,7 +16,7 @@ def test_cells_lists_grid(repo, capsys):
 def test_cells_paths(repo, capsys):
     assert main(["cells", "--paths", "--configfile", str(repo / "config" / "test.yaml")]) == 0
     out = capsys.readouterr().out.split()
-    assert out[0] == "results/test/cells/smollm2-135m/fewshot-t07/add1/gains.parquet"
+    assert out[0] == "results/test/cells/smollm2-135m/fewshot-t07/add1/gains/verifier.parquet"
 
 
 def test_cells_bad_config_names_key(tmp_path, capsys):
