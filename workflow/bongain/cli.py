@@ -86,8 +86,10 @@ def _cmd_view(args: argparse.Namespace) -> int:
         return 0
     rows = view.height if args.rows < 0 else args.rows
     print(f"== {results}/cells/{args.cell}/{args.split}: {view.height} samples")
+    if args.prompt is not None and "question" in view.columns:
+        print(f"question: {view['question'][0]}\ngold: {view['gold'][0]}")
     with pl.Config(tbl_cols=-1, tbl_rows=rows, fmt_str_lengths=args.width, tbl_width_chars=250):
-        print(view.drop("question", "gold", strict=False) if args.prompt is None else view)
+        print(view.drop("question", "gold", strict=False))
     return 0
 
 

@@ -353,8 +353,16 @@ def plot_headroom(rm_gains: Mapping[str, pl.DataFrame], path: Path) -> Path:
                 capsize=1.5,
                 zorder=2,
             )
-            ax.scatter(
-                x, y, marker=_RM_MARKERS[i % len(_RM_MARKERS)], color=color, label=f"RM {rm}", s=22, zorder=3
+            ax.scatter(  # hollow markers, growing per reward model, so that coinciding points stay visible
+                x,
+                y,
+                marker=_RM_MARKERS[i % len(_RM_MARKERS)],
+                facecolors="none",
+                edgecolors=color,
+                linewidths=1.2,
+                label=f"RM {rm}",
+                s=28 + 22 * i,
+                zorder=3,
             )
             values += [x, y, *xiv, *yiv]
         allv = np.concatenate(values) if values else np.array([0.0, 1.0])
