@@ -333,7 +333,11 @@ def test_one_reward_model_reruns_alone(repo, e2e, tmp_path):
     counts = job_counts(out)
     n_cells = len(cells(cfg))
     assert counts["train_verifier"] == counts["score"] == counts["gains"] == n_cells, counts
-    assert "verifier/verifier.parquet" not in out and "scores/verifier.parquet" not in out
+    outputs = [ln for ln in out.splitlines() if ln.strip().startswith("output:")]
+    assert any("scores/confidence.parquet" in ln for ln in outputs)
+    assert not any(
+        f"{what}/verifier.parquet" in ln for ln in outputs for what in ("verifier", "scores", "gains")
+    )
     # stability and concentration read the first reward model's gains only: not rerun
     assert not {"stability", "concentration", "sample_cell", "grade", "features"} & set(counts)
 
