@@ -333,7 +333,7 @@ FIT_PREDICTIONS = TableSchema(
     description="Leave-one-cell-out predictions of each cell's gain.",
     columns={
         **CELL_COLUMNS,
-        "gain": (pl.Float64, "the real gain (from gains.parquet)"),
+        "gain": (pl.Float64, "the real gain (from the gains tables of fit.reward_model)"),
         "pred_ridge": (
             pl.Float64,
             "ridge on fit.features (all features when unset), fitted without this cell",
@@ -984,6 +984,7 @@ def markdown() -> str:
         "",
         "```python",
         "import polars as pl",
+        "",
         'd, keys = "results/cells/smollm2-135m/base/add2d1d/test", ["prompt_id", "sample_idx"]',
         'view = pl.read_parquet(f"{d}/samples.parquet").join(',
         '    pl.read_parquet(f"{d}/grades.parquet").select(*keys, "answer", "correct"), on=keys',
