@@ -67,7 +67,7 @@ def test_cell_naming_missing_model(cfg):
 
 def test_bad_slug(cfg):
     cfg["tasks"]["Bad/Slug"] = {"generator": "add1", "answer_type": "number"}
-    assert "config key 'tasks'" in error_of(cfg)
+    assert "config key 'tasks.Bad/Slug': not a valid name" in error_of(cfg)
 
 
 def test_task_needs_exactly_one_source(cfg):
@@ -156,8 +156,11 @@ def test_defaults_are_filled_once_from_the_schema(repo):
     assert cfg["methods"]["fewshot-t07"]["top_p"] == 1.0
     assert cfg["methods"]["chat-t07"]["fewshot_k"] == 4
     assert cfg["models"]["smollm2-135m"]["vllm"]["entropy"] == "topk_lower"
-    assert cfg["reward_model"]["kind"] == "offline_logistic"
-    assert cfg["reward_model"]["signals"] == ["mean_logprob", "mean_entropy", "agreement"]
+    assert list(cfg["reward_models"]) == ["verifier", "confidence"]  # config order kept
+    assert cfg["reward_models"]["verifier"]["kind"] == "offline_logistic"
+    assert cfg["reward_models"]["verifier"]["signals"] == ["mean_logprob", "mean_entropy", "agreement"]
+    assert cfg["reward_models"]["confidence"]["C"] == 1.0
+    assert cfg["fit"]["reward_model"] is None and cfg["statistics"]["efficiency_gap_floor"] == 0.05
     assert cfg["fit"]["stability"]["cells_per_feature"] == 4
     assert cfg["fit"]["concentration"]["n_samples_grid"] == [4, 8, 16, 32]
     assert cfg["statistics"]["weight"] == "softmax"
@@ -177,13 +180,84 @@ def test_an_invalid_config_is_left_untouched(cfg):
 def test_old_verifier_block_names_its_replacement(cfg):
     cfg["verifier"] = {"kind": "offline_logistic", "C": 2.0}
     msg = error_of(cfg)
-    assert "config key 'verifier': replaced by 'reward_model'" in msg
+    assert "config key 'verifier': replaced by 'reward_models'" in msg
     assert "unknown key" not in msg
 
 
-def test_scorer_options_live_under_reward_model(cfg):
-    cfg["reward_model"] = {"kind": "offline_logistic", "signals": ["vibes"]}
-    assert "config key 'reward_model.signals.0'" in error_of(cfg)
+def test_single_reward_model_block_is_refused_naming_its_replacement(cfg):
+    del cfg["reward_models"]
+    cfg["reward_model"] = {"kind": "offline_logistic", "C": 2.0}
+    msg = error_of(cfg)
+    assert "config key 'reward_model': replaced by 'reward_models' (name -> scorer block" in msg
+    assert "reward_models: {verifier: {kind: offline_logistic" in msg
+    assert "unknown key" not in msg
+
+
+def test_default_reward_models_is_one_offline_verifier(cfg):
+    del cfg["reward_models"]
+    rms = validate_config(cfg)["reward_models"]
+    assert list(rms) == ["verifier"] and rms["verifier"]["kind"] == "offline_logistic"
+    assert rms["verifier"]["signals"] == ["mean_logprob", "mean_entropy", "agreement"]
+
+
+def test_scorer_options_live_under_each_reward_model(cfg):
+    cfg["reward_models"]["confidence"] = {"kind": "offline_logistic", "signals": ["vibes"]}
+    assert "config key 'reward_models.confidence.signals.0'" in error_of(cfg)
+
+
+@pytest.mark.parametrize("name", ["Verifier", "my rm", "a/b", "../x", ".hidden", ""])
+def test_reward_model_name_must_be_a_path_component(cfg, name):
+    cfg["reward_models"][name] = {"kind": "offline_logistic"}
+    msg = error_of(cfg)
+    assert f"config key 'reward_models.{name}': not a valid name" in msg and "path component" in msg
+
+
+def test_unknown_reward_model_kind_names_the_key(cfg):
+    cfg["reward_models"]["confidence"]["kind"] = "oracle_vibes"
+    assert "config key 'reward_models.confidence.kind': 'oracle_vibes' is not one of" in error_of(cfg)
+    cfg["reward_models"]["confidence"] = {"kind": "hf_prm"}  # a pretrained kind needs its model
+    assert "config key 'reward_models.confidence': 'model' is a required property" in error_of(cfg)
+
+
+def test_no_reward_model_and_an_unknown_fit_reward_model_are_refused(cfg):
+    bad = copy.deepcopy(cfg)
+    bad["reward_models"] = {}
+    assert "config key 'reward_models'" in error_of(bad)
+    cfg["fit"]["reward_model"] = "skywork"
+    msg = error_of(cfg)
+    assert "config key 'fit.reward_model': 'skywork' is not defined under 'reward_models'" in msg
+    cfg["fit"]["reward_model"] = "confidence"
+    from bongain.config import primary_reward_model
+
+    assert primary_reward_model(validate_config(cfg)) == "confidence"
+
+
+def test_two_reward_models_with_one_name_are_refused_where_the_file_is_read(repo, tmp_path):
+    """YAML loaders keep the last of two equal keys silently; reading a config file refuses them, naming the
+    key and both lines (the Snakefile reads its config files this way before validating)."""
+    from bongain.config import check_config_files
+
+    text = (repo / "config" / "test.yaml").read_text()
+    lines = text.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("  confidence:"))
+    lines.insert(at + 1, "  verifier: { kind: offline_logistic, C: 3.0 }")
+    bad = tmp_path / "dup.yaml"
+    bad.write_text("\n".join(lines) + "\n")
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("  verifier:")) + 1
+    for call in (load_config, lambda p: check_config_files([p])):
+        with pytest.raises(ConfigError) as exc:
+            call(bad)
+        msg = str(exc.value)
+        assert str(bad) in msg
+        assert f"config key 'reward_models.verifier': defined twice (lines {first} and {at + 2})" in msg
+    # merge keys may be overridden; keys inside lists of mappings are checked per item
+    ok = tmp_path / "merge.yaml"
+    ok.write_text("base: &b {a: 1, c: 2}\nother:\n  <<: *b\n  a: 3\nlist:\n  - {x: 1}\n  - {x: 2}\n")
+    check_config_files([ok])
+    dup = tmp_path / "list.yaml"
+    dup.write_text("cells:\n  - {model: a, model: b}\n")
+    with pytest.raises(ConfigError, match=r"config key 'cells\.0\.model': defined twice \(lines 2 and 2\)"):
+        check_config_files([dup])
 
 
 def test_complete_block_names_the_key():
@@ -198,11 +272,14 @@ def test_report_names_what_scored(repo):
     from bongain.config import report_summary
 
     cfg = load_config(repo / "config" / "paper.yaml")
-    assert report_summary(cfg)["scored by (reward_model)"] == (
-        "vllm_classify (Skywork/Skywork-Reward-V2-Llama-3.1-8B)"
-    )
+    assert report_summary(cfg)["scored by (reward_models)"] == {
+        "skywork": "vllm_classify (Skywork/Skywork-Reward-V2-Llama-3.1-8B)"
+    }
     cfg = load_config(repo / "config" / "test.yaml")
-    assert report_summary(cfg)["scored by (reward_model)"] == "offline_logistic"
+    assert report_summary(cfg)["scored by (reward_models)"] == {
+        "verifier": "offline_logistic",
+        "confidence": "offline_logistic",
+    }
 
 
 def test_constants_match_the_config_schema(repo):
@@ -225,3 +302,5 @@ def test_fit_target_defaults_to_bon_and_unknown_targets_name_the_key(cfg):
     assert validate_config(ok)["fit"]["target"] == "selfcert"
     cfg.setdefault("fit", {})["target"] = "best"
     assert "config key 'fit.target'" in error_of(cfg)
+    cfg["fit"]["target"] = "oracle"
+    assert validate_config(cfg)["fit"]["target"] == "oracle"

@@ -401,13 +401,15 @@ def test_compare_predictors_table_cis_and_determinism() -> None:
     comp, held = compare.compare_predictors(features, gains, cols, settings=settings)
     assert conform(comp, "fit_comparison").equals(comp)
     assert conform(held, "fit_heldout").equals(held)
-    assert comp.height == 1 + 3 * 5
-    assert held.height == 3 * 5 * 15
-    assert comp.row(0, named=True)["scheme"] == "raw"
+    assert comp.height == 2 + 3 * 6  # two no-fit rows; 3 schemes x 6 predictors
+    assert held.height == 3 * 6 * 15
+    assert comp.head(2)["scheme"].to_list() == ["raw", "raw"]
+    assert comp.head(2)["predictor"].to_list() == ["baseline", "gap"]
     comp_fit = comp.filter(pl.col("scheme") != "raw")
     assert comp_fit["predictor"].unique(maintain_order=True).to_list() == [
         "baseline",
         "ridge",
+        "gap",
         "all",
         "core",
         "core_entropy",
@@ -597,10 +599,11 @@ def test_family_folds_equal_to_model_folds_are_marked_and_copied_not_double_coun
     )
     fam = comp.filter(pl.col("scheme") == "leave_one_family_out")
     mod = comp.filter(pl.col("scheme") == "leave_one_model_out")
-    assert fam.height == mod.height == 5
+    assert fam.height == mod.height == 6
     assert set(fam["same_as"].to_list()) == {"leave_one_model_out"}
-    assert comp.filter(pl.col("scheme") != "leave_one_family_out")["same_as"].null_count() == comp.height - 5
+    assert comp.filter(pl.col("scheme") != "leave_one_family_out")["same_as"].null_count() == comp.height - 6
     metrics = ["predictor", "n_folds", "spearman", "kendall", "mae", "perm_p", "null_q95", "spearman_lo"]
+    metrics += ["delta_trivial", "delta_trivial_lo"]
     assert fam.select(metrics).equals(mod.select(metrics))
     assert not fam["headline"].any()
     hf = held.filter(pl.col("scheme") == "leave_one_family_out")
@@ -623,7 +626,7 @@ def test_family_scheme_is_fitted_with_its_own_rows_and_is_the_headline_with_thre
         features, gains, ["coverage"], settings=settings, families=families
     )
     fam = comp.filter(pl.col("scheme") == "leave_one_family_out")
-    assert fam.height == 5 and fam["same_as"].null_count() == 5
+    assert fam.height == 6 and fam["same_as"].null_count() == 6
     assert set(fam["n_folds"].to_list()) == {3}
     assert all(np.isfinite(fam["perm_p"].to_numpy())) and all(np.isfinite(fam["null_q95"].to_numpy()))
     assert set(comp["null_kind"].to_list()) == {"grid-family"}
@@ -635,7 +638,7 @@ def test_family_scheme_is_fitted_with_its_own_rows_and_is_the_headline_with_thre
     two = {m: ("A" if m[0] == "a" else "B") for m in models}
     comp2, _ = compare.compare_predictors(features, gains, ["coverage"], settings=settings, families=two)
     fam2 = comp2.filter(pl.col("scheme") == "leave_one_family_out")
-    assert fam2.height == 5 and set(fam2["n_folds"].to_list()) == {2}
+    assert fam2.height == 6 and set(fam2["n_folds"].to_list()) == {2}
     assert all(np.isfinite(fam2["perm_p"].to_numpy()))
     assert comp2.filter(pl.col("headline"))["scheme"].to_list() == ["leave_one_model_out"]
     assert set(comp2["null_kind"].to_list()) == {"grid-family"}  # 2 + 4 models: within-family only

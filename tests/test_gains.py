@@ -9,7 +9,7 @@ import pytest
 from bongain.cellstats import passk, votes
 from bongain.cellstats.gains import GAINS_COLUMNS, compute_gains
 from bongain.io import conform
-from bongain.schemas import CELL_COLUMNS, GAINS
+from bongain.schemas import CELL_COLUMNS, GAINS, RM_COLUMN
 
 TOL = 1e-12
 
@@ -71,8 +71,10 @@ def test_hand_built_cell() -> None:
 def test_conforms_to_gains_schema() -> None:
     grades, scores = random_tables(0)
     out = compute_gains(grades, scores, seed=1)
-    assert [c for c in GAINS.columns if c not in CELL_COLUMNS] == out.columns
-    conform(out.with_columns(model=pl.lit("m"), method=pl.lit("x"), task=pl.lit("t")), "gains")
+    assert [c for c in GAINS.columns if c not in {**CELL_COLUMNS, **RM_COLUMN}] == out.columns
+    conform(
+        out.with_columns(model=pl.lit("m"), method=pl.lit("x"), task=pl.lit("t"), rm=pl.lit("r")), "gains"
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -253,7 +255,10 @@ def test_selfcert_at_k_equals_brute_force_enumeration(ties: bool) -> None:
     lo, hi = out["selfcert_at_k_lo"], out["selfcert_at_k_hi"]
     assert (lo <= out["selfcert_at_k"] + TOL).all() and (out["selfcert_at_k"] <= hi + TOL).all()
     assert (
-        conform(out.with_columns(model=pl.lit("m"), method=pl.lit("x"), task=pl.lit("t")), GAINS).height == 7
+        conform(
+            out.with_columns(model=pl.lit("m"), method=pl.lit("x"), task=pl.lit("t"), rm=pl.lit("r")), GAINS
+        ).height
+        == 7
     )
     # the other columns do not depend on whether self-certainty is there
     without = compute_gains(grades, scores, seed=0, n_boot=200)

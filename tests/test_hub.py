@@ -91,15 +91,19 @@ def test_offline_compute_job_cannot_download(fake_hub, tmp_path):
 
 def test_paper_config_downloads_every_model_and_the_reward_model(repo):
     cfg = load_config(repo / "config" / "paper.yaml")
-    downloads = hub.hub_downloads(cfg, trained_scorer=False)
-    assert set(downloads) == {f"model-{m}" for m in cfg["models"]} | {hub.REWARD_MODEL}
-    assert downloads[hub.REWARD_MODEL]["repo"] == cfg["reward_model"]["model"]
+    downloads = hub.hub_downloads(cfg)
+    assert set(downloads) == {f"model-{m}" for m in cfg["models"]} | {"rm-skywork"}
+    assert hub.reward_model_download("skywork") == "rm-skywork"
+    assert downloads["rm-skywork"]["repo"] == cfg["reward_models"]["skywork"]["model"]
     for slug, m in cfg["models"].items():
         assert downloads[f"model-{slug}"]["revision"] == m["source"]["revision"]
-    # the offline verifier and a reward model in a local folder download nothing
-    assert hub.REWARD_MODEL not in hub.hub_downloads(cfg, trained_scorer=True)
-    cfg["reward_model"]["model"] = str(repo)
-    assert hub.REWARD_MODEL not in hub.hub_downloads(cfg, trained_scorer=False)
+    # a second hub reward model is a second download; one trained per cell (the offline verifier) and one
+    # in a local folder download nothing
+    cfg["reward_models"]["other"] = {**cfg["reward_models"]["skywork"], "model": "org/other-rm"}
+    assert hub.hub_downloads(cfg)["rm-other"]["repo"] == "org/other-rm"
+    assert "rm-skywork" not in hub.hub_downloads(cfg, trained=["skywork"])
+    cfg["reward_models"]["skywork"]["model"] = str(repo)
+    assert "rm-skywork" not in hub.hub_downloads(cfg)
 
 
 def test_hub_model_manifest_points_at_the_downloaded_commit(fake_hub, tmp_path):

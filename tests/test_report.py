@@ -15,6 +15,7 @@ from bongain.report.figures import (
     FIG_BON_CURVES,
     FIG_CONCENTRATION,
     FIG_GAIN_CURVES,
+    FIG_HEADROOM,
     FIG_PRED_VS_ACTUAL,
     FIG_STABILITY,
     gain_intervals,
@@ -166,7 +167,7 @@ def test_gains_table(rendered: tuple[Path, str]) -> None:
     # cell, N, pass@1, bon@N, maj@N, pass@N, gain, source
     assert row[:7] == ["qwen/base/gsm8k", "3", "0.400", "0.650", "0.440", "0.600", "0.250"]
     assert row[7] == "[0.250, 0.250]"  # gain_lo / gain_hi (the fixture sets them to the gain)
-    assert row[8] == "`results/cells/qwen/base/gsm8k/gains.parquet`"
+    assert row[8] == "`results/cells/qwen/base/gsm8k/gains/0.parquet`"  # reward model "0" (the fixture's)
     # sorted by gain, descending; the pipe in a model name is escaped
     order = [
         md.index("| qwen/base/gsm8k | 3"),
@@ -209,7 +210,7 @@ def test_metrics_and_coefficients_tables(rendered: tuple[Path, str]) -> None:
 def test_provenance(rendered: tuple[Path, str]) -> None:
     _, md = rendered
     for p in (
-        "results/cells/{model}/{method}/{task}/gains.parquet",
+        "results/cells/{model}/{method}/{task}/gains/{rm}.parquet",
         "results/cells/{model}/{method}/{task}/features.parquet",
         "results/fit/metrics.parquet",
         "results/fit/predictions.parquet",
@@ -250,16 +251,72 @@ def test_single_cell_and_many_cells_figures(tmp_path: Path) -> None:
 # statistics sections (tables produced by the real fit code on small synthetic cells)
 
 
+def with_headroom(gains: pl.DataFrame, rm: str, seed: int) -> pl.DataFrame:
+    """A reward model's gains tables with an oracle gap above the gain, an efficiency and an AUC per cell
+    (the gains stage computes them; here made up per cell, consistent with each other)."""
+    rng = np.random.default_rng(seed)
+    cells = gains.select("model", "method", "task").unique(maintain_order=True)
+    extra = cells.with_columns(
+        gap_extra=pl.Series(rng.uniform(0.05, 0.3, cells.height)),
+        auc=pl.Series(rng.uniform(0.4, 0.9, cells.height)),
+    )
+    oracle = pl.col("gain_oracle")
+    return conform(
+        gains.drop("auc", "gain_oracle")
+        .join(extra, on=["model", "method", "task"], maintain_order="left")
+        .with_columns(gain_oracle=pl.col("gain").abs() + pl.col("gap_extra"))
+        .drop("gap_extra")
+        .with_columns(
+            rm=pl.lit(rm),
+            gain_oracle_lo=oracle - 0.05,
+            gain_oracle_hi=oracle + 0.05,
+            efficiency=pl.col("gain") / oracle,
+            efficiency_lo=pl.col("gain") / oracle - 0.2,
+            efficiency_hi=pl.col("gain") / oracle + 0.1,
+            gap_floor=pl.lit(0.05),
+            auc_lo=pl.col("auc") - 0.1,
+            auc_hi=pl.col("auc") + 0.05,
+            auc_prompts=pl.lit(7, dtype=pl.Int64),
+        ),
+        "gains",
+    )
+
+
 @functools.cache
-def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
-    from bongain.fit import compare, concentration, curve, screening, stability, strategies, table
+def _rm_gains() -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """The stats fixture's cells and two reward models' gains (the second: the first's gains shuffled)."""
     from test_fit import make_grid_cells
 
     features, gains = make_grid_cells(n_methods=2, n_tasks=3, seed=5)
-    cols = ["coverage", "agreement_mean"]
-    comp, _ = compare.compare_predictors(
-        features, gains, cols, settings=compare.ComparisonSettings(n_boot=50)
+    first = with_headroom(gains, "verifier", 1)
+    per_cell = first.filter(pl.col("k") == 1).select("model", "method", "task", "gain", "gain_oracle")
+    shuffled = per_cell.with_columns(gain=pl.Series(np.random.default_rng(2).permutation(per_cell["gain"])))
+    second = (
+        first.drop("gain")
+        .join(shuffled.select("model", "method", "task", "gain"), on=["model", "method", "task"])
+        .with_columns(rm=pl.lit("other"), efficiency=pl.col("gain") / pl.col("gain_oracle"))
     )
+    return features, {"verifier": first, "other": conform(second, "gains")}
+
+
+@functools.cache
+def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
+    from bongain.fit import (
+        compare,
+        concentration,
+        curve,
+        reward_models,
+        screening,
+        stability,
+        strategies,
+        table,
+    )
+
+    features, rm_gains = _rm_gains()
+    gains = rm_gains["verifier"]
+    cols = ["coverage", "agreement_mean"]
+    settings = compare.ComparisonSettings(n_boot=50)
+    comp, _ = compare.compare_predictors(features, gains, cols, settings=settings)
     scr = features.head(1).with_columns(pl.lit("screened-task").alias("task"))
     cr = curve.predict_curves(features, gains, cols, screened=scr, level=0.8)
     cells = table.cell_table(features, gains)
@@ -319,6 +376,8 @@ def _stats_inputs() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]
         "fit_allocation_summary": summary,
         "fit_allocation_bins": bins,
         "fit_comparison": comp,
+        "fit_rm_summary": reward_models.rm_summary(features, rm_gains, settings),
+        "fit_rm_agreement": reward_models.rm_agreement(features, rm_gains, settings),
         "fit_strategy": strategies.strategy_fit(
             features,
             gains.with_columns(gain_maj=pl.col("gain") * 0.5, gain_selfcert=pl.lit(None, dtype=pl.Float64)),
@@ -346,7 +405,16 @@ def _render_stats(out: Path) -> Path:
     features, gains, stats = _stats_inputs()
     preds, mets, coefs = ridge.run_fit(features, gains, ["coverage", "agreement_mean"])
     return render_report(
-        features, gains, preds, mets, coefs, out, title="stats", config_summary={}, stats=stats
+        features,
+        gains,
+        preds,
+        mets,
+        coefs,
+        out,
+        title="stats",
+        config_summary={},
+        stats=stats,
+        rm_gains=_rm_gains()[1],
     )
 
 
@@ -356,7 +424,7 @@ def rendered_stats(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
     return path, path.read_text(encoding="utf-8")
 
 
-STATS_FIGURES = (FIG_STABILITY, FIG_CONCENTRATION, FIG_GAIN_CURVES)
+STATS_FIGURES = (FIG_STABILITY, FIG_CONCENTRATION, FIG_GAIN_CURVES, FIG_HEADROOM)
 
 
 def test_stats_sections_and_figures(rendered_stats: tuple[Path, str]) -> None:
@@ -542,7 +610,7 @@ def test_comparison_and_headline_render_the_family_scheme(three_models: bool) ->
     comp, _ = compare.compare_predictors(features, gains, ["coverage"], settings=settings, families=families)
     sec = "\n".join(comparison_section(comp))
     fam_rows = [ln for ln in sec.splitlines() if ln.startswith("| leave-one-family-out")]
-    assert len(fam_rows) == 5
+    assert len(fam_rows) == 6
     same = all("(= leave-one-model-out: one model per family)" in ln for ln in fam_rows)
     assert same is (not three_models)
     ridge = comp.filter((pl.col("scheme") == "leave_one_family_out") & (pl.col("predictor") == "ridge")).row(
@@ -556,3 +624,45 @@ def test_comparison_and_headline_render_the_family_scheme(three_models: bool) ->
     assert "base-model family / model / method / task" in head
     # 2 families never head; 3 models (three_models) do, else the 3 tasks
     assert ("**leave-one-model-out**" if three_models else "**leave-one-task-out**") in head
+
+
+def test_headline_shows_every_target_with_its_trivial_baseline() -> None:
+    """The headline table has one row per target (the oracle gap, each reward model's gain) with the
+    ridge's held-out Spearman, p, null quantile, ceiling, the trivial baseline and their difference, and a
+    sentence per target saying whether the ridge beats chance and the trivial baseline."""
+    from bongain.fit import compare, table
+    from bongain.report.crosscell import headline_section
+
+    features, rm_gains = _rm_gains()
+    settings = compare.ComparisonSettings(n_boot=40, n_perm=99)
+    targets = table.comparison_targets("bon", list(rm_gains))
+    comp, _ = compare.compare_predictors(
+        features,
+        rm_gains,
+        ["coverage", "agreement_mean"],
+        settings=settings,
+        targets=targets,
+        fit_target=targets[1],
+    )
+    sec = "\n".join(headline_section(comp))
+    heads = comp.filter(pl.col("headline"))
+    assert heads.height == 3
+    labels = [
+        "headroom: oracle gap (pass@N - pass@1)",
+        "best-of-N gain, RM verifier (fit.target)",
+        "best-of-N gain, RM other",
+    ]
+    for label, r in zip(labels, heads.iter_rows(named=True), strict=True):
+        row = _row(sec, label)
+        gap = comp.filter(
+            (pl.col("target") == r["target"])
+            & pl.col("rm").eq_missing(r["rm"])
+            & (pl.col("scheme") == r["scheme"])
+            & (pl.col("predictor") == "gap")
+        ).row(0, named=True)
+        assert row[1] == f"{fmt(r['spearman'])} [{fmt(r['spearman_lo'])}, {fmt(r['spearman_hi'])}]"
+        assert row[2:5] == [fmt(r["perm_p"]), fmt(r["null_q95"]), fmt(r["noise_ceiling"])]
+        assert row[5] == f"{fmt(gap['spearman'])} (p = {fmt(gap['perm_p'])})"
+        assert row[6].startswith(fmt(r["delta_trivial"]))
+    assert sec.count("the ridge ranks the held-out cells") == 3
+    assert "Configured target (fit.target): **best-of-N gain, RM verifier**" in sec

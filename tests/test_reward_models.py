@@ -110,8 +110,9 @@ def fake_vllm(monkeypatch):
 
 
 def make_verifier(cfg=None, **kw):
-    """The scorer of a partial ``reward_model`` block, completed by the config schema as the pipeline does."""
-    return make_scorer(complete_block("reward_model", cfg), **kw)
+    """The scorer of a partial scorer block (``reward_models.verifier``), completed by the config schema as
+    the pipeline does."""
+    return make_scorer(complete_block("reward_models.verifier", cfg), **kw)
 
 
 def hf_cfg(path, **kw):
@@ -242,7 +243,7 @@ def test_hf_prm_refuses_a_model_without_a_two_class_head(rm_dirs, tmp_path):
     # an architecture transformers does not ship: AutoModel falls back to the built-in base LlamaModel
     (bare / "config.json").write_text(json.dumps({**cfg, "architectures": ["LlamaForProcessRewardModel"]}))
     base = {"kind": "hf_prm", "dtype": "float32", "device": "cpu"}
-    with pytest.raises(ValueError, match=r"reward_model.model.*LlamaModel.*hidden states.*trust_remote_code"):
+    with pytest.raises(ValueError, match=r"<name>.model.*LlamaModel.*hidden states.*trust_remote_code"):
         make_verifier({**base, "model": str(bare)}, questions=QUESTIONS)
     with pytest.raises(ValueError, match="3 values per token"):
         make_verifier({**base, "model": str(rm_dirs / "prm3")}, questions=QUESTIONS)
@@ -284,7 +285,7 @@ def test_too_long_inputs_get_a_status_not_a_crash(fake_vllm, rm_dirs, kind):
     from bongain.scoring.registry import score_split
 
     folder = rm_dirs / ("prm" if kind.endswith("prm") else "seq")
-    cfg = complete_block("reward_model", {**hf_cfg(folder), "kind": kind})
+    cfg = complete_block("reward_models.verifier", {**hf_cfg(folder), "kind": kind})
     s = scored_samples()
     tasks = pl.DataFrame({"prompt_id": list(QUESTIONS), "question": list(QUESTIONS.values())})
     full = score_split(cfg, s, GRADES, tasks=tasks)
@@ -366,16 +367,16 @@ def test_make_verifier_offline_and_errors():
         make_verifier(None)
     with pytest.raises(ValueError, match="question texts"):
         make_verifier({"kind": "hf_prm", "model": "x"})
-    with pytest.raises(ConfigError, match=r"config key 'reward_model.model'"):
+    with pytest.raises(ConfigError, match=r"config key 'reward_models.verifier.model'"):
         make_verifier({"kind": "vllm_classify"}, questions=QUESTIONS)
-    with pytest.raises(ConfigError, match=r"config key 'reward_model.kind'"):
+    with pytest.raises(ConfigError, match=r"config key 'reward_models.verifier.kind'"):
         make_verifier({"kind": "bogus", "model": "x"}, questions=QUESTIONS)
     # the registry refuses what the schema would, even for a hand-built block
-    bad = {**complete_block("reward_model", {"kind": "hf_prm", "model": "x"}), "kind": "bogus"}
-    with pytest.raises(ValueError, match=r"'reward_model.kind': unknown kind 'bogus'"):
+    bad = {**complete_block("reward_models.verifier", {"kind": "hf_prm", "model": "x"}), "kind": "bogus"}
+    with pytest.raises(ValueError, match=r"'reward_models.<name>.kind': unknown kind 'bogus'"):
         make_scorer(bad, questions=QUESTIONS)
-    no_model = {**complete_block("reward_model", {"kind": "hf_prm", "model": "x"}), "model": None}
-    with pytest.raises(ValueError, match=r"'reward_model.model': required"):
+    no_model = {**complete_block("reward_models.verifier", {"kind": "hf_prm", "model": "x"}), "model": None}
+    with pytest.raises(ValueError, match=r"'reward_models.<name>.model': required"):
         make_scorer(no_model, questions=QUESTIONS)
 
 
@@ -383,7 +384,8 @@ def test_registry_covers_the_schema_kinds_and_prm_default(repo):
     import yaml
 
     schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    rm = schema["properties"]["reward_model"]["properties"]
+    rm = schema["$defs"]["reward_model"]["properties"]
+    assert schema["properties"]["reward_models"]["additionalProperties"] == {"$ref": "#/$defs/reward_model"}
     assert sorted(SCORERS) == sorted(rm["kind"]["enum"])
     assert rm["prm_system_prompt"]["default"] == PRM_SYSTEM_PROMPT
 
@@ -392,16 +394,17 @@ def test_score_rule_glue():
     from types import SimpleNamespace
 
     def rm(**kw):
-        return complete_block("reward_model", kw)
+        return complete_block("reward_models.verifier", kw)
 
-    w = SimpleNamespace(model="m", method="x", task="t", split="test")
-    offline = score_inputs(rm(), "res")(w)
-    assert offline == {
+    rms = {"verifier": rm(), "prm": rm(kind="hf_prm", model="p")}
+    inputs = score_inputs(rms, "res")
+    w = SimpleNamespace(model="m", method="x", task="t", split="test", rm="verifier")
+    assert inputs(w) == {
         "samples": "res/cells/m/x/t/test/samples.parquet",
         "grades": "res/cells/m/x/t/test/grades.parquet",
-        "verifier": "res/cells/m/x/t/verifier.parquet",
+        "verifier": "res/cells/m/x/t/verifier/verifier.parquet",  # trained per (cell, reward model)
     }
-    prm = score_inputs(rm(kind="hf_prm", model="p"), "res")(w)
+    prm = inputs(SimpleNamespace(**{**vars(w), "rm": "prm"}))
     assert "verifier" not in prm and prm["tasks"] == "res/tasks/t/test.parquet"
     assert score_gpus(rm()) == score_gpus(rm(kind="hf_prm", model="p", device="cpu")) == 0
     assert score_gpus(rm(kind="hf_sequence_classification", model="p")) == 1
@@ -412,7 +415,7 @@ def test_score_rule_glue():
 def test_a_checkpoint_without_a_reward_head_is_refused(rm_dirs, tmp_path, kind):
     """A causal LM's checkpoint as the reward model: transformers would give it a randomly initialised
     head (a warning only), vLLM would convert it into a pooling model; both are refused before scoring,
-    naming reward_model.model. (vLLM kinds: the check runs before any engine starts.)"""
+    naming reward_models.<name>.model. (vLLM kinds: the check runs before any engine starts.)"""
     from transformers import LlamaForCausalLM
 
     from bongain.scoring.hf_rm import HFProcessRM, HFSequenceClassifierRM
@@ -422,8 +425,8 @@ def test_a_checkpoint_without_a_reward_head_is_refused(rm_dirs, tmp_path, kind):
     torch.manual_seed(0)
     LlamaForCausalLM(_config(tok, pad_token_id=tok.pad_token_id)).save_pretrained(tmp_path / "lm")
     tok.save_pretrained(tmp_path / "lm")
-    cfg = complete_block("reward_model", {**hf_cfg(tmp_path / "lm"), "kind": kind})
-    with pytest.raises(ValueError, match=r"'reward_model\.model'.*(no trained|head)"):
+    cfg = complete_block("reward_models.verifier", {**hf_cfg(tmp_path / "lm"), "kind": kind})
+    with pytest.raises(ValueError, match=r"'reward_models\.<name>\.model'.*(no trained|head)"):
         if kind == "hf_sequence_classification":
             HFSequenceClassifierRM.load(cfg, {})
         elif kind == "hf_prm":
@@ -432,6 +435,9 @@ def test_a_checkpoint_without_a_reward_head_is_refused(rm_dirs, tmp_path, kind):
             check_head(cfg, kind)
     # the real heads pass
     check_head(
-        complete_block("reward_model", {**hf_cfg(rm_dirs / "seq"), "kind": "vllm_classify"}), "vllm_classify"
+        complete_block("reward_models.verifier", {**hf_cfg(rm_dirs / "seq"), "kind": "vllm_classify"}),
+        "vllm_classify",
     )
-    check_head(complete_block("reward_model", {**hf_cfg(rm_dirs / "prm"), "kind": "vllm_prm"}), "vllm_prm")
+    check_head(
+        complete_block("reward_models.verifier", {**hf_cfg(rm_dirs / "prm"), "kind": "vllm_prm"}), "vllm_prm"
+    )

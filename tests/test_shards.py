@@ -282,7 +282,7 @@ def test_paper_config_dry_run(repo, tmp_path):
     n_cells = len(cells(cfg))
     assert n_cells == 54 and len(cfg["models"]) == 18 and len(cfg["methods"]) == 6
     assert all(m["backend"] == "vllm" and m["source"]["kind"] == "hub" for m in cfg["models"].values())
-    assert cfg["reward_model"]["model"].startswith("Skywork/Skywork-Reward-V2")
+    assert cfg["reward_models"]["skywork"]["model"].startswith("Skywork/Skywork-Reward-V2")
     # a pretrained RM needs no verifier_train split: only validation (features) and test (gains) are sampled
     sizes, sampled = split_sizes(cfg), ("validation", "test")
     shards_per_cell = sum(n_shards(sizes[s], cfg["sampling"]["shard_prompts"]) for s in sampled)

@@ -122,12 +122,12 @@ def test_gpu_counts_come_from_the_config():
     vllm = {"backend": "vllm", "vllm": complete_block("models.*.vllm", {"tensor_parallel_size": 2})}
     assert sample_gpus(vllm) == 2
     assert sample_gpus({"backend": "transformers", "vllm": complete_block("models.*.vllm", {})}) == 0
-    assert score_gpus(complete_block("reward_model", {})) == 0  # offline verifier
+    assert score_gpus(complete_block("reward_models.verifier", {})) == 0  # offline verifier
     rm = {"kind": "vllm_classify", "model": "x/rm", "tensor_parallel_size": 4}
-    assert score_gpus(complete_block("reward_model", rm)) == 4
+    assert score_gpus(complete_block("reward_models.verifier", rm)) == 4
     hf = {"kind": "hf_sequence_classification", "model": "x/rm"}
-    assert score_gpus(complete_block("reward_model", hf)) == 1
-    assert score_gpus(complete_block("reward_model", {**hf, "device": "cpu"})) == 0
+    assert score_gpus(complete_block("reward_models.verifier", hf)) == 1
+    assert score_gpus(complete_block("reward_models.verifier", {**hf, "device": "cpu"})) == 0
 
 
 # -- bongain slurm-profile -------------------------------------------------------------------------------
@@ -388,8 +388,9 @@ def test_slurm_run_artifacts(repo, slurm_run):
     preds = read_parquet(results / "fit" / "predictions.parquet", "fit_predictions")
     assert preds.height == len(cells(cfg))
     for c in cells(cfg):
-        gains = read_parquet(results / "cells" / c.model / c.method / c.task / "gains.parquet", "gains")
-        assert gains["k"].to_list() == list(range(1, cfg["sampling"]["n"] + 1))
+        for rm in cfg["reward_models"]:
+            gains = read_parquet(results / "cells" / c.slug / "gains" / f"{rm}.parquet", "gains")
+            assert gains["k"].to_list() == list(range(1, cfg["sampling"]["n"] + 1))
 
 
 @cluster
@@ -479,11 +480,13 @@ def gpu_config(cache: Path) -> dict:
         "cells": "grid",
         "splits": {"exemplars": 3, "verifier_train": 2, "validation": 3, "test": 3, "seed": 0},
         "sampling": {"n": 3, "seed": 1, "batch_prompts": 3},
-        "reward_model": {
-            "kind": "vllm_classify",
-            "model": "bongain-ci/tiny-rm",
-            "revision": COMMITS["tiny-rm"],
-            "dtype": "float32",
+        "reward_models": {
+            "tiny-rm": {
+                "kind": "vllm_classify",
+                "model": "bongain-ci/tiny-rm",
+                "revision": COMMITS["tiny-rm"],
+                "dtype": "float32",
+            }
         },
         "hub": {"cache": str(cache)},
     }
@@ -501,7 +504,9 @@ def gpu_run(repo, tmp_path_factory):
     cfg_path.write_text(yaml.safe_dump(gpu_config(cache)))
     write_profile(xdg)
     mem_cap = max(1000, min(3000, node_memory_mb() // 4))
-    targets = [f"results/gpu/cells/{m}/chat/add1/test/scores.parquet" for m in ("tiny-tp1", "tiny-tp2")]
+    targets = [
+        f"results/gpu/cells/{m}/chat/add1/test/scores/tiny-rm.parquet" for m in ("tiny-tp1", "tiny-tp2")
+    ]
     cmd = snakemake_cmd(repo, work, cfg_path, mem_cap, targets)
     fake_vllm = str(repo / "tests" / "fakes" / "vllm_pkg")
     res = subprocess.run(
@@ -536,13 +541,22 @@ def test_slurm_gpu_jobs_on_the_gpu_partition(gpu_run):
         if job_gpus(j):
             assert j.get("CpusPerTres") == "gres:gpu:1", j  # cpus_per_gpu, not cpus_per_task
     assert len(re.findall(r"^localrule download:", out, flags=re.M)) == 3  # 2 models + the reward model
-    for name in ("model-tiny-tp1", "model-tiny-tp2", "reward-model"):
+    for name in ("model-tiny-tp1", "model-tiny-tp2", "rm-tiny-rm"):
         record = json.loads((work / "results" / "gpu" / "downloads" / f"{name}.json").read_text())
         assert record["commit"] in COMMITS.values() and Path(record["path"]).is_relative_to(cache)
     manifest = json.loads((work / "results" / "gpu" / "models" / "tiny-tp2" / "manifest.json").read_text())
     assert manifest["commit"] == COMMITS["tiny-b"]
     scores = read_parquet(
-        work / "results" / "gpu" / "cells" / "tiny-tp2" / "chat" / "add1" / "test" / "scores.parquet",
+        work
+        / "results"
+        / "gpu"
+        / "cells"
+        / "tiny-tp2"
+        / "chat"
+        / "add1"
+        / "test"
+        / "scores"
+        / "tiny-rm.parquet",
         "scores",
     )
     assert scores.height == 3 * 3 and scores["reward"].is_finite().all()
@@ -572,11 +586,13 @@ def real_vllm_config(lm_path: Path, rm_path: Path) -> dict:
         "cells": "grid",
         "splits": {"exemplars": 3, "verifier_train": 2, "validation": 4, "test": 4, "seed": 0},
         "sampling": {"n": 4, "seed": 1, "batch_prompts": 4},
-        "reward_model": {
-            "kind": "vllm_classify",
-            "model": str(rm_path),
-            "max_model_len": 1024,
-            "enforce_eager": True,
+        "reward_models": {
+            "rm": {
+                "kind": "vllm_classify",
+                "model": str(rm_path),
+                "max_model_len": 1024,
+                "enforce_eager": True,
+            }
         },
     }
 
@@ -618,7 +634,7 @@ def test_slurm_real_vllm_engine_on_the_gpu_partition(repo, tmp_path):
     write_profile(xdg)
     mem_cap = max(1000, min(3000, node_memory_mb() // 4))
     cell = "results/vllm/cells/smollm2-135m/base/add2d1d/test"
-    cmd = snakemake_cmd(repo, work, cfg_path, mem_cap, [f"{cell}/scores.parquet"])
+    cmd = snakemake_cmd(repo, work, cfg_path, mem_cap, [f"{cell}/scores/rm.parquet"])
     res = subprocess.run(cmd, cwd=repo, env=job_env(xdg), capture_output=True, text=True, timeout=1800)
     out = res.stdout + res.stderr
     if res.returncode != 0:
@@ -634,5 +650,5 @@ def test_slurm_real_vllm_engine_on_the_gpu_partition(repo, tmp_path):
     ], placed
     samples = read_parquet(work / cell / "samples.parquet", "samples")
     assert samples.height == 4 * 4 and samples["seed"].n_unique() == 16
-    scores = read_parquet(work / cell / "scores.parquet", "scores")
+    scores = read_parquet(work / cell / "scores" / "rm.parquet", "scores")
     assert scores.height == 16 and scores["reward"].is_finite().all() and scores["reward"].n_unique() > 1

@@ -53,7 +53,10 @@ def test_learns_that_confident_agreeing_samples_are_right():
     assert r[y].mean() > r[~y].mean()
     back = OfflineLogisticVerifier.from_table(v.to_table())
     np.testing.assert_allclose(back.score(s, g), r)
-    conform(v.to_table().with_columns(model=pl.lit("m"), method=pl.lit("x"), task=pl.lit("t")), "verifier")
+    conform(
+        v.to_table().with_columns(model=pl.lit("m"), method=pl.lit("x"), task=pl.lit("t"), rm=pl.lit("r")),
+        "verifier",
+    )
 
 
 def test_single_class_gives_constant_rewards():

@@ -635,7 +635,7 @@ def rm_cfg(kind: str, path, **extra) -> dict:
     block = {"kind": kind, "model": str(path), "max_model_len": 1024, **extra}
     if kind.startswith("hf_"):
         block["device"] = "cpu"
-    return complete_block("reward_model", block)
+    return complete_block("reward_models.verifier", block)
 
 
 def rm_samples(smol_runs) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -763,12 +763,12 @@ def test_an_engine_seed_vllm_cannot_take_is_refused(vllm, checkpoints, default_c
 @pytest.mark.parametrize("kind", ["vllm_classify", "vllm_prm", "hf_sequence_classification"])
 def test_a_reward_model_without_a_head_is_refused(vllm, checkpoints, kind):
     """The plain causal LM as a reward model: refused before any engine starts or any score is computed,
-    naming ``reward_model.model`` and what is missing."""
+    naming ``reward_models.<name>.model`` and what is missing."""
     from bongain.scoring.hf_rm import HFSequenceClassifierRM
     from bongain.scoring.vllm_rm import make_pooling_engine
 
     cfg = rm_cfg(kind, checkpoints[SMOL]["path"])
-    with pytest.raises(ValueError, match=r"reward_model\.model.*(head|score)"):
+    with pytest.raises(ValueError, match=r"reward_models\.<name>\.model.*(head|score)"):
         if kind.startswith("vllm"):
             make_pooling_engine(cfg)
         else:

@@ -1,4 +1,6 @@
-"""``bongain`` command line: list cells, inspect Parquet artifacts, print the artifact schemas."""
+"""``bongain`` command line: list cells, inspect Parquet artifacts, view a cell's samples joined with their
+grades and rewards, print a run's key numbers and the artifact schemas, plan allocations, write the SLURM
+profile."""
 
 from __future__ import annotations
 
@@ -47,9 +49,47 @@ def column_stats(df: pl.DataFrame) -> pl.DataFrame:
 def _cmd_cells(args: argparse.Namespace) -> int:
     cfg = bconf.load_config(args.configfile)
     results = cfg["results_dir"]
+    rm = bconf.primary_reward_model(cfg)
     for c in bconf.cells(cfg):
-        target = f"{results}/cells/{c.slug}/gains.parquet" if args.paths else c.slug
+        target = f"{results}/cells/{c.slug}/gains/{rm}.parquet" if args.paths else c.slug
         print(target)
+    return 0
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from bongain.report.view import joined_view
+
+    order: list[str] = []
+    results = args.results
+    if args.configfile.exists() or results is None:
+        cfg = bconf.load_config(args.configfile)
+        order = bconf.reward_model_names(cfg)
+        results = results or cfg["results_dir"]
+    try:
+        view = joined_view(results, args.cell, args.split, order)
+    except (ArtifactError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.prompt is not None:
+        view = view.filter(pl.col("prompt_id") == args.prompt)
+        if view.is_empty():
+            print(f"error: no prompt {args.prompt!r} in {args.cell}/{args.split}", file=sys.stderr)
+            return 1
+    if args.out is not None:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".csv":
+            view.write_csv(out)
+        else:
+            view.write_parquet(out)
+        print(f"wrote {view.height} rows x {view.width} columns to {out}")
+        return 0
+    rows = view.height if args.rows < 0 else args.rows
+    print(f"== {results}/cells/{args.cell}/{args.split}: {view.height} samples")
+    if args.prompt is not None and "question" in view.columns:
+        print(f"question: {view['question'][0]}\ngold: {view['gold'][0]}")
+    with pl.Config(tbl_cols=-1, tbl_rows=rows, fmt_str_lengths=args.width, tbl_width_chars=250):
+        print(view.drop("question", "gold", strict=False))
     return 0
 
 
@@ -140,12 +180,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("cells", help="list the cells (model/method/task) of a config")
     p.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
-    p.add_argument("--paths", action="store_true", help="print each cell's gains.parquet target instead")
+    p.add_argument(
+        "--paths", action="store_true", help="print each cell's gains target (fit.reward_model's) instead"
+    )
     p.set_defaults(func=_cmd_cells)
     p = sub.add_parser("inspect", help="summarise Parquet artifacts: schema, rows, head, column stats")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--head", type=int, default=5)
     p.set_defaults(func=_cmd_inspect)
+    p = sub.add_parser(
+        "view",
+        help="one cell's split, one row per sample: completion, answer, correctness, length, logprob, "
+        "entropy, self-certainty and every reward model's reward (best_<rm>: what best-of-N picks from)",
+    )
+    p.add_argument("cell", help="the cell as model/method/task (see `bongain cells`)")
+    p.add_argument("split", nargs="?", default="test", help="split (default: test, the scored one)")
+    p.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
+    p.add_argument("--results", default=None, help="results folder (default: the config's results_dir)")
+    p.add_argument("--prompt", default=None, help="only this prompt_id (printed with question and gold)")
+    p.add_argument("--out", default=None, help="write the whole table to this .parquet or .csv instead")
+    p.add_argument("--rows", type=int, default=24, help="rows printed (-1: all)")
+    p.add_argument("--width", type=int, default=40, help="characters of a text cell printed")
+    p.set_defaults(func=_cmd_view)
     p = sub.add_parser("numbers", help="print a run's key numbers (what README quotes) from its artifacts")
     p.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
     p.add_argument("--results", default=None, help="results folder (default: the config's results_dir)")

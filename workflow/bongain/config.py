@@ -54,10 +54,20 @@ def _key(path: Any) -> str:
 #: Top-level blocks that were replaced, with what replaces them.
 REPLACED_KEYS: dict[str, str] = {
     "verifier": (
-        "replaced by 'reward_model', the one block that names the scorer: write reward_model: "
-        "{kind: offline_logistic, signals: [...], C: ...}"
+        "replaced by 'reward_models' (name -> scorer block): write reward_models: "
+        "{verifier: {kind: offline_logistic, signals: [...], C: ...}}"
+    ),
+    "reward_model": (
+        "replaced by 'reward_models' (name -> scorer block; several reward models per study): move the "
+        "block under a name, e.g. reward_models: {verifier: {kind: offline_logistic, signals: [...]}}"
     ),
 }
+
+#: What a reward-model (or any slug) name may be: a path component of its artifacts.
+SLUG_HELP = (
+    "a slug: lower-case letters, digits, '_', '.' and '-', starting with a letter or digit (it is a path "
+    "component of the artifacts)"
+)
 
 
 def _fill_properties(
@@ -87,13 +97,16 @@ def fill_defaults(config: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
 def complete_block(block: str, value: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A copy of one config block with its schema defaults filled in (for library callers and tests).
 
-    ``block`` is a dotted path in the schema, ``*`` standing for any slug: ``"fit"``, ``"reward_model"``,
-    ``"models.*.vllm"``. The block is validated; an error names the key.
+    ``block`` is a dotted path in the schema, ``*`` (or any name) standing for a slug: ``"fit"``,
+    ``"reward_models.verifier"``, ``"models.*.vllm"``. The block is validated; an error names the key.
     """
     schema = load_schema()
     sub: Mapping[str, Any] = schema
     for part in block.split("."):
-        sub = sub["additionalProperties"] if part == "*" else sub["properties"][part]
+        if "$ref" in sub:  # "#/$defs/<name>"
+            sub = schema["$defs"][sub["$ref"].rsplit("/", 1)[-1]]
+        props = sub.get("properties", {})
+        sub = props[part] if part in props and part != "*" else sub["additionalProperties"]
     out = copy.deepcopy(dict(value or {}))
     try:
         _FillingValidator({**sub, "$defs": schema.get("$defs", {})}).validate(out)
@@ -119,6 +132,10 @@ def _schema_errors(config: Mapping[str, Any]) -> list[str]:
                 messages.append(
                     f"config key '{full}': unknown key (allowed here: {sorted(err.schema['properties'])})"
                 )
+            continue
+        if "propertyNames" in err.schema_path:  # a name (of a model, task, reward model, ...)
+            why = "a reserved name" if err.validator == "not" else f"not a valid name; it must be {SLUG_HELP}"
+            messages.append(f"config key '{key}.{err.instance}': {why}")
             continue
         if err.validator == "oneOf" and err.context:
             # report the most specific sub-error (e.g. which field of a task spec is wrong)
@@ -149,6 +166,12 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
             f"({batch}); shards must hold whole batches so that sharded samples equal unsharded ones"
         )
     errors += _posttrain_errors(config)
+    primary = config["fit"]["reward_model"]
+    if primary is not None and primary not in config["reward_models"]:
+        errors.append(
+            f"config key 'fit.reward_model': {primary!r} is not defined under 'reward_models' "
+            f"(defined: {list(config['reward_models'])})"
+        )
     for slug, model in config.get("models", {}).items():
         src = model.get("source", {})
         needs = {
@@ -255,14 +278,84 @@ def validate_config(config: MutableMapping[str, Any]) -> MutableMapping[str, Any
     return config
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a YAML config file."""
+class _DuplicateKeyLoader(yaml.SafeLoader):
+    """A safe loader that records every mapping key defined twice (YAML loaders keep the last silently)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int, int]] = []  # (dotted key, first line, second line), 1-based
+        self._paths: dict[int, str] = {}
+
+
+def _construct_mapping(loader: _DuplicateKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    here = loader._paths.get(id(node), "")
+    seen: dict[Any, int] = {}
+    for key_node, value_node in node.value:  # the mapping's own keys (a merge key '<<' may be overridden)
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        dotted = f"{here}.{key}" if here else str(key)
+        if isinstance(value_node, yaml.MappingNode):
+            loader._paths[id(value_node)] = dotted
+        elif isinstance(value_node, yaml.SequenceNode):
+            for i, item in enumerate(value_node.value):
+                if isinstance(item, yaml.MappingNode):
+                    loader._paths[id(item)] = f"{dotted}.{i}"
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: the constructor below reports it
+            first = None
+        if first is not None:
+            loader.duplicates.append((dotted, first, line))
+        else:
+            try:
+                seen[key] = line
+            except TypeError:
+                pass
+    return loader.construct_mapping(node, deep=deep)  # flattens merge keys, then builds the dict
+
+
+_DuplicateKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML config file; a key defined twice in one mapping (which YAML loaders resolve by silently
+    keeping the last, e.g. two reward models with the same name) raises :class:`ConfigError` naming the key
+    and both lines."""
     p = Path(path)
     try:
         with open(p) as fh:
-            config = yaml.safe_load(fh)
+            loader = _DuplicateKeyLoader(fh)
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
     except yaml.YAMLError as err:
         raise ConfigError(f"{p}: not valid YAML: {err}") from err
+    if loader.duplicates:
+        raise ConfigError(
+            f"{p}: invalid configuration:\n  "
+            + "\n  ".join(
+                f"config key '{key}': defined twice (lines {a} and {b}); YAML would keep only the last, "
+                "so rename or remove one"
+                for key, a, b in loader.duplicates
+            )
+        )
+    return data
+
+
+def check_config_files(paths: Iterator[str | Path] | list[str | Path]) -> None:
+    """Refuse config files that define a key twice (:func:`read_yaml`); the Snakefile calls it on the
+    ``--configfile`` files before Snakemake's own (last-wins) reading is validated."""
+    for path in paths:
+        read_yaml(path)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    config = read_yaml(p)
     if not isinstance(config, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
     validate_config(config)
@@ -333,9 +426,20 @@ def report_summary(config: Mapping[str, Any]) -> dict[str, Any]:
         "methods": {k: v.get("description", v["prompt_format"]) for k, v in config["methods"].items()},
         "N (samples per prompt)": config["sampling"]["n"],
         "prompts per split": {k: config["splits"][k] for k in SPLITS},
-        "scored by (reward_model)": scorer_label(config["reward_model"]),
+        "scored by (reward_models)": {name: scorer_label(rm) for name, rm in config["reward_models"].items()},
         "sampling seed": config["sampling"]["seed"],
     }
+
+
+def reward_model_names(config: Mapping[str, Any]) -> list[str]:
+    """The reward models of a validated config, in config order."""
+    return list(config["reward_models"])
+
+
+def primary_reward_model(config: Mapping[str, Any]) -> str:
+    """The reward model of the single-target fit stages and the report's per-cell sections:
+    ``fit.reward_model``, else the first under ``reward_models``."""
+    return config["fit"]["reward_model"] or reward_model_names(config)[0]
 
 
 def scorer_label(reward_model: Mapping[str, Any]) -> str:

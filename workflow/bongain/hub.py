@@ -1,7 +1,7 @@
 """Hub downloads in one local stage; every compute job reads the cache offline.
 
 Rule ``download`` (a local rule: it runs inside the snakemake process, on a cluster the login node, which
-has the internet) fetches every ``hub`` model and a hub reward model with :func:`download` into the cache
+has the internet) fetches every ``hub`` model and each hub reward model with :func:`download` into the cache
 (``hub.cache`` -> ``HF_HOME``, else the environment's), keeping only what a checkpoint needs
 (:func:`allow_patterns`: weights, tokenizer, config; not e.g. the ``original/*.pth`` copies of the Llama
 repos). It records the commit the revision resolved to; ``prepare_model`` then points the model's manifest
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,11 @@ WEIGHTS: tuple[str, ...] = ("*.safetensors", "*.safetensors.index.json")
 FALLBACK_WEIGHTS: tuple[str, ...] = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
 #: Remote code (``trust_remote_code: true`` only).
 CODE: tuple[str, ...] = ("*.py",)
-#: The download name of the reward model (a model's is ``model-<slug>``).
-REWARD_MODEL = "reward-model"
+
+
+def reward_model_download(name: str) -> str:
+    """The download name of reward model ``name`` (an entry of ``reward_models``)."""
+    return f"rm-{name}"
 
 
 def allow_patterns(trust_remote_code: bool, weights: tuple[str, ...] = WEIGHTS) -> list[str]:
@@ -46,13 +49,14 @@ def allow_patterns(trust_remote_code: bool, weights: tuple[str, ...] = WEIGHTS) 
 
 
 def is_local_folder(name: str) -> bool:
-    """Whether a ``reward_model.model`` names a local folder (else a hub repository id)."""
+    """Whether a reward model's ``model`` names a local folder (else a hub repository id)."""
     return Path(name).expanduser().is_dir()
 
 
-def hub_downloads(config: Mapping[str, Any], trained_scorer: bool) -> dict[str, dict[str, Any]]:
-    """Download name -> {repo, revision, trust_remote_code}: every hub model, and the reward model when it
-    is a pretrained one on the hub (``trained_scorer``: the offline verifier downloads nothing)."""
+def hub_downloads(config: Mapping[str, Any], trained: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+    """Download name -> {repo, revision, trust_remote_code}: every hub model, and every reward model that
+    is a pretrained one on the hub (``rm-<name>``; the names in ``trained``, scorers trained per cell like
+    the offline verifier, download nothing)."""
     out = {
         f"model-{slug}": {
             "repo": m["source"]["repo"],
@@ -62,13 +66,13 @@ def hub_downloads(config: Mapping[str, Any], trained_scorer: bool) -> dict[str, 
         for slug, m in config["models"].items()
         if m["source"]["kind"] == "hub"
     }
-    rm = config["reward_model"]
-    if not trained_scorer and not is_local_folder(rm["model"]):
-        out[REWARD_MODEL] = {
-            "repo": rm["model"],
-            "revision": rm["revision"],
-            "trust_remote_code": bool(rm["trust_remote_code"]),
-        }
+    for name, rm in config["reward_models"].items():
+        if name not in trained and not is_local_folder(rm["model"]):
+            out[reward_model_download(name)] = {
+                "repo": rm["model"],
+                "revision": rm["revision"],
+                "trust_remote_code": bool(rm["trust_remote_code"]),
+            }
     return out
 
 

@@ -41,6 +41,7 @@ _CELL_DESCRIPTIONS = {
     "task": "task slug",
 }
 CELL_COLUMNS: dict[str, Column] = {key: (pl.String, _CELL_DESCRIPTIONS[key]) for key in CELL_KEYS}
+RM_COLUMN: dict[str, Column] = {"rm": (pl.String, "reward model: its name under the config's reward_models")}
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,13 @@ GRADES = TableSchema(
 
 VERIFIER = TableSchema(
     name="verifier",
-    path="results/cells/{model}/{method}/{task}/verifier.parquet",
-    description="The fitted offline verifier: one row per input signal (standardisation + coefficient) "
-    "and one row named '(intercept)'. Trained on the verifier_train split only.",
+    path="results/cells/{model}/{method}/{task}/verifier/{rm}.parquet",
+    description="The fitted offline verifier of one reward model (kind offline_logistic) in one cell: one "
+    "row per input signal (standardisation + coefficient) and one row named '(intercept)'. Trained on the "
+    "verifier_train split only.",
     columns={
         **CELL_COLUMNS,
+        **RM_COLUMN,
         "signal": (pl.String, "input signal name, or '(intercept)'"),
         "mean": (pl.Float64, "training mean used to standardise the signal (0 for the intercept)"),
         "scale": (pl.Float64, "training standard deviation (1 for the intercept)"),
@@ -135,21 +138,23 @@ VERIFIER = TableSchema(
 
 SCORES = TableSchema(
     name="scores",
-    path="results/cells/{model}/{method}/{task}/{split}/scores.parquet",
-    description="A reward per sample from the cell's verifier / reward model.",
+    path="results/cells/{model}/{method}/{task}/{split}/scores/{rm}.parquet",
+    description="A reward per sample from one reward model (one file per reward model, so each can be "
+    "added or rerun alone). The pipeline scores the test split.",
     columns={
         **CELL_COLUMNS,
+        **RM_COLUMN,
         "split": (pl.String, "split"),
         "prompt_id": (pl.String, "prompt id"),
         "sample_idx": (pl.Int32, "sample index"),
         "reward": (pl.Float64, "higher is better; only the order within a prompt matters"),
-        "verifier": (pl.String, "which verifier produced it"),
+        "verifier": (pl.String, "which scorer produced it (kind, and the model of a pretrained RM)"),
         "score_status": (
             pl.String,
             "ok | too_long: the reward model's input (question + completion, templated) is longer than its "
-            "token limit (reward_model.max_model_len, else the model's); such a sample is not scored and "
-            "gets a reward 1 below the lowest scored reward of the split, so best-of-N never picks it over "
-            "a scored sample",
+            "token limit (reward_models.<rm>.max_model_len, else the model's); such a sample is not scored "
+            "and gets a reward 1 below the lowest scored reward of the split, so best-of-N never picks it "
+            "over a scored sample",
         ),
     },
 )
@@ -195,12 +200,16 @@ FEATURES = TableSchema(
 
 GAINS = TableSchema(
     name="gains",
-    path="results/cells/{model}/{method}/{task}/gains.parquet",
-    description="The real best-of-k curve of the cell on the test split: one row per k = 1..N. The "
-    "scalar target of the predictor is `gain` (the same in every row) = bon_at_k(N) - pass_at_k(1), or "
-    "with fit.target: <t> the column `gain_<t>` = <t>_at_k(N) - pass_at_k(1).",
+    path="results/cells/{model}/{method}/{task}/gains/{rm}.parquet",
+    description="The real best-of-k curve of the cell on the test split under one reward model (one file "
+    "per reward model): one row per k = 1..N. The scalar target of the predictor is `gain` (the same in "
+    "every row) = bon_at_k(N) - pass_at_k(1), or with fit.target: <t> the column `gain_<t>` = "
+    "<t>_at_k(N) - pass_at_k(1). The columns that do not use the rewards (pass_at_k, maj_at_k, "
+    "selfcert_at_k, gain_oracle, gain_maj, gain_selfcert, with their CIs) are the same in every reward "
+    "model's file of a cell. Efficiency and AUC: docs/features.md.",
     columns={
         **CELL_COLUMNS,
+        **RM_COLUMN,
         "n_prompts": (pl.Int64, "test prompts"),
         "n_samples": (pl.Int64, "samples per prompt (N)"),
         "k": (pl.Int64, "subset size"),
@@ -257,6 +266,33 @@ GAINS = TableSchema(
             for t in ("maj", "wmaj", "bom", "mob", "selfcert")
             for end, side in (("", ""), ("_lo", "lower"), ("_hi", "upper"))
         },
+        "gain_oracle": (
+            pl.Float64,
+            "pass_at_k(N) - pass_at_k(1) (the same in every row): what best-of-N would gain with a perfect "
+            "verifier (the fraction of prompts with a correct sample minus pass@1); the target of "
+            "fit.target: oracle; does not depend on the reward model",
+        ),
+        "gain_oracle_lo": (pl.Float64, "lower end of the bootstrap CI over prompts of gain_oracle"),
+        "gain_oracle_hi": (pl.Float64, "upper end of the bootstrap CI over prompts of gain_oracle"),
+        "efficiency": (
+            pl.Float64,
+            "reward-model efficiency gain / gain_oracle (a ratio of means over prompts; at most 1); null "
+            "when gain_oracle < gap_floor",
+        ),
+        "efficiency_lo": (
+            pl.Float64,
+            "lower end of the bootstrap CI over prompts of efficiency (the ratio recomputed per resample)",
+        ),
+        "efficiency_hi": (pl.Float64, "upper end of the bootstrap CI over prompts of efficiency"),
+        "gap_floor": (pl.Float64, "statistics.efficiency_gap_floor: efficiency is null below this gap"),
+        "auc": (
+            pl.Float64,
+            "within-prompt AUC: P(a correct sample's reward > an incorrect sample's of the same prompt), "
+            "ties 1/2, averaged over the prompts with both kinds of sample; null when there is none",
+        ),
+        "auc_lo": (pl.Float64, "lower end of the bootstrap CI over prompts of auc"),
+        "auc_hi": (pl.Float64, "upper end of the bootstrap CI over prompts of auc"),
+        "auc_prompts": (pl.Int64, "test prompts with both correct and incorrect samples (behind auc)"),
         "n_boot": (pl.Int64, "resamples of the prompts behind the *_lo / *_hi percentile intervals"),
         "ci_level": (pl.Float64, "coverage level of the *_lo / *_hi intervals (e.g. 0.95)"),
     },
@@ -297,7 +333,7 @@ FIT_PREDICTIONS = TableSchema(
     description="Leave-one-cell-out predictions of each cell's gain.",
     columns={
         **CELL_COLUMNS,
-        "gain": (pl.Float64, "the real gain (from gains.parquet)"),
+        "gain": (pl.Float64, "the real gain (from the gains tables of fit.reward_model)"),
         "pred_ridge": (
             pl.Float64,
             "ridge on fit.features (all features when unset), fitted without this cell",
@@ -334,23 +370,38 @@ FIT_COEFFICIENTS = TableSchema(
 FIT_COMPARISON = TableSchema(
     name="fit_comparison",
     path="results/fit/comparison.parquet",
-    description="One row per (evaluation scheme, predictor): held-out rank/error metrics with "
+    description="One row per (target, evaluation scheme, predictor): held-out rank/error metrics with "
     "grid-respecting percentile bootstrap CIs (whole tasks / methods / models resampled, seeded; one set of "
     "resamples shared by all rows), the permutation p-value of the Spearman with the null's 95% "
-    "quantile, and the noise ceiling of the measured gains. The first row (scheme `raw`) is the "
-    "Spearman of pass1 with the gain, without fitting. Schemes that are not applicable (e.g. leave-"
-    "one-model-out with one model) have no rows. When every family has one model, the leave-one-family-"
-    "out folds are the leave-one-model-out folds: its rows repeat the model rows' numbers (not refitted, "
-    "not a second result) with `same_as` = leave_one_model_out. Definitions in docs/statistics.md.",
+    "quantile, the noise ceiling of the target's measured gains, and the difference from the trivial "
+    "baseline (the validation gap coverage - pass1 through the same procedure). Targets: the oracle gap "
+    "(pass@N - pass@1), best-of-N's gain under every reward model, and fit.target when it is neither. "
+    "The first two rows of a target (scheme `raw`) are the Spearman of pass1 and of the validation gap "
+    "with the gain, without fitting. Schemes that are not applicable (e.g. leave-one-model-out with one "
+    "model) have no rows. When every family has one model, the leave-one-family-out folds are the "
+    "leave-one-model-out folds: its rows repeat the model rows' numbers (not refitted, not a second "
+    "result) with `same_as` = leave_one_model_out. Definitions in docs/statistics.md.",
     columns={
+        "target": (
+            pl.String,
+            "whose gain is predicted: oracle (pass@N - pass@1) | bon | maj | wmaj | bom | mob | selfcert "
+            "(<target>_at_k(N) - pass@1 of the test split)",
+        ),
+        "rm": (pl.String, "the reward model of the target (null: oracle, maj, selfcert use none)"),
+        "fit_target": (
+            pl.Boolean,
+            "the target of the single-target fit stages (fit.target under fit.reward_model)",
+        ),
         "scheme": (
             pl.String,
-            "raw (pass1 vs gain, no fit) | leave_one_cell_out | leave_one_task_out | leave_one_method_out | "
-            "leave_one_model_out | leave_one_family_out (whole base-model families held out)",
+            "raw (a single feature vs the gain, no fit) | leave_one_cell_out | leave_one_task_out | "
+            "leave_one_method_out | leave_one_model_out | leave_one_family_out (whole base-model families "
+            "held out)",
         ),
         "predictor": (
             pl.String,
-            "baseline (pass1) | ridge (fit.features) | all (every feature) | core (strict core) | "
+            "baseline (pass1) | ridge (fit.features) | gap (the trivial baseline: validation_gap = "
+            "coverage - pass1 of the validation split) | all (every feature) | core (strict core) | "
             "core_entropy (core + entropy_mean)",
         ),
         "features": (pl.String, "comma-separated feature columns of the predictor"),
@@ -389,10 +440,20 @@ FIT_COMPARISON = TableSchema(
         ),
         "noise_ceiling_kendall": (pl.Float64, "the same for Kendall tau-b"),
         "mae_floor": (pl.Float64, "expected MAE of the true gains against the measured ones"),
+        "delta_trivial": (
+            pl.Float64,
+            "spearman minus the trivial predictor's (gap) under the same scheme and target; null for raw "
+            "rows and the gap rows",
+        ),
+        "delta_trivial_lo": (
+            pl.Float64,
+            "lower end of the paired percentile-bootstrap CI of delta_trivial (the same resamples of cells)",
+        ),
+        "delta_trivial_hi": (pl.Float64, "upper end of the paired CI of delta_trivial"),
         "headline": (
             pl.Boolean,
-            "the report's headline row: the ridge under the hardest scheme with >= 3 groups (else LOCO; "
-            "family, model, method, task in that order; a `same_as` scheme never)",
+            "a headline row (one per target): the ridge under the hardest scheme with >= 3 groups (else "
+            "LOCO; family, model, method, task in that order; a `same_as` scheme never)",
         ),
         "same_as": (
             pl.String,
@@ -405,9 +466,11 @@ FIT_COMPARISON = TableSchema(
 FIT_HELDOUT = TableSchema(
     name="fit_heldout",
     path="results/fit/heldout.parquet",
-    description="One row per (evaluation scheme, predictor, cell): the cell's out-of-fold prediction "
-    "(the rows behind fit_comparison).",
+    description="One row per (target, evaluation scheme, predictor, cell): the cell's out-of-fold "
+    "prediction (the rows behind fit_comparison).",
     columns={
+        "target": (pl.String, "whose gain is predicted (as in fit_comparison)"),
+        "rm": (pl.String, "the reward model of the target (null: none enters it)"),
         "scheme": (pl.String, "evaluation scheme"),
         "predictor": (pl.String, "predictor name"),
         **CELL_COLUMNS,
@@ -421,16 +484,21 @@ FIT_HELDOUT = TableSchema(
 FIT_STRATEGY = TableSchema(
     name="fit_strategy",
     path="results/fit/strategy_fit.parquet",
-    description="One row per selection strategy (fit.target values, in that order): the configured ridge "
-    "(fit.features) evaluated under the headline held-out scheme of fit_comparison with that strategy's "
-    "gain (accuracy at k = N minus pass@1) as the target: held-out Spearman, its permutation p-value and "
-    "null 95% quantile (the comparison's permutations) and the noise ceiling of that strategy's gains. "
-    "`best` marks the strategy whose gain the predictor ranks best. A strategy without a gain for every "
+    description="One row per target: the oracle gap, then each selection strategy (fit.target values, in "
+    "that order), once per reward model for a strategy that uses the rewards: the configured ridge "
+    "(fit.features) evaluated under the headline held-out scheme of fit_comparison with that gain "
+    "(accuracy at k = N minus pass@1) as the target: held-out Spearman, its permutation p-value and "
+    "null 95% quantile (the comparison's permutations) and the noise ceiling of those gains. "
+    "`best` marks the target the predictor ranks best. A strategy without a gain for every "
     "cell (selfcert where no self-certainty was recorded) is `skipped`. p-values are not corrected for "
-    "the number of strategies, and all strategies select from the same samples. Definitions in "
+    "the number of targets, and all strategies select from the same samples. Definitions in "
     "docs/statistics.md.",
     columns={
-        "strategy": (pl.String, "bon | maj | wmaj | bom | mob | selfcert (target: gain | gain_<strategy>)"),
+        "strategy": (
+            pl.String,
+            "oracle | bon | maj | wmaj | bom | mob | selfcert (target: gain_oracle | gain | gain_<strategy>)",
+        ),
+        "rm": (pl.String, "the reward model whose rewards the strategy uses (null: oracle, maj, selfcert)"),
         "scheme": (pl.String, "the headline evaluation scheme of fit_comparison (same for every row)"),
         "predictor": (pl.String, "ridge (the configured fit.features)"),
         "features": (pl.String, "comma-separated feature columns of the predictor"),
@@ -450,12 +518,73 @@ FIT_STRATEGY = TableSchema(
             pl.Float64,
             "expected Spearman of the strategy's true gains with the measured ones (from their CI widths)",
         ),
-        "fit_target": (pl.Boolean, "the strategy the fit stage is configured to predict (fit.target)"),
+        "fit_target": (
+            pl.Boolean,
+            "the target the single-target fit stages predict (fit.target under fit.reward_model)",
+        ),
         "best": (
             pl.Boolean,
             "the evaluated strategy with the highest spearman (ties: the first in this table's order)",
         ),
         "skipped": (pl.String, "why the strategy was not evaluated; null when it was"),
+    },
+)
+
+FIT_RM_SUMMARY = TableSchema(
+    name="fit_rm_summary",
+    path="results/fit/rm_summary.parquet",
+    description="One row per reward model: how much of the cells' headroom (oracle gap, pass@N - pass@1) "
+    "its best-of-N realises, and how well it orders the samples of a prompt (within-prompt AUC), over the "
+    "evaluated cells. Intervals: percentile intervals over the comparison's cluster bootstrap of cells "
+    "(the per-cell values held fixed). Definitions in docs/statistics.md.",
+    columns={
+        "rm": (pl.String, "reward model (its name under reward_models)"),
+        "n_cells": (pl.Int64, "evaluated cells"),
+        "gain_mean": (pl.Float64, "mean over cells of best-of-N's gain (bon@N - pass@1)"),
+        "gain_oracle_mean": (pl.Float64, "mean over cells of the oracle gap (pass@N - pass@1)"),
+        "pooled_efficiency": (
+            pl.Float64,
+            "gain_mean / gain_oracle_mean: the share of all cells' headroom the reward model realises",
+        ),
+        "pooled_efficiency_lo": (pl.Float64, "lower end of the cluster-bootstrap CI of pooled_efficiency"),
+        "pooled_efficiency_hi": (pl.Float64, "upper end of the cluster-bootstrap CI of pooled_efficiency"),
+        "efficiency_median": (
+            pl.Float64,
+            "median over cells of the per-cell efficiency (gains' efficiency; cells with an oracle gap of "
+            "at least gap_floor)",
+        ),
+        "n_efficiency": (pl.Int64, "cells with an efficiency (oracle gap >= gap_floor)"),
+        "gap_floor": (pl.Float64, "statistics.efficiency_gap_floor"),
+        "auc_mean": (pl.Float64, "mean over cells of the within-prompt AUC (cells that have one)"),
+        "auc_mean_lo": (pl.Float64, "lower end of the cluster-bootstrap CI of auc_mean"),
+        "auc_mean_hi": (pl.Float64, "upper end of the cluster-bootstrap CI of auc_mean"),
+        "auc_median": (pl.Float64, "median over cells of the within-prompt AUC"),
+        "n_auc": (
+            pl.Int64,
+            "cells with a within-prompt AUC (a test prompt with correct and incorrect samples)",
+        ),
+        "n_boot": (pl.Int64, "bootstrap resamples"),
+        "ci_level": (pl.Float64, "level of the intervals"),
+        "ci_kind": (pl.String, "what the bootstrap resamples: clusters(<factors>) or cells"),
+    },
+)
+
+FIT_RM_AGREEMENT = TableSchema(
+    name="fit_rm_agreement",
+    path="results/fit/rm_agreement.parquet",
+    description="One row per pair of gains over the evaluated cells: the oracle gap (`oracle`) and each "
+    "reward model's best-of-N gain. Do the reward models rank the cells alike, and like the headroom? "
+    "Spearman over cells with a percentile interval over the comparison's cluster bootstrap of cells.",
+    columns={
+        "a": (pl.String, "oracle | a reward model"),
+        "b": (pl.String, "a reward model"),
+        "n_cells": (pl.Int64, "evaluated cells"),
+        "spearman": (pl.Float64, "Spearman rho over cells of a's and b's gains (NaN: one is constant)"),
+        "spearman_lo": (pl.Float64, "lower end of the cluster-bootstrap CI of spearman"),
+        "spearman_hi": (pl.Float64, "upper end of the cluster-bootstrap CI of spearman"),
+        "n_boot": (pl.Int64, "bootstrap resamples"),
+        "ci_level": (pl.Float64, "level of the interval"),
+        "ci_kind": (pl.String, "what the bootstrap resamples: clusters(<factors>) or cells"),
     },
 )
 
@@ -819,6 +948,8 @@ ALL: dict[str, TableSchema] = {
         FIT_COMPARISON,
         FIT_HELDOUT,
         FIT_STRATEGY,
+        FIT_RM_SUMMARY,
+        FIT_RM_AGREEMENT,
         FIT_CURVE,
         FIT_CURVE_COVERAGE,
         FIT_SCREEN,
@@ -841,8 +972,27 @@ def markdown() -> str:
     out = [
         "# Artifacts",
         "",
-        "Every stage writes one Parquet file per cell (or one per task split / one for the fit). ",
+        "Every stage writes one Parquet file per cell (per cell and split, per cell and reward model, per "
+        "task split, or one for the fit). ",
         "Generated from `workflow/bongain/schemas.py` by `bongain schemas --markdown`; do not edit by hand.",
+        "",
+        "## One joined per-sample view",
+        "",
+        "The per-sample tables of a cell's split share the keys (prompt_id, sample_idx): samples, grades and "
+        "one scores file per reward model. `bongain view <model>/<method>/<task> [split]` prints them joined "
+        "(one row per sample; `--out file.parquet` writes it; `bongain.report.view.joined_view`); in polars:",
+        "",
+        "```python",
+        "import polars as pl",
+        "",
+        'd, keys = "results/cells/smollm2-135m/base/add2d1d/test", ["prompt_id", "sample_idx"]',
+        'view = pl.read_parquet(f"{d}/samples.parquet").join(',
+        '    pl.read_parquet(f"{d}/grades.parquet").select(*keys, "answer", "correct"), on=keys',
+        ")",
+        'for rm in ("verifier",):  # every reward model: results/cells/<cell>/<split>/scores/<rm>.parquet',
+        '    scores = pl.read_parquet(f"{d}/scores/{rm}.parquet")',
+        '    view = view.join(scores.select(*keys, pl.col("reward").alias(f"reward_{rm}")), on=keys)',
+        "```",
         "",
     ]
     for s in ALL.values():

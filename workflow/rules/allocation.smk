@@ -1,12 +1,12 @@
 # Compute-optimal allocation of samples across the evaluated cells from the predicted gain curves,
-# evaluated on the test split against uniform N (docs/statistics.md).
+# evaluated on the test split against uniform N (docs/statistics.md), with the PRIMARY_RM's rewards.
 
 
 rule allocation:
     input:
         curve=f"{RESULTS}/fit/curve.parquet",
         grades=cell_files("test/grades.parquet"),
-        scores=cell_files("test/scores.parquet"),
+        scores=cell_files(f"test/scores/{PRIMARY_RM}.parquet"),
     output:
         allocation=f"{RESULTS}/fit/allocation.parquet",
         summary=f"{RESULTS}/fit/allocation_summary.parquet",

@@ -4,7 +4,9 @@ from bongain import config as bconf
 from bongain.constants import SAMPLED_SPLITS, SPLITS
 
 # Fails before any job runs, naming the bad key; fills in every default (from the config schema) so that
-# the rules below read a complete config.
+# the rules below read a complete config. Snakemake's YAML reading keeps the last of two equal keys (two
+# reward models with one name): the config files are read once more to refuse that.
+bconf.check_config_files(workflow.configfiles)
 bconf.validate_config(config)
 
 from bongain import hub as bhub
@@ -23,11 +25,14 @@ bhub.use_cache(config["hub"]["cache"])
 CELL = "{model}/{method}/{task}"
 SPLIT = f"{CELL}/{{split}}"
 CELL_DIR = f"{RESULTS}/cells/{CELL}"
-# The splits every evaluated cell samples: validation and test, plus verifier_train when the scorer is
+# The reward models (name -> scorer block); every evaluated cell is scored by each. PRIMARY_RM is the one
+# the single-target fit stages use (fit.reward_model, else the first).
+REWARD_MODELS = config["reward_models"]
+PRIMARY_RM = bconf.primary_reward_model(config)
+TRAINED_RMS = [name for name, rm in REWARD_MODELS.items() if bscoring.is_trained(rm)]
+# The splits every evaluated cell samples: validation and test, plus verifier_train when some scorer is
 # trained per cell on it.
-CELL_SPLITS = (
-    SPLITS if bscoring.is_trained(config["reward_model"]) else ("validation", "test")
-)
+CELL_SPLITS = SPLITS if TRAINED_RMS else ("validation", "test")
 # Bump a stage's version when its code changes in a way that changes its output:
 # Snakemake reruns the stage (params trigger) without watching imported modules.
 VERSION = {
@@ -35,16 +40,16 @@ VERSION = {
     "tasks": 2,
     "sample": 5,
     "grade": 1,
-    "verifier": 1,
-    "score": 1,
+    "verifier": 2,
+    "score": 2,
     "features": 3,
-    "gains": 4,
+    "gains": 5,
     "scaling": 1,
-    "fit": 5,
+    "fit": 6,
     "stability": 2,
     "concentration": 2,
     "allocation": 1,
-    "report": 9,
+    "report": 10,
     "posttrain": 1,
 }
 
@@ -95,6 +100,7 @@ wildcard_constraints:
     task=_alternatives(config["tasks"]),
     split=_alternatives(SAMPLED_SPLITS),
     recipe=_alternatives(config["posttrain"]["recipes"]),
+    rm=_alternatives(REWARD_MODELS),
 
 
 class CellWildcards(dict):
@@ -163,6 +169,15 @@ def cell_files(name, cells=None):
     ]
 
 
+def rm_files(pattern, rms=None):
+    """``pattern`` (with ``{rm}``) under every evaluated cell, for every reward model (or ``rms``)."""
+    return [
+        f
+        for rm in (REWARD_MODELS if rms is None else rms)
+        for f in cell_files(pattern.format(rm=rm))
+    ]
+
+
 def grade_files():
     """Every grades.parquet the config samples: the CELL_SPLITS of evaluated cells, the validation
     split of screened cells.
@@ -201,7 +216,7 @@ def shard_files(wildcards):
 
 # Hub checkpoints (every `hub` model, and a pretrained reward model on the hub), fetched by the local rule
 # `download` into the hub cache (`hub.cache` -> HF_HOME); other jobs read it with HF_HUB_OFFLINE=1.
-HUB_DOWNLOADS = bhub.hub_downloads(config, bscoring.is_trained(config["reward_model"]))
+HUB_DOWNLOADS = bhub.hub_downloads(config, TRAINED_RMS)
 
 
 wildcard_constraints:
@@ -219,6 +234,6 @@ def model_download(wildcards):
 
 
 def reward_model_download(wildcards):
-    """The reward model's download record, when it comes from the hub."""
-    name = bhub.REWARD_MODEL
+    """The download record of a score job's reward model (``{rm}``), when it comes from the hub."""
+    name = bhub.reward_model_download(wildcards.rm)
     return [download_record(name)] if name in HUB_DOWNLOADS else []

@@ -1,13 +1,15 @@
 # Cross-cell statistics (docs/statistics.md). Train on evaluated cells; screened cells contribute
-# only their validation features and get ranked predictions.
+# only their validation features and get ranked predictions. The comparison, the strategy fit and the
+# reward-model tables read every reward model's gains; the single-target stages the PRIMARY_RM's.
 FIT_CFG = config["fit"]
 FIT_DIR = f"{RESULTS}/fit"
+PRIMARY_GAINS = cell_files(f"gains/{PRIMARY_RM}.parquet")
 
 
 rule fit:
     input:
         features=cell_files("features.parquet"),
-        gains=cell_files("gains.parquet"),
+        gains=rm_files("gains/{rm}.parquet"),
         screen_features=screen_files("features.parquet"),
     output:
         predictions=f"{FIT_DIR}/predictions.parquet",
@@ -16,6 +18,8 @@ rule fit:
         comparison=f"{FIT_DIR}/comparison.parquet",
         heldout=f"{FIT_DIR}/heldout.parquet",
         strategy=f"{FIT_DIR}/strategy_fit.parquet",
+        rm_summary=f"{FIT_DIR}/rm_summary.parquet",
+        rm_agreement=f"{FIT_DIR}/rm_agreement.parquet",
         curve=f"{FIT_DIR}/curve.parquet",
         curve_coverage=f"{FIT_DIR}/curve_coverage.parquet",
         screen=f"{FIT_DIR}/screen.parquet",
@@ -29,6 +33,8 @@ rule fit:
         fit=FIT_CFG,
         sizes=bconf.split_sizes(config),
         families=bconf.model_families(config),
+        rms=list(REWARD_MODELS),
+        primary=PRIMARY_RM,
         version=VERSION["fit"],
     script:
         "../scripts/fit.py"
@@ -37,7 +43,7 @@ rule fit:
 rule stability:
     input:
         features=cell_files("features.parquet"),
-        gains=cell_files("gains.parquet"),
+        gains=PRIMARY_GAINS,
     output:
         stability=f"{FIT_DIR}/stability.parquet",
         path=f"{FIT_DIR}/stability_path.parquet",
@@ -59,7 +65,7 @@ rule stability:
 rule concentration:
     input:
         features=cell_files("features.parquet"),
-        gains=cell_files("gains.parquet"),
+        gains=PRIMARY_GAINS,
         screen_features=screen_files("features.parquet"),
         ols=f"{FIT_DIR}/ols.parquet",
         samples=cell_files("validation/samples.parquet"),

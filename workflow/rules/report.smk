@@ -1,7 +1,7 @@
 rule report:
     input:
         features=cell_files("features.parquet"),
-        gains=cell_files("gains.parquet"),
+        gains=rm_files("gains/{rm}.parquet"),
         scaling=cell_files("scaling.parquet"),
         grades=grade_files(),
         predictions=f"{RESULTS}/fit/predictions.parquet",
@@ -9,6 +9,8 @@ rule report:
         coefficients=f"{RESULTS}/fit/coefficients.parquet",
         comparison=f"{RESULTS}/fit/comparison.parquet",
         strategy=f"{RESULTS}/fit/strategy_fit.parquet",
+        rm_summary=f"{RESULTS}/fit/rm_summary.parquet",
+        rm_agreement=f"{RESULTS}/fit/rm_agreement.parquet",
         curve=f"{RESULTS}/fit/curve.parquet",
         curve_coverage=f"{RESULTS}/fit/curve_coverage.parquet",
         screen=f"{RESULTS}/fit/screen.parquet",
@@ -29,6 +31,7 @@ rule report:
         stability_fig=f"{RESULTS}/report/stability.png",
         concentration_fig=f"{RESULTS}/report/concentration.png",
         gain_curve_fig=f"{RESULTS}/report/gain_curves.png",
+        headroom_fig=f"{RESULTS}/report/headroom.png",
     log:
         log_path("report"),
     benchmark:
@@ -40,6 +43,8 @@ rule report:
         summary=bconf.report_summary(config),
         targets=config["fit"]["concentration"]["targets"],
         recipes=bpt_recipes.method_recipe_chains(config),
+        rms=list(REWARD_MODELS),
+        primary=PRIMARY_RM,
         version=VERSION["report"],
     script:
         "../scripts/report.py"

@@ -1,7 +1,8 @@
-# The scorer: the `reward_model` block names it (bongain.scoring.registry). A per-cell trained scorer
-# (offline_logistic) is trained by train_verifier on verifier_train; pretrained reward models read the
-# question texts from the tasks table instead.
-REWARD_MODEL = config["reward_model"]
+# The scorers: `reward_models` maps a name to a scorer block (bongain.scoring.registry); every evaluated
+# cell is scored by each, one job and one file per (cell, split, reward model), so adding, changing or
+# rerunning one reward model leaves the others' files alone. A per-cell trained scorer (offline_logistic)
+# is trained per (cell, reward model) by train_verifier on verifier_train; pretrained reward models read
+# the question texts from the tasks table instead.
 
 
 rule train_verifier:
@@ -9,15 +10,17 @@ rule train_verifier:
         samples=f"{CELL_DIR}/verifier_train/samples.parquet",
         grades=f"{CELL_DIR}/verifier_train/grades.parquet",
     output:
-        f"{CELL_DIR}/verifier.parquet",
+        f"{CELL_DIR}/verifier/{{rm}}.parquet",
     log:
-        log_path("train_verifier", CELL),
+        log_path("train_verifier", f"{CELL}/{{rm}}"),
     benchmark:
-        benchmark_path("train_verifier", CELL)
+        benchmark_path("train_verifier", f"{CELL}/{{rm}}")
+    wildcard_constraints:
+        rm=_alternatives(TRAINED_RMS),
     conda:
         "../../envs/analysis.yaml"
     params:
-        reward_model=REWARD_MODEL,
+        reward_model=lambda wildcards: REWARD_MODELS[wildcards.rm],
         version=VERSION["verifier"],
     script:
         "../scripts/train_verifier.py"
@@ -25,20 +28,22 @@ rule train_verifier:
 
 rule score:
     input:
-        unpack(bscoring.score_inputs(REWARD_MODEL, RESULTS)),
+        unpack(bscoring.score_inputs(REWARD_MODELS, RESULTS)),
         rm_download=reward_model_download,
     output:
-        f"{CELL_DIR}/{{split}}/scores.parquet",
+        f"{CELL_DIR}/{{split}}/scores/{{rm}}.parquet",
     log:
-        log_path("score", SPLIT),
+        log_path("score", f"{SPLIT}/{{rm}}"),
     benchmark:
-        benchmark_path("score", SPLIT)
+        benchmark_path("score", f"{SPLIT}/{{rm}}")
     conda:
         "../../envs/sampling.yaml"
     resources:
-        **job_placement(lambda wildcards: bscoring.score_gpus(REWARD_MODEL)),
+        **job_placement(
+            lambda wildcards: bscoring.score_gpus(REWARD_MODELS[wildcards.rm])
+        ),
     params:
-        reward_model=REWARD_MODEL,
+        reward_model=lambda wildcards: REWARD_MODELS[wildcards.rm],
         version=VERSION["score"],
     script:
         "../scripts/score.py"

@@ -1,4 +1,4 @@
-"""Snakemake adapter: a reward per sample from the scorer that ``reward_model`` names."""
+"""Snakemake adapter: a reward per sample from one reward model (``reward_models.<rm>``)."""
 
 
 def main() -> None:
@@ -13,13 +13,15 @@ def main() -> None:
     log = setup_logging(sm, "score")
     inputs = dict(sm.input.items())
     samples = read_parquet(sm.input.samples, "samples")
-    log.info("scoring %d samples with %s", samples.height, sm.params.reward_model["kind"])
+    rm, kind = sm.wildcards.rm, sm.params.reward_model["kind"]
+    log.info("scoring %d samples with %s (%s)", samples.height, rm, kind)
     scores = score_split(
         sm.params.reward_model,
         samples,
         read_parquet(sm.input.grades, "grades"),
         verifier_table=read_parquet(inputs["verifier"], "verifier") if "verifier" in inputs else None,
         tasks=read_parquet(inputs["tasks"], "tasks") if "tasks" in inputs else None,
+        rm=rm,
     )
     write_parquet_atomic(scores, sm.output[0], "scores")
     log.info("scored %d samples (%s)", scores.height, scores["verifier"][0] if scores.height else "-")

@@ -1,4 +1,4 @@
-"""Snakemake adapter: train the offline verifier on the cell's verifier_train split."""
+"""Snakemake adapter: train one reward model's offline verifier on the cell's verifier_train split."""
 
 import polars as pl
 
@@ -15,10 +15,13 @@ v = train_offline_verifier(
     signals=tuple(cfg["signals"]),
     C=cfg["C"],
 )
-table = v.to_table().with_columns(model=pl.lit(w.model), method=pl.lit(w.method), task=pl.lit(w.task))
+table = v.to_table().with_columns(
+    model=pl.lit(w.model), method=pl.lit(w.method), task=pl.lit(w.task), rm=pl.lit(w.rm)
+)
 write_parquet_atomic(table, sm.output[0], "verifier")
 log.info(
-    "verifier trained on %d samples (%.3f correct): %s",
+    "verifier %s trained on %d samples (%.3f correct): %s",
+    w.rm,
     v.n_train,
     v.train_positive_rate,
     dict(zip(v.signals, v.coef.round(3).tolist(), strict=True)),

@@ -1,12 +1,19 @@
-"""The real best-of-k curve of one cell (the GAINS table), from its grades, verifier scores and (for
-self-certainty best-of-k) its samples."""
+"""The real best-of-k curve of one cell under one reward model (the GAINS table), from its grades, the
+reward model's scores and (for self-certainty best-of-k) its samples; with the cell's oracle gap and the
+reward model's efficiency and within-prompt AUC (:mod:`bongain.cellstats.efficiency`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 
-from bongain.cellstats.bootstrap import DEFAULT_CI_LEVEL, DEFAULT_N_BOOT, bootstrap_ci
+from bongain.cellstats.bootstrap import DEFAULT_CI_LEVEL, DEFAULT_N_BOOT, bootstrap_replicates, percentile_ci
+from bongain.cellstats.efficiency import (
+    efficiency,
+    oracle_gap_prompt_values,
+    ratio_interval,
+    within_prompt_auc,
+)
 from bongain.cellstats.features import answer_codes, join_per_sample, prompt_matrix
 from bongain.cellstats.passk import bon_prompt_values, pass_prompt_values
 from bongain.cellstats.selection import (
@@ -26,8 +33,14 @@ from bongain.cellstats.votes import (
 
 #: the curves that get a bootstrap interval, in column order
 CURVES = ("pass_at_k", "bon_at_k", "maj_at_k", "wmaj_at_k", "bom_at_k", "mob_at_k", "selfcert_at_k")
-#: strategy -> its curve; ``gain_<strategy>`` = that curve at k = N minus pass@1 (bon: the column ``gain``)
+#: The targets whose gain does not depend on the reward model (the same in every reward model's file).
+RM_FREE_TARGETS = ("oracle", "maj", "selfcert")
+#: Default of ``statistics.efficiency_gap_floor``: efficiency is null below this oracle gap.
+DEFAULT_GAP_FLOOR = 0.05
+#: strategy -> its curve; ``gain_<strategy>`` = that curve at k = N minus pass@1 (bon: the column ``gain``;
+#: oracle: pass@N - pass@1, what a perfect verifier would gain)
 TARGETS = {
+    "oracle": "pass_at_k",
     "bon": "bon_at_k",
     "maj": "maj_at_k",
     "wmaj": "wmaj_at_k",
@@ -54,7 +67,18 @@ GAINS_COLUMNS = (
     *(f"{c}_{end}" for c in CURVES for end in ("lo", "hi")),
     "gain_lo",
     "gain_hi",
-    *(f"gain_{t}{end}" for t in TARGETS if t != "bon" for end in ("", "_lo", "_hi")),
+    *(f"gain_{t}{end}" for t in TARGETS if t not in ("bon", "oracle") for end in ("", "_lo", "_hi")),
+    "gain_oracle",
+    "gain_oracle_lo",
+    "gain_oracle_hi",
+    "efficiency",
+    "efficiency_lo",
+    "efficiency_hi",
+    "gap_floor",
+    "auc",
+    "auc_lo",
+    "auc_hi",
+    "auc_prompts",
     "n_boot",
     "ci_level",
 )
@@ -71,6 +95,7 @@ def compute_gains(
     temperature: float = 1.0,
     bom_threshold: float = DEFAULT_BOM_THRESHOLD,
     mob_subsample_fraction: float = DEFAULT_MOB_FRACTION,
+    efficiency_gap_floor: float = DEFAULT_GAP_FLOOR,
     n_boot: int = DEFAULT_N_BOOT,
     ci_level: float = DEFAULT_CI_LEVEL,
     samples: pl.DataFrame | None = None,
@@ -81,6 +106,12 @@ def compute_gains(
     percentile bootstrap intervals (over prompts) of all of them. The caller adds model/method/task.
     ``gain_<strategy>`` (maj, wmaj, bom, mob, selfcert) is ``<strategy>_at_k(N) - pass_at_k(1)`` with its
     own interval (of the per-prompt difference, on the same resamples), the target ``fit.target`` picks.
+
+    ``gain_oracle`` = pass@N - pass@1 (what a perfect verifier would gain; independent of the rewards),
+    ``efficiency`` = gain / gain_oracle (null when gain_oracle < ``efficiency_gap_floor``) and ``auc``, the
+    mean within-prompt AUC of the rewards over the prompts with both correct and incorrect samples
+    (``auc_prompts`` of them; null when none), each with its interval on the same resamples
+    (:mod:`bongain.cellstats.efficiency`).
 
     ``selfcert_at_k`` (Kang et al. 2025) is best-of-k with the sample's ``self_certainty`` (SAMPLES
     column) as the score: the exact best-of-k kernel of ``bon_at_k``, ties (exact float equality) broken
@@ -128,15 +159,42 @@ def compute_gains(
         per_prompt["selfcert_at_k"] = bon_prompt_values(certainty, correct)
     curves = [c for c in CURVES if c in per_prompt]  # every curve but selfcert_at_k when it is missing
     gain = per_prompt["bon_at_k"][:, -1] - per_prompt["pass_at_k"][:, 0]
-    others = [t for t in TARGETS if t != "bon" and TARGETS[t] in per_prompt]
+    others = [t for t in TARGETS if t not in ("bon", "oracle") and TARGETS[t] in per_prompt]
     other_gains = [per_prompt[TARGETS[t]][:, -1] - per_prompt["pass_at_k"][:, 0] for t in others]
+    gap = oracle_gap_prompt_values(correct)
+    auc_i, eligible = within_prompt_auc(rewards, correct)
+    both = eligible.astype(np.float64)
     p = correct.shape[0]
     # the draws depend on P only, so the columns after `gain` leave the earlier intervals unchanged
-    lo, hi = bootstrap_ci(
-        np.column_stack([*(per_prompt[c] for c in curves), gain, *other_gains]), boot_rng, n_boot, ci_level
+    reps = bootstrap_replicates(
+        np.column_stack(
+            [
+                *(per_prompt[c] for c in curves),
+                gain,
+                *other_gains,
+                gap,
+                np.where(eligible, auc_i, 0.0),
+                both,
+            ]
+        ),
+        boot_rng,
+        n_boot,
     )
-    tail_lo, tail_hi = lo[len(curves) * n + 1 :], hi[len(curves) * n + 1 :]
-    lo, hi = lo[: len(curves) * n + 1], hi[: len(curves) * n + 1]
+    head = len(curves) * n + 1
+    lo, hi = percentile_ci(reps[:, : head + len(others) + 1], ci_level)
+    gap_lo, gap_hi = lo[-1], hi[-1]
+    tail_lo, tail_hi = lo[head:-1], hi[head:-1]
+    lo, hi = lo[:head], hi[:head]
+    gain_oracle = float(gap.mean())
+    eff = efficiency(float(gain.mean()), gain_oracle, efficiency_gap_floor)
+    g_col = len(curves) * n
+    eff_lo, eff_hi = (
+        ratio_interval(reps[:, g_col], reps[:, -3], ci_level) if np.isfinite(eff) else (np.nan, np.nan)
+    )
+    auc, auc_lo, auc_hi = float("nan"), float("nan"), float("nan")
+    if eligible.any():
+        auc = float(auc_i[eligible].mean())
+        auc_lo, auc_hi = ratio_interval(reps[:, -2], reps[:, -1], ci_level)
     curve = {c: v.mean(axis=0) for c, v in per_prompt.items()}
     missing = np.full(n, np.nan)
     out = {
@@ -162,15 +220,25 @@ def compute_gains(
         out[f"{c}_lo"], out[f"{c}_hi"] = lo[i * n : (i + 1) * n], hi[i * n : (i + 1) * n]
     out["gain_lo"], out["gain_hi"] = np.full(n, lo[-1]), np.full(n, hi[-1])
     for t in TARGETS:
-        if t != "bon":
+        if t not in ("bon", "oracle"):
             out[f"gain_{t}"] = out[f"gain_{t}_lo"] = out[f"gain_{t}_hi"] = missing
     for i, t in enumerate(others):
         out[f"gain_{t}"] = np.full(n, curve[TARGETS[t]][-1] - curve["pass_at_k"][0])
         out[f"gain_{t}_lo"], out[f"gain_{t}_hi"] = np.full(n, tail_lo[i]), np.full(n, tail_hi[i])
+    out["gain_oracle"] = np.full(n, gain_oracle)
+    out["gain_oracle_lo"], out["gain_oracle_hi"] = np.full(n, gap_lo), np.full(n, gap_hi)
+    out["efficiency"] = np.full(n, eff)
+    out["efficiency_lo"], out["efficiency_hi"] = np.full(n, eff_lo), np.full(n, eff_hi)
+    out["gap_floor"] = np.full(n, float(efficiency_gap_floor))
+    out["auc"] = np.full(n, auc)
+    out["auc_lo"], out["auc_hi"] = np.full(n, auc_lo), np.full(n, auc_hi)
+    out["auc_prompts"] = np.full(n, int(eligible.sum()), dtype=np.int64)
     out["n_boot"] = np.full(n, n_boot, dtype=np.int64)
     out["ci_level"] = np.full(n, float(ci_level))
     assert tuple(out) == GAINS_COLUMNS
-    return pl.DataFrame(out).with_columns(pl.col("^(selfcert_at_k|gain_selfcert).*$").fill_nan(None))
+    return pl.DataFrame(out).with_columns(
+        pl.col(r"^(selfcert_at_k|gain_selfcert|efficiency|auc)(_lo|_hi)?$").fill_nan(None)
+    )
 
 
 def selfcert_scores(grades: pl.DataFrame, samples: pl.DataFrame | None) -> np.ndarray | None:

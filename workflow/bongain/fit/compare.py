@@ -1,9 +1,11 @@
 """Grouped evaluation schemes, the comparison of predictor sets, and bootstrap CIs of the metrics.
 
-Beyond LOCO, :func:`compare_predictors` evaluates every predictor set (baseline, fit.features, all,
-strict core, core + entropy) under grouped schemes (leave-one-cell/task/method/model/family-out) with
-nested CV and percentile-bootstrap CIs of the metrics; see docs/statistics.md. Each predictor is the ridge of
-:mod:`bongain.fit.ridge` on the cell table of :mod:`bongain.fit.table`.
+Beyond LOCO, :func:`compare_predictors` evaluates every predictor set (baseline, fit.features, the
+trivial validation gap, all, strict core, core + entropy) under grouped schemes
+(leave-one-cell/task/method/model/family-out) with nested CV and percentile-bootstrap CIs of the metrics,
+for every target (the oracle gap and each reward model's gain, :func:`bongain.fit.table.comparison_targets`);
+see docs/statistics.md. Each predictor is the ridge of :mod:`bongain.fit.ridge` on the cell table of
+:mod:`bongain.fit.table`.
 
 Cells are processed in (model, method, task) order; the only randomness (bootstrap CIs of the metrics)
 comes from a seeded generator.
@@ -29,7 +31,16 @@ from bongain.fit.null import (
     perm_pvalue,
 )
 from bongain.fit.ridge import DEFAULT_ALPHAS, fit_ridge, fold_smoother, nested_predict_batch, rank_metrics
-from bongain.fit.table import BASELINE_COLUMNS, FEATURE_COLUMNS, cell_table, design_matrix
+from bongain.fit.table import (
+    BASELINE_COLUMNS,
+    FEATURE_COLUMNS,
+    TRIVIAL_COLUMNS,
+    Target,
+    design_matrix,
+    gains_by_rm,
+    make_target,
+    target_table,
+)
 from bongain.io import conform
 from bongain.schemas import FIT_COMPARISON
 
@@ -59,12 +70,14 @@ DEFAULT_N_PERM = 999
 def predictor_sets(configured: Sequence[str] | None = None) -> dict[str, list[str]]:
     """Predictor name -> its feature columns, in report order.
 
-    ``ridge`` is the configured feature list (``fit.features``; all features when unset), ``all`` every
-    feature column, ``core`` the strict core, ``core_entropy`` the core plus ``entropy_mean``.
+    ``ridge`` is the configured feature list (``fit.features``; all features when unset), ``gap`` the
+    trivial baseline (the validation split's oracle gap, coverage - pass1), ``all`` every feature column,
+    ``core`` the strict core, ``core_entropy`` the core plus ``entropy_mean``.
     """
     return {
         "baseline": list(BASELINE_COLUMNS),
         "ridge": list(FEATURE_COLUMNS if configured is None else configured),
+        "gap": list(TRIVIAL_COLUMNS),
         "all": list(FEATURE_COLUMNS),
         "core": list(STRICT_CORE),
         "core_entropy": list(CORE_ENTROPY),
@@ -269,6 +282,8 @@ HEADLINE_ORDER: tuple[str, ...] = (
 )
 MIN_HEADLINE_GROUPS = 3
 HEADLINE_PREDICTOR = "ridge"
+#: The trivial predictor every row is compared with (``delta_trivial``).
+TRIVIAL_PREDICTOR = "gap"
 
 
 def headline_scheme(n_groups: dict[str, int]) -> str:
@@ -322,48 +337,84 @@ def heldout_permutation_test(
     Every permutation reruns the whole procedure (standardisation, inner LOO choice of the penalty,
     outer prediction) on ``y[perm]``, through the closed-form smoothers of :func:`fold_smoother`.
     """
+    return heldout_permutation_tests(X, np.asarray(y)[None], folds, perm_index, alphas)[0]
+
+
+def heldout_permutation_tests(
+    X: np.ndarray,
+    Y: np.ndarray,
+    folds: Sequence[tuple[str, np.ndarray]],
+    perm_index: np.ndarray,
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+) -> list[HeldoutTest]:
+    """:func:`heldout_permutation_test` for every row of ``Y`` (one target vector per row), building the
+    fold smoothers of ``X`` once; each target gets the same permutations."""
     alphas = np.asarray(alphas, dtype=np.float64)
-    n = y.shape[0]
+    n = Y.shape[1]
     smoothers = [fold_smoother(X, np.setdiff1d(np.arange(n), rows), rows, alphas) for _, rows in folds]
-    pred_b, pick_b = nested_predict_batch(smoothers, y[None])
-    pred = pred_b[0]
-    alpha = np.where(pick_b[0] >= 0, alphas[np.maximum(pick_b[0], 0)], np.nan)
-    rho = rank_metrics(pred, y)[0]
-    Yperm = y[perm_index]
-    null_pred, _ = nested_predict_batch(smoothers, Yperm)
-    null_rho = batch_metrics(null_pred, Yperm)[0]
-    return HeldoutTest(pred, alpha, rho, null_rho, perm_pvalue(null_rho, rho, "greater"))
+    pred_b, pick_b = nested_predict_batch(smoothers, Y)
+    out = []
+    for t, y in enumerate(Y):
+        pred = pred_b[t]
+        alpha = np.where(pick_b[t] >= 0, alphas[np.maximum(pick_b[t], 0)], np.nan)
+        rho = rank_metrics(pred, y)[0]
+        Yperm = y[perm_index]
+        null_pred, _ = nested_predict_batch(smoothers, Yperm)
+        null_rho = batch_metrics(null_pred, Yperm)[0]
+        out.append(HeldoutTest(pred, alpha, rho, null_rho, perm_pvalue(null_rho, rho, "greater")))
+    return out
 
 
 def compare_predictors(
     features: pl.DataFrame,
-    gains: pl.DataFrame,
+    gains: pl.DataFrame | Mapping[str, pl.DataFrame],
     configured: Sequence[str] | None = None,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
     settings: ComparisonSettings = ComparisonSettings(),
     families: Mapping[str, str] | None = None,
     *,
     target: str = "bon",
+    targets: Sequence[Target] | None = None,
+    fit_target: Target | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(fit_comparison, fit_heldout): every predictor set under every applicable evaluation scheme.
+    """(fit_comparison, fit_heldout): every predictor set under every applicable evaluation scheme, for
+    every target.
+
+    ``gains``: one reward model's gains tables, or reward model -> its tables
+    (:func:`bongain.fit.table.gains_by_rm`). ``targets`` (default: ``target``'s gain under the first
+    reward model) are the gains predicted (:func:`bongain.fit.table.comparison_targets`: the oracle gap
+    and every reward model's gain); ``fit_target`` (default the first target) is marked ``fit_target``.
+    The cells, folds, permutations and bootstrap resamples depend on the cells only, so they are shared by
+    every target and row (paired), and each predictor's fold smoothers are built once for all targets.
 
     Each row carries the permutation p-value of its held-out Spearman and the null's 95% quantile
-    (:mod:`bongain.fit.null`; the same permutations for every row), the noise ceiling of the measured
-    gains and grid-respecting bootstrap CIs (:func:`cluster_bootstrap`; one set of resamples shared by
-    every row, so comparisons are paired). A first row (scheme ``raw``) is the Spearman of ``pass1``
-    with the gain itself, without fitting, with a two-sided p-value.
+    (:mod:`bongain.fit.null`), the noise ceiling of its target's measured gains, grid-respecting bootstrap
+    CIs (:func:`cluster_bootstrap`) and ``delta_trivial``: its Spearman minus that of the trivial predictor
+    (the validation gap, ``gap``) under the same scheme and target, with a paired bootstrap CI. Two first
+    rows per target (scheme ``raw``) are the Spearman of ``pass1`` and of the validation gap with the
+    gain itself, without fitting, with a two-sided p-value.
 
     ``families`` (model slug -> family, :func:`bongain.config.model_families`; default: every model its
     own family) defines the leave-one-family-out folds. When they are the leave-one-model-out folds
     (:func:`same_as`), the family rows repeat the model rows' numbers with ``same_as`` naming that
     scheme, and the family scheme cannot be the headline.
     """
-    table = cell_table(features, gains, target, families)
-    y = table["gain"].to_numpy().astype(np.float64)
+    by_rm = (
+        gains_by_rm(gains) if not isinstance(gains, pl.DataFrame) or "rm" in gains.columns else {"": gains}
+    )
+    first_rm = next(iter(by_rm))
+    targets = list(targets or [make_target(target, first_rm)])
+    fit_target = fit_target or targets[0]
+    tables = [target_table(features, by_rm, t, families) for t in targets]
+    table = tables[0]
+    for t, tab in zip(targets, tables, strict=True):
+        if not tab.select(CELL_KEYS).equals(table.select(CELL_KEYS)):
+            raise ValueError(
+                f"compare_predictors: target {t.label}: the cells differ from {targets[0].label}'s"
+            )
+    Y = np.stack([tab["gain"].to_numpy().astype(np.float64) for tab in tables])
     boot = cluster_bootstrap(table, settings.n_boot, settings.seed)
     perms = null_permutations(table, settings.n_perm, settings.seed)
-    Yperm = y[perms.index]
-    ceiling = _ceiling(table, settings.seed)
     aliases = {s: a for s in SCHEMES if (a := same_as(table, s)) is not None}
     n_groups = {s: len(f) for s in SCHEMES if s not in aliases and (f := scheme_folds(table, s)) is not None}
     headline = headline_scheme(n_groups)
@@ -374,96 +425,130 @@ def compare_predictors(
         "ci_kind": boot.kind,
         "n_perm": int(perms.index.shape[0]),
         "null_kind": perms.kind + (" (exact)" if perms.exact else ""),
-        "noise_ceiling": ceiling.spearman,
-        "noise_ceiling_kendall": ceiling.kendall,
-        "mae_floor": ceiling.mae_floor,
     }
-    comp_rows: list[dict[str, object]] = []
-    pass1 = design_matrix(table, BASELINE_COLUMNS)[:, 0]
-    rho, tau, _ = rank_metrics(pass1, y)
-    ci = bootstrap_metric_cis(pass1, y, boot.resamples, settings.ci_level)
-    null_raw = batch_metrics(np.broadcast_to(pass1, Yperm.shape), Yperm)[0]
-    comp_rows.append(
-        {
-            **common,
-            "scheme": "raw",
-            "predictor": "baseline",
-            "features": ",".join(BASELINE_COLUMNS),
-            "n_folds": 0,
-            "spearman": rho,
-            "spearman_lo": ci["spearman"][0],
-            "spearman_hi": ci["spearman"][1],
-            "kendall": tau,
-            "kendall_lo": ci["kendall"][0],
-            "kendall_hi": ci["kendall"][1],
-            "mae": float("nan"),
-            "mae_lo": float("nan"),
-            "mae_hi": float("nan"),
-            "alpha_median": float("nan"),
-            "perm_p": perm_pvalue(null_raw, rho, "two-sided"),
-            "null_q95": null_quantile(np.abs(null_raw)),
-            "alternative": "two-sided",
-            "headline": False,
-            "same_as": None,
-        }
-    )
-    held: list[pl.DataFrame] = []
-    tests: dict[tuple[str, str], HeldoutTest] = {}
+    sets = predictor_sets(configured)
+    # every (scheme, predictor): one HeldoutTest per target, the fold smoothers built once
+    folds_of: dict[str, list[tuple[str, np.ndarray]]] = {}
+    tests: dict[tuple[str, str], list[HeldoutTest]] = {}
     for scheme in SCHEMES:
         folds = scheme_folds(table, scheme)
         if folds is None:
             continue
-        fold_of = np.empty(table.height, dtype=object)
-        for label, rows in folds:
-            fold_of[rows] = label
-        for name, cols in predictor_sets(configured).items():
+        folds_of[scheme] = folds
+        for name, cols in sets.items():
             alias = aliases.get(scheme)
-            if alias is not None:  # the same partition of the cells: the same predictions, not refitted
-                test = tests[(alias, name)]
-            else:
-                test = heldout_permutation_test(design_matrix(table, cols), y, folds, perms.index, alphas)
-            tests[(scheme, name)] = test
-            pred, alpha, null_rho = test.pred, test.alpha, test.null_spearman
-            rho, tau, mae = rank_metrics(pred, y)
-            ci = bootstrap_metric_cis(pred, y, boot.resamples, settings.ci_level)
-            fin = alpha[np.isfinite(alpha)]
+            tests[(scheme, name)] = (
+                tests[(alias, name)]  # the same partition of the cells: the same predictions, not refitted
+                if alias is not None
+                else heldout_permutation_tests(design_matrix(table, cols), Y, folds, perms.index, alphas)
+            )
+    comp_rows: list[dict[str, object]] = []
+    held: list[pl.DataFrame] = []
+    for ti, (tgt, tab) in enumerate(zip(targets, tables, strict=True)):
+        y = Y[ti]
+        Yperm = y[perms.index]
+        ceiling = _ceiling(tab, settings.seed)
+        head = {
+            **common,
+            "target": tgt.strategy,
+            "rm": tgt.rm,
+            "fit_target": tgt == fit_target,
+            "noise_ceiling": ceiling.spearman,
+            "noise_ceiling_kendall": ceiling.kendall,
+            "mae_floor": ceiling.mae_floor,
+        }
+        for name in ("baseline", TRIVIAL_PREDICTOR):
+            x = design_matrix(tab, sets[name])[:, 0]
+            rho, tau, _ = rank_metrics(x, y)
+            ci = bootstrap_metric_cis(x, y, boot.resamples, settings.ci_level)
+            null_raw = batch_metrics(np.broadcast_to(x, Yperm.shape), Yperm)[0]
             comp_rows.append(
                 {
-                    **common,
-                    "scheme": scheme,
+                    **head,
+                    "scheme": "raw",
                     "predictor": name,
-                    "features": ",".join(cols),
-                    "n_folds": len(folds),
-                    "spearman": rho,
-                    "spearman_lo": ci["spearman"][0],
-                    "spearman_hi": ci["spearman"][1],
-                    "kendall": tau,
-                    "kendall_lo": ci["kendall"][0],
-                    "kendall_hi": ci["kendall"][1],
-                    "mae": mae,
-                    "mae_lo": ci["mae"][0],
-                    "mae_hi": ci["mae"][1],
-                    "alpha_median": float(np.median(fin)) if fin.size else float("nan"),
-                    "perm_p": perm_pvalue(null_rho, rho, "greater"),
-                    "null_q95": null_quantile(null_rho),
-                    "alternative": "greater",
-                    "headline": scheme == headline and name == HEADLINE_PREDICTOR,
-                    "same_as": alias,
+                    "features": ",".join(sets[name]),
+                    "n_folds": 0,
+                    **_metric_columns(rho, tau, float("nan"), ci),
+                    "alpha_median": float("nan"),
+                    "perm_p": perm_pvalue(null_raw, rho, "two-sided"),
+                    "null_q95": null_quantile(np.abs(null_raw)),
+                    "alternative": "two-sided",
+                    "delta_trivial": None,
+                    "delta_trivial_lo": None,
+                    "delta_trivial_hi": None,
+                    "headline": False,
+                    "same_as": None,
                 }
             )
-            held.append(
-                table.select(CELL_KEYS).with_columns(
-                    pl.lit(scheme).alias("scheme"),
-                    pl.lit(name).alias("predictor"),
-                    pl.Series("fold", fold_of.tolist(), dtype=pl.String),
-                    pl.Series("gain", y),
-                    pl.Series("pred", pred),
-                    pl.Series("alpha", alpha),
+        for scheme, folds in folds_of.items():
+            fold_of = np.empty(table.height, dtype=object)
+            for label, rows in folds:
+                fold_of[rows] = label
+            trivial = tests[(scheme, TRIVIAL_PREDICTOR)][ti].pred
+            trivial_rho = resampled_metrics(trivial, y, boot.resamples)[0]
+            for name, cols in sets.items():
+                test = tests[(scheme, name)][ti]
+                pred, alpha, null_rho = test.pred, test.alpha, test.null_spearman
+                rho, tau, mae = rank_metrics(pred, y)
+                ci = bootstrap_metric_cis(pred, y, boot.resamples, settings.ci_level)
+                fin = alpha[np.isfinite(alpha)]
+                delta: tuple[object, object, object] = (None, None, None)
+                if name != TRIVIAL_PREDICTOR:
+                    d = resampled_metrics(pred, y, boot.resamples)[0] - trivial_rho
+                    delta = (rho - rank_metrics(trivial, y)[0], *percentile_ci(d, settings.ci_level))
+                comp_rows.append(
+                    {
+                        **head,
+                        "scheme": scheme,
+                        "predictor": name,
+                        "features": ",".join(cols),
+                        "n_folds": len(folds),
+                        **_metric_columns(rho, tau, mae, ci),
+                        "alpha_median": float(np.median(fin)) if fin.size else float("nan"),
+                        "perm_p": perm_pvalue(null_rho, rho, "greater"),
+                        "null_q95": null_quantile(null_rho),
+                        "alternative": "greater",
+                        "delta_trivial": delta[0],
+                        "delta_trivial_lo": delta[1],
+                        "delta_trivial_hi": delta[2],
+                        "headline": scheme == headline and name == HEADLINE_PREDICTOR,
+                        "same_as": aliases.get(scheme),
+                    }
                 )
-            )
+                held.append(
+                    table.select(CELL_KEYS).with_columns(
+                        pl.lit(tgt.strategy).alias("target"),
+                        pl.lit(tgt.rm, dtype=pl.String).alias("rm"),
+                        pl.lit(scheme).alias("scheme"),
+                        pl.lit(name).alias("predictor"),
+                        pl.Series("fold", fold_of.tolist(), dtype=pl.String),
+                        pl.Series("gain", y),
+                        pl.Series("pred", pred),
+                        pl.Series("alpha", alpha),
+                    )
+                )
     comparison = conform(pl.DataFrame(comp_rows, schema=_comparison_schema()), "fit_comparison")
     heldout = conform(pl.concat(held), "fit_heldout")
     return comparison, heldout
+
+
+def _metric_columns(
+    rho: float, tau: float, mae: float, ci: Mapping[str, tuple[float, float]]
+) -> dict[str, float]:
+    """The metric columns of a comparison row (MAE's CI NaN when the MAE is)."""
+    mae_ci = ci["mae"] if np.isfinite(mae) else (float("nan"), float("nan"))
+    return {
+        "spearman": rho,
+        "spearman_lo": ci["spearman"][0],
+        "spearman_hi": ci["spearman"][1],
+        "kendall": tau,
+        "kendall_lo": ci["kendall"][0],
+        "kendall_hi": ci["kendall"][1],
+        "mae": mae,
+        "mae_lo": mae_ci[0],
+        "mae_hi": mae_ci[1],
+    }
 
 
 def _comparison_schema() -> dict[str, pl.DataType | type[pl.DataType]]:

@@ -1,7 +1,8 @@
 """Which selection strategy's gain the configured predictor ranks best.
 
-For every strategy of :data:`bongain.fit.table.TARGETS` (best-of-N, majority, weighted majority,
-Best-of-Majority, Majority-of-Bests, self-certainty) whose gain exists for every cell,
+For the oracle gap and every strategy of :data:`bongain.fit.table.TARGETS` (best-of-N, majority, weighted
+majority, Best-of-Majority, Majority-of-Bests, self-certainty), a strategy that uses the rewards once per
+reward model (:func:`bongain.fit.table.strategy_targets`), whose gain exists for every cell,
 :func:`strategy_fit` evaluates the configured ridge (``fit.features``) under the headline held-out scheme
 of :func:`bongain.fit.compare.compare_predictors` with that strategy's gain as the target: the held-out
 Spearman (nested CV, closed form), its permutation p-value and null 95% quantile (the same permutations
@@ -32,7 +33,16 @@ from bongain.fit.compare import (
 )
 from bongain.fit.null import null_permutations, null_quantile, perm_pvalue
 from bongain.fit.ridge import DEFAULT_ALPHAS, fold_smoother, nested_predict_batch, rank_metrics
-from bongain.fit.table import FEATURE_COLUMNS, TARGETS, cell_table, design_matrix, target_columns
+from bongain.fit.table import (
+    FEATURE_COLUMNS,
+    Target,
+    design_matrix,
+    gains_by_rm,
+    make_target,
+    strategy_targets,
+    target_columns,
+    target_table,
+)
 from bongain.io import conform
 from bongain.schemas import FIT_STRATEGY
 
@@ -60,29 +70,39 @@ def skip_reason(gains: pl.DataFrame, target: str) -> str | None:
 
 def strategy_fit(
     features: pl.DataFrame,
-    gains: pl.DataFrame,
+    gains: pl.DataFrame | Mapping[str, pl.DataFrame],
     configured: Sequence[str] | None = None,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
     settings: ComparisonSettings | None = None,
     families: Mapping[str, str] | None = None,
     *,
     target: str = "bon",
+    fit_target: Target | None = None,
 ) -> pl.DataFrame:
-    """The ``fit_strategy`` table: one row per strategy of TARGETS, in that order.
+    """The ``fit_strategy`` table: one row per target of :func:`bongain.fit.table.strategy_targets`
+    (the oracle gap, then every strategy, per reward model where it uses the rewards), in that order.
 
-    ``configured`` are the ridge's features (``fit.features``; all when None); ``target``
-    (``fit.target``) only marks its row (``fit_target``); ``settings`` (n_perm, seed) as for the
-    comparison. A strategy without a gain for every cell gets a row with ``skipped`` set and null
-    metrics. Raises ValueError when no strategy can be fitted.
+    ``gains``: one reward model's gains tables, or reward model -> its tables; ``configured`` are the
+    ridge's features (``fit.features``; all when None); ``fit_target`` (default: ``target``'s gain under
+    the first reward model; ``fit.target`` under ``fit.reward_model``) only marks its row
+    (``fit_target``); ``settings`` (n_perm, seed) as for the comparison. A target without a gain for
+    every cell gets a row with ``skipped`` set and null metrics. Raises ValueError when no target can be
+    fitted.
     """
     settings = settings or ComparisonSettings()
+    by_rm = (
+        gains_by_rm(gains) if not isinstance(gains, pl.DataFrame) or "rm" in gains.columns else {"": gains}
+    )
+    rms = list(by_rm)
+    fit_target = fit_target or make_target(target, rms[0])
     cols = list(FEATURE_COLUMNS if configured is None else configured)
     alphas = np.asarray(alphas, dtype=np.float64)
-    reasons = {t: skip_reason(gains, t) for t in TARGETS}
-    usable = [t for t in TARGETS if reasons[t] is None]
+    targets = strategy_targets(rms)
+    reasons = {t: skip_reason(by_rm[t.rm if t.rm is not None else rms[0]], t.strategy) for t in targets}
+    usable = [t for t in targets if reasons[t] is None]
     if not usable:
         raise ValueError(f"strategy_fit: no strategy has a gain for every cell: {reasons}")
-    tables = {t: cell_table(features, gains, t, families) for t in usable}
+    tables = {t: target_table(features, by_rm, t, families) for t in usable}
     first = tables[usable[0]]
     scheme = headline_of(first)
     folds = scheme_folds(first, scheme)
@@ -100,14 +120,20 @@ def strategy_fit(
         "null_kind": perms.kind + (" (exact)" if perms.exact else ""),
     }
     rows: list[dict[str, object]] = []
-    for t in TARGETS:
-        row: dict[str, object] = {"strategy": t, **common, "fit_target": t == target, "best": False}
+    for t in targets:
+        row: dict[str, object] = {
+            "strategy": t.strategy,
+            "rm": t.rm,
+            **common,
+            "fit_target": t == fit_target,
+            "best": False,
+        }
         if t not in tables:
             rows.append({**row, "n_cells": None, "skipped": reasons[t]})
             continue
         tab = tables[t]
         if not tab.select("model", "method", "task").equals(first.select("model", "method", "task")):
-            raise ValueError(f"strategy_fit: {t}: the cells differ from {usable[0]}'s")
+            raise ValueError(f"strategy_fit: {t.label}: the cells differ from {usable[0].label}'s")
         y = tab["gain"].to_numpy().astype(np.float64)
         pred = nested_predict_batch(smoothers, y[None])[0][0]
         rho = rank_metrics(pred, y)[0]
@@ -128,6 +154,6 @@ def strategy_fit(
     rhos = [r.get("spearman") for r in rows]
     finite = [i for i, v in enumerate(rhos) if v is not None and np.isfinite(v)]
     if finite:
-        top = max(finite, key=lambda i: (rhos[i], -i))  # highest; ties: first in TARGETS order
+        top = max(finite, key=lambda i: (rhos[i], -i))  # highest; ties: first in this table's order
         rows[top]["best"] = True
     return conform(pl.DataFrame(rows, schema=FIT_STRATEGY.polars_schema), "fit_strategy")

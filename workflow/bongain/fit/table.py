@@ -1,22 +1,28 @@
-"""The cell table and design matrix of the cross-cell fit.
+"""The cell table and design matrix of the cross-cell fit, and the fit's targets.
 
 One row of ``features`` (schema ``features``) per cell is the predictor input; the target is the cell's
-``gain`` from ``gains`` (schema ``gains``; the same value in each of the cell's k rows).
-:func:`cell_table` joins the two, one row per cell sorted by (model, method, task) so that every fit
-processes cells in the same order, with each model's base-model ``family`` (the unit of the
-leave-one-family-out scheme); :func:`design_matrix` turns chosen feature columns of it into a float
-matrix; :func:`usable_columns` marks the columns a fit can use (finite everywhere and not constant).
+``gain`` from ``gains`` (schema ``gains``, one reward model's tables; the same value in each of the cell's
+k rows). :func:`cell_table` joins the two, one row per cell sorted by (model, method, task) so that every
+fit processes cells in the same order, with each model's base-model ``family`` (the unit of the
+leave-one-family-out scheme) and the trivial baseline ``validation_gap`` (coverage - pass1 on the
+validation split); :func:`design_matrix` turns chosen feature columns of it into a float matrix;
+:func:`usable_columns` marks the columns a fit can use (finite everywhere and not constant).
+
+A :class:`Target` is a strategy's gain under one reward model (``bon``, ``wmaj``, ``bom``, ``mob``), or a
+gain that no reward model enters (``oracle`` = pass@N - pass@1, ``maj``, ``selfcert``; ``rm`` None).
+:func:`comparison_targets` and :func:`strategy_targets` list the targets of the cross-cell tables.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from bongain.cellstats import features
-from bongain.cellstats.gains import TARGETS
+from bongain.cellstats.gains import RM_FREE_TARGETS, TARGETS
 from bongain.constants import CELL_KEYS
 
 #: Default predictor features: every Float64 column of the ``features`` schema (n_prompts / n_samples
@@ -24,6 +30,8 @@ from bongain.constants import CELL_KEYS
 FEATURE_COLUMNS: list[str] = [c for c in features.FEATURE_COLUMNS if c not in ("n_prompts", "n_samples")]
 
 BASELINE_COLUMNS: list[str] = ["pass1"]
+#: The trivial baseline of every target: the validation split's own oracle gap, coverage - pass1.
+TRIVIAL_COLUMNS: list[str] = ["validation_gap"]
 
 #: A training column whose standard deviation is at most this (relative to max(1, |mean|)) is constant.
 _CONSTANT_RTOL = 1e-12
@@ -41,9 +49,78 @@ def usable_columns(X: np.ndarray) -> np.ndarray:
     return finite & (std > _CONSTANT_RTOL * np.maximum(1.0, np.abs(mean)))
 
 
+@dataclass(frozen=True)
+class Target:
+    """A cross-cell target: the gain of ``strategy`` under reward model ``rm`` (None: no reward model
+    enters it, e.g. the oracle gap)."""
+
+    strategy: str
+    rm: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``oracle``, ``maj``, ... or ``<strategy>:<rm>`` (e.g. ``bon:verifier``)."""
+        return self.strategy if self.rm is None else f"{self.strategy}:{self.rm}"
+
+
+def make_target(strategy: str, rm: str | None) -> Target:
+    """The target of ``strategy`` under ``rm``; a strategy no reward model enters gets ``rm`` None."""
+    target_columns(strategy)  # unknown strategies raise
+    return Target(strategy, None if strategy in RM_FREE_TARGETS else rm)
+
+
+def comparison_targets(fit_target: str, rms: Sequence[str]) -> list[Target]:
+    """The targets of the predictor comparison: the oracle gap, best-of-N's gain under every reward model,
+    and ``fit.target`` (under every reward model when it depends on one) when it is neither."""
+    out = [Target("oracle"), *(Target("bon", rm) for rm in rms)]
+    if fit_target not in ("oracle", "bon"):
+        out += [make_target(fit_target, rm) for rm in (rms if fit_target not in RM_FREE_TARGETS else rms[:1])]
+    return out
+
+
+def strategy_targets(rms: Sequence[str]) -> list[Target]:
+    """Every strategy's gain: the oracle gap first, then TARGETS order, a strategy that depends on the
+    reward model once per reward model (config order)."""
+    out = [Target("oracle")]
+    for t in TARGETS:
+        if t == "oracle":
+            continue
+        out += [Target(t)] if t in RM_FREE_TARGETS else [Target(t, rm) for rm in rms]
+    return out
+
+
+def gains_by_rm(
+    gains: pl.DataFrame | Mapping[str, pl.DataFrame], rms: Sequence[str] | None = None
+) -> dict[str, pl.DataFrame]:
+    """Reward model -> its gains tables: a mapping is returned as it is; a frame is split by its ``rm``
+    column (in ``rms`` order when given, else first appearance)."""
+    if isinstance(gains, Mapping):
+        return dict(gains)
+    names = list(rms) if rms is not None else list(dict.fromkeys(gains["rm"].to_list()))
+    missing = [r for r in names if r not in set(gains["rm"].to_list())]
+    if missing:
+        raise ValueError(f"gains: no tables of reward model(s) {missing}")
+    return {r: gains.filter(pl.col("rm") == r) for r in names}
+
+
+def target_table(
+    features: pl.DataFrame,
+    by_rm: Mapping[str, pl.DataFrame],
+    target: Target,
+    families: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """:func:`cell_table` of one target: its reward model's gains (the first reward model's for a target
+    without one: those columns are the same in every reward model's table)."""
+    rm = target.rm if target.rm is not None else next(iter(by_rm))
+    if rm not in by_rm:
+        raise ValueError(f"target {target.label}: no gains of reward model {rm!r} (have {list(by_rm)})")
+    return cell_table(features, by_rm[rm], target.strategy, families)
+
+
 def target_columns(target: str) -> tuple[str, str, str]:
     """The gains columns (value, lower, upper CI end) of a ``fit.target``: ``bon`` -> ``gain``, others
-    -> ``gain_<target>`` (``<target>_at_k(N) - pass_at_k(1)``). Unknown targets raise naming the key."""
+    -> ``gain_<target>`` (``<target>_at_k(N) - pass_at_k(1)``; ``oracle``: pass@N - pass@1). Unknown
+    targets raise naming the key."""
     if target not in TARGETS:
         raise ValueError(f"fit.target: unknown strategy {target!r}; known: {sorted(TARGETS)}")
     name = "gain" if target == "bon" else f"gain_{target}"
@@ -60,7 +137,10 @@ def cell_table(
 
     ``family`` (last column) is the model's base-model family from ``families`` (model slug -> family,
     :func:`bongain.config.model_families`); a model it does not name, or every model when it is None,
-    is a family of its own (family = model slug).
+    is a family of its own (family = model slug). ``validation_gap`` = ``coverage - pass1`` (the trivial
+    baseline: the validation split's own oracle gap).
+
+    ``gains`` holds one reward model's tables (an ``rm`` column with several names raises).
 
     The target (column ``gain`` of the result) is the gain of strategy ``target`` (``fit.target``:
     :func:`target_columns`), taken from the cell's row with the largest k (k = N), with its bootstrap CI
@@ -71,6 +151,11 @@ def cell_table(
     value, lower, upper = target_columns(target)
     if value not in gains.columns:
         raise ValueError(f"fit.target: {target}: the gains table has no column {value!r}")
+    if "rm" in gains.columns and gains["rm"].n_unique() > 1:
+        raise ValueError(
+            f"gains: tables of several reward models {sorted(gains['rm'].unique().to_list())}; "
+            "pass one reward model's (bongain.fit.table.gains_by_rm)"
+        )
     dup = features.group_by(CELL_KEYS).len().filter(pl.col("len") > 1)
     if dup.height:
         raise ValueError(f"features: duplicated cell rows: {dup.select(CELL_KEYS).rows()}")
@@ -110,7 +195,8 @@ def cell_table(
         raise ValueError(f"non-finite or null `{value}` (fit.target: {target}) for cell(s) {bad}")
     fam = dict(families or {})
     return table.with_columns(
-        pl.Series("family", [fam.get(m, m) for m in table["model"].to_list()], dtype=pl.String)
+        (pl.col("coverage").cast(pl.Float64) - pl.col("pass1").cast(pl.Float64)).alias("validation_gap"),
+        pl.Series("family", [fam.get(m, m) for m in table["model"].to_list()], dtype=pl.String),
     )
 
 

@@ -32,15 +32,18 @@ from bongain.report.figures import (
     FIG_BON_CURVES,
     FIG_CONCENTRATION,
     FIG_GAIN_CURVES,
+    FIG_HEADROOM,
     FIG_PRED_VS_ACTUAL,
     FIG_STABILITY,
     plot_bon_curves,
     plot_concentration,
     plot_gain_curves,
+    plot_headroom,
     plot_predicted_vs_actual,
     plot_stability,
 )
 from bongain.report.format import CELL_KEYS, MISSING, escape, fmt
+from bongain.report.headroom import headroom_section
 from bongain.report.recipes import recipes_section
 from bongain.report.strategies import (
     allocation_section,
@@ -58,6 +61,8 @@ DEFAULT_TARGETS: tuple[float, ...] = (0.02, 0.05)
 STATS_TABLES: tuple[str, ...] = (
     "fit_comparison",
     "fit_strategy",
+    "fit_rm_summary",
+    "fit_rm_agreement",
     "fit_curve",
     "fit_curve_coverage",
     "fit_screen",
@@ -103,6 +108,11 @@ def _summary_section(
         f"- **validation prompts per cell** (features): {_distinct(features['n_prompts'].to_list())}",
         f"- **test prompts per cell** (gains): {_distinct(gains['n_prompts'].to_list())}",
     ]
+    if "rm" in gains.columns:
+        lines.append(
+            "- **reward model of the per-cell sections and the single-target fit** (fit.reward_model): "
+            f"{_distinct(gains['rm'].to_list())}"
+        )
     if config_summary:
         lines += ["", "Configuration:", ""]
         lines += [f"- **{escape(str(k))}**: {escape(_summary_value(v))}" for k, v in config_summary.items()]
@@ -171,8 +181,13 @@ def render_report(
     targets: Sequence[float] = DEFAULT_TARGETS,
     scaling: pl.DataFrame | None = None,
     recipes: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    rm_gains: Mapping[str, pl.DataFrame] | None = None,
 ) -> Path:
     """Write ``out_dir/report.md`` and its figures; return the path of the Markdown file.
+
+    ``gains`` are the gains tables of the reward model the per-cell sections use (``fit.reward_model``);
+    ``rm_gains`` (reward model -> its gains tables, config order) adds the section on headroom and
+    reward-model efficiency with its figure (default: ``gains`` alone, when it has the oracle gap).
 
     ``grades`` (all cells' GRADES rows, any splits) adds the grading-status section when given, and
     ``scaling`` (all cells' SCALING rows) the coverage-scaling section. ``recipes`` (method -> its
@@ -190,6 +205,12 @@ def render_report(
         raise ValueError(f"render_report: unknown statistics table(s) {unknown}")
     plot_predicted_vs_actual(predictions, out / FIG_PRED_VS_ACTUAL, stats.get("fit_curve"), gains)
     plot_bon_curves(gains, out / FIG_BON_CURVES)
+    if rm_gains is None:
+        rm_gains = {str(gains["rm"][0]) if "rm" in gains.columns else "": gains}
+    headroom: list[str] = []
+    if rm_gains and all("gain_oracle" in g.columns for g in rm_gains.values()):
+        plot_headroom(rm_gains, out / FIG_HEADROOM)
+        headroom = headroom_section(rm_gains, stats.get("fit_rm_summary"), stats.get("fit_rm_agreement"))
     lines = [
         f"# {title}",
         "",
@@ -202,6 +223,7 @@ def render_report(
         "",
         f"Figure source: one `{GAINS.path}` per cell.",
         "",
+        *headroom,
         *(strategies_section(gains) if "bom_at_k" in gains.columns else []),
         *(scaling_section(scaling) if scaling is not None else []),
         *recipes_section(features, gains, recipes),

@@ -36,7 +36,9 @@ def gains_summary(gains: pl.DataFrame) -> pl.DataFrame:
 
 
 def gains_section(gains: pl.DataFrame) -> list[str]:
+    """The cells' best-of-N gains under one reward model (``gains`` holds one reward model's tables)."""
     summary = gains_summary(gains)
+    rm = str(gains["rm"][0]) if "rm" in gains.columns and gains.height else None
     has_ci = {"gain_lo", "gain_hi"} <= set(summary.columns)
     rows = [
         [
@@ -48,7 +50,7 @@ def gains_section(gains: pl.DataFrame) -> list[str]:
             r["pass_at_n"],
             r["gain"],
             *([fmt_interval(r["gain_lo"], r["gain_hi"])] if has_ci else []),
-            f"`{cell_path(GAINS.path, r['model'], r['method'], r['task'])}`",
+            f"`{cell_path(GAINS.path, r['model'], r['method'], r['task'], rm)}`",
         ]
         for r in summary.iter_rows(named=True)
     ]
@@ -61,8 +63,10 @@ def gains_section(gains: pl.DataFrame) -> list[str]:
     return [
         "## Real best-of-N gains (test split)",
         "",
-        f"Source: one `{GAINS.path}` per cell (column `source`); bon@N, maj@N and pass@N are the rows "
-        "with k = N, pass@1 the row with k = 1. gain = bon@N - pass@1. Sorted by gain, largest first." + ci,
+        (f"Reward model: **{rm}** (fit.reward_model). " if rm else "")
+        + f"Source: one `{GAINS.path}` per cell and reward model (column `source`); bon@N, maj@N and "
+        "pass@N are the rows with k = N, pass@1 the row with k = 1. gain = bon@N - pass@1. Sorted by gain, "
+        "largest first." + ci,
         "",
         *markdown_table([*headers, "source"], rows),
         "",

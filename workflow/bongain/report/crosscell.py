@@ -22,6 +22,7 @@ from bongain.report.format import (
     fmt_interval,
     label_order,
     markdown_table,
+    target_label,
 )
 from bongain.schemas import ALL, FIT_COEFFICIENTS, FIT_METRICS, FIT_PREDICTIONS, GAINS
 
@@ -109,23 +110,99 @@ def coefficients_section(coefficients: pl.DataFrame) -> list[str]:
     ]
 
 
+def _target_rows(comp: pl.DataFrame, target: str, rm: str | None) -> pl.DataFrame:
+    same_rm = pl.col("rm").is_null() if rm is None else pl.col("rm") == rm
+    return comp.filter((pl.col("target") == target) & same_rm)
+
+
+def _one(rows: pl.DataFrame, scheme: str, predictor: str) -> dict[str, object] | None:
+    r = rows.filter((pl.col("scheme") == scheme) & (pl.col("predictor") == predictor))
+    return r.row(0, named=True) if r.height else None
+
+
+def trivial_verdict(row: dict[str, object]) -> str:
+    """What a held-out row's ``delta_trivial`` CI says: whether the predictor adds to the validation gap."""
+    d, lo, hi = row["delta_trivial"], row["delta_trivial_lo"], row["delta_trivial_hi"]
+    if d is None or not all(isinstance(v, float) and math.isfinite(v) for v in (d, lo, hi)):
+        return "has no comparison with the validation gap"
+    text = f"{fmt(d)} {fmt_interval(lo, hi)}"
+    if lo > 0:  # type: ignore[operator]
+        return f"ranks better than the validation gap alone (difference {text})"
+    if hi < 0:  # type: ignore[operator]
+        return f"ranks worse than the validation gap alone (difference {text})"
+    return f"shows no clear difference from the validation gap alone (difference {text})"
+
+
 def headline_section(comp: pl.DataFrame) -> list[str]:
-    """The report's headline: the ridge under the hardest held-out scheme the grid supports."""
+    """The report's headline: the ridge under the hardest held-out scheme the grid supports, for every
+    target side by side (the oracle gap, each reward model's gain), next to the trivial baseline."""
     src = ALL["fit_comparison"].path
-    head = comp.filter(pl.col("headline"))
-    raw = comp.filter(pl.col("scheme") == "raw")
-    if head.is_empty():
+    heads = comp.filter(pl.col("headline"))
+    if heads.is_empty():
         return []
-    h = head.row(0, named=True)
-    base = comp.filter((pl.col("scheme") == h["scheme"]) & (pl.col("predictor") == "baseline"))
+    fit_rows = heads.filter(pl.col("fit_target"))
+    h = (fit_rows if fit_rows.height else heads).row(0, named=True)
     scheme = SCHEME_LABELS.get(h["scheme"], h["scheme"])
+    table_rows = []
+    verdicts = []
+    for r in heads.iter_rows(named=True):
+        rows = _target_rows(comp, r["target"], r["rm"])
+        gap = _one(rows, r["scheme"], "gap")
+        base = _one(rows, r["scheme"], "baseline")
+        raw_gap = _one(rows, "raw", "gap")
+        label = target_label(r["target"], r["rm"]) + (" (fit.target)" if r["fit_target"] else "")
+        table_rows.append(
+            [
+                label,
+                fmt_ci(r["spearman"], r["spearman_lo"], r["spearman_hi"]),
+                r["perm_p"],
+                r["null_q95"],
+                r["noise_ceiling"],
+                f"{fmt(gap['spearman'])} (p = {fmt(gap['perm_p'])})" if gap else MISSING,
+                fmt_ci(r["delta_trivial"], r["delta_trivial_lo"], r["delta_trivial_hi"]),
+                f"{fmt(base['spearman'])} (p = {fmt(base['perm_p'])})" if base else MISSING,
+                f"{fmt(raw_gap['spearman'])} (p = {fmt(raw_gap['perm_p'])})" if raw_gap else MISSING,
+            ]
+        )
+        chance = "better than chance" if r["perm_p"] <= 0.05 else "not better than chance"
+        verdicts.append(
+            f"- **{target_label(r['target'], r['rm'])}**: the ridge ranks the held-out cells {chance} "
+            f"(p = {fmt(r['perm_p'])}); it {trivial_verdict(r)}."
+        )
     lines = [
-        "## Headline: how well validation statistics rank cells by best-of-N gain",
+        "## Headline: how well validation statistics rank cells by headroom and by each reward model's gain",
         "",
-        f"Source: `{src}` (row with `headline = true`). Scheme: **{scheme}** ({h['n_folds']} held-out "
-        f"groups, {h['n_cells']} cells), the hardest held-out scheme this grid supports (leave one "
-        "base-model family / model / method / task out with at least 3 groups; leave-one-cell-out when "
-        "none has 3).",
+        f"Source: `{src}` (rows with `headline = true`, one per target). Scheme: **{scheme}** "
+        f"({h['n_folds']} held-out groups, {h['n_cells']} cells), the hardest held-out scheme this grid "
+        "supports (leave one base-model family / model / method / task out with at least 3 groups; "
+        "leave-one-cell-out when none has 3). Targets: the **oracle gap** (test pass@N - pass@1, what a "
+        "perfect verifier would gain: the headroom) and each reward model's realised **best-of-N gain** "
+        "(bon@N - pass@1). Ridge: the configured features, nested CV; p: one-sided permutation p-value "
+        f"({h['n_perm']} permutations, {h['null_kind']}); ceiling: the Spearman a perfect predictor of the "
+        "true gains would reach against the measured ones. **Trivial baseline**: the validation split's "
+        "own oracle gap (coverage - pass@1) as the only feature, through the same procedure and null; "
+        "ridge - trivial: the difference of the held-out Spearmans with a paired "
+        f"{fmt(h['ci_level'])} {h['ci_kind']} bootstrap CI. No fit: the Spearman of the validation gap "
+        "itself with the target (two-sided p).",
+        "",
+        *markdown_table(
+            [
+                "target",
+                "ridge Spearman",
+                "p",
+                "null 95%",
+                "ceiling",
+                "trivial (validation gap)",
+                "ridge - trivial",
+                "pass@1 (same procedure)",
+                "validation gap, no fit",
+            ],
+            table_rows,
+        ),
+        "",
+        *verdicts,
+        "",
+        f"Configured target (fit.target): **{target_label(h['target'], h['rm'])}**.",
         "",
         f"- **{PREDICTOR_LABELS['ridge']}**: held-out Spearman **{fmt(h['spearman'])}**, permutation "
         f"p = **{fmt(h['perm_p'])}** ({h['n_perm']} permutations, {h['null_kind']}; the null's 95% quantile "
@@ -135,49 +212,47 @@ def headline_section(comp: pl.DataFrame) -> list[str]:
         f"{fmt(h['noise_ceiling'])} against the measured gains (MAE floor {fmt(h['mae_floor'])}), given "
         "each cell's bootstrap CI of its gain.",
     ]
-    if not base.is_empty():
-        b = base.row(0, named=True)
+    rows = _target_rows(comp, h["target"], h["rm"])
+    base = _one(rows, h["scheme"], "baseline")
+    if base:
         lines.append(
-            f"- **{PREDICTOR_LABELS['baseline']}, same procedure**: Spearman {fmt(b['spearman'])}, "
-            f"p = {fmt(b['perm_p'])}."
+            f"- **{PREDICTOR_LABELS['baseline']}, same procedure**: Spearman {fmt(base['spearman'])}, "
+            f"p = {fmt(base['perm_p'])}."
         )
-    if not raw.is_empty():
-        r = raw.row(0, named=True)
+    raw = _one(rows, "raw", "baseline")
+    if raw:
         lines.append(
             f"- **pass@1 itself** (no fitting, no leave-one-out artifact): Spearman of pass@1 with the gain "
-            f"{fmt(r['spearman'])}, two-sided p = {fmt(r['perm_p'])}."
+            f"{fmt(raw['spearman'])}, two-sided p = {fmt(raw['perm_p'])}."
         )
     lines += [
         "",
         "The permutation p-value is the inference to read: with few tasks and methods the grouped "
         "bootstrap CIs are very wide and their coverage depends on the grid (measured by simulation in "
         "docs/statistics.md), and the raw held-out Spearman carries the leave-one-out anti-correlation, "
-        "which the permutation null reproduces.",
+        "which the permutation null reproduces. The targets are not independent (the same cells, and "
+        "best-of-N's gain is bounded by the oracle gap), and their p-values are not corrected for "
+        "their number.",
         "",
     ]
     return lines
 
 
+RAW_LABELS: dict[str, str] = {
+    "baseline": "pass@1 vs gain (no fit)",
+    "gap": "validation gap vs gain (no fit)",
+}
+
+
 def comparison_section(comp: pl.DataFrame) -> list[str]:
-    labels = {"raw": "pass@1 vs gain (no fit)", **SCHEME_LABELS}
-    c = label_order(label_order(comp, "scheme", labels), "predictor", PREDICTOR_LABELS)
-    c = c.sort(["_o_scheme", "scheme", "_o_predictor", "predictor"])
-    rows = [
-        [
-            scheme_label(r, labels),
-            PREDICTOR_LABELS.get(r["predictor"], r["predictor"]),
-            r["n_cells"],
-            r["n_folds"],
-            fmt_ci(r["spearman"], r["spearman_lo"], r["spearman_hi"]),
-            fmt_ci(r["kendall"], r["kendall_lo"], r["kendall_hi"]),
-            fmt_ci(r["mae"], r["mae_lo"], r["mae_hi"]),
-            r["perm_p"],
-            r["null_q95"],
-            r["noise_ceiling"],
-            r["alpha_median"],
-        ]
-        for r in c.iter_rows(named=True)
-    ]
+    labels = {"raw": "no fit", **SCHEME_LABELS}
+    targets = comp.select("target", "rm").unique(maintain_order=True).rows()
+    body: list[str] = []
+    for target, rm in targets:
+        if len(targets) > 1:
+            mark = " (fit.target)" if _target_rows(comp, target, rm)["fit_target"].any() else ""
+            body += [f"### Target: {target_label(target, rm)}{mark}", ""]
+        body += [*_comparison_table(_target_rows(comp, target, rm), labels), ""]
     first = comp.row(0, named=True) if comp.height else None
     level = fmt(float(first["ci_level"])) if first else MISSING
     n_boot = first["n_boot"] if first else MISSING
@@ -195,34 +270,61 @@ def comparison_section(comp: pl.DataFrame) -> list[str]:
         f"(nested CV). Brackets: {level} percentile bootstrap CI over {n_boot} resamples of {ci_kind} "
         f"(seeded). p: permutation p-value of the Spearman, the whole nested CV rerun on {n_perm} "
         f"permutations of the gains ({null_kind}); one-sided (greater) for held-out rows, two-sided for "
-        "the pass@1-vs-gain row. null 95%: the null's 95% quantile (of |rho| for the two-sided row). "
+        "the no-fit rows. null 95%: the null's 95% quantile (of |rho| for the two-sided rows). "
         "ceiling: the Spearman a perfect predictor of the true gains would reach against the measured "
-        "ones. Schemes with fewer than 2 groups are omitted. A scheme marked '= ...' has the same folds as "
-        "the scheme named (every family has one model): its numbers repeat that scheme's, not a second "
-        "result.",
+        "ones. vs trivial: the row's Spearman minus the trivial predictor's (validation gap) under the "
+        "same scheme. Schemes with fewer than 2 groups are omitted. A scheme marked '= ...' has the "
+        "same folds as the scheme named (every family has one model): its numbers repeat that scheme's, "
+        "not a second result."
+        + (" One table per target (the oracle gap, each reward model's gain)." if len(targets) > 1 else ""),
         "",
-        *markdown_table(
-            [
-                "scheme",
-                "predictor",
-                "cells",
-                "folds",
-                "Spearman",
-                "Kendall",
-                "MAE",
-                "p",
-                "null 95%",
-                "ceiling",
-                "median alpha",
-            ],
-            rows,
-        ),
-        "",
+        *body,
         "Feature sets: " + "; ".join(f"{PREDICTOR_LABELS.get(k, k)} = {v}" for k, v in feats.items()) + ".",
         "",
         LOO_NOTE,
         "",
     ]
+
+
+def _comparison_table(comp: pl.DataFrame, labels: dict[str, str]) -> list[str]:
+    c = label_order(label_order(comp, "scheme", labels), "predictor", PREDICTOR_LABELS)
+    c = c.sort(["_o_scheme", "scheme", "_o_predictor", "predictor"])
+    rows = [
+        [
+            RAW_LABELS.get(r["predictor"], "no fit") if r["scheme"] == "raw" else scheme_label(r, labels),
+            PREDICTOR_LABELS.get(r["predictor"], r["predictor"]),
+            r["n_cells"],
+            r["n_folds"],
+            fmt_ci(r["spearman"], r["spearman_lo"], r["spearman_hi"]),
+            fmt_ci(r["kendall"], r["kendall_lo"], r["kendall_hi"]),
+            fmt_ci(r["mae"], r["mae_lo"], r["mae_hi"]),
+            r["perm_p"],
+            r["null_q95"],
+            r["noise_ceiling"],
+            fmt_ci(r["delta_trivial"], r["delta_trivial_lo"], r["delta_trivial_hi"])
+            if r["delta_trivial"] is not None
+            else MISSING,
+            r["alpha_median"],
+        ]
+        for r in c.iter_rows(named=True)
+    ]
+    return markdown_table(
+        [
+            "scheme",
+            "predictor",
+            "cells",
+            "folds",
+            "Spearman",
+            "Kendall",
+            "MAE",
+            "p",
+            "null 95%",
+            "ceiling",
+            "vs trivial",
+            "median alpha",
+        ],
+        rows,
+    )
 
 
 def scheme_label(row: dict[str, object], labels: dict[str, str]) -> str:

@@ -7,7 +7,7 @@ metadata, so the files are byte-reproducible.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.style as mpl_style
@@ -23,6 +23,9 @@ FIG_BON_CURVES = "bon_curves.png"
 FIG_STABILITY = "stability.png"
 FIG_CONCENTRATION = "concentration.png"
 FIG_GAIN_CURVES = "gain_curves.png"
+FIG_HEADROOM = "headroom.png"
+
+_RM_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 _DPI = 100
 _PNG_METADATA: dict[str, str | None] = {"Software": None}
@@ -311,5 +314,72 @@ def plot_gain_curves(curve: pl.DataFrame, path: Path, ncols_max: int = 4) -> Pat
             handles, labels = axes.flat[0].get_legend_handles_labels()
             fig.legend(handles, labels, loc="upper center", ncols=2, fontsize=8, frameon=False)
         fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.45 / fig.get_figheight()))
+        _save(fig, path)
+    return path
+
+
+def cell_finals(gains: pl.DataFrame) -> pl.DataFrame:
+    """One row per cell: the gains table's k = N row, sorted by cell."""
+    return gains.sort([*CELL_KEYS, "k"]).group_by(CELL_KEYS, maintain_order=True).last().sort(CELL_KEYS)
+
+
+def plot_headroom(rm_gains: Mapping[str, pl.DataFrame], path: Path) -> Path:
+    """Per cell: oracle gap (x, test pass@N - pass@1) against each reward model's realised best-of-N gain
+    (y), one marker per reward model, with both CIs as bars; y = x (the whole gap realised, efficiency 1)
+    and y = 0 (no better than one sample) as reference lines."""
+    with mpl_style.context("default"):
+        fig = Figure(figsize=(6.4, 5.6), dpi=_DPI)
+        ax = fig.add_subplot()
+        values: list[np.ndarray] = []
+        for i, (rm, g) in enumerate(rm_gains.items()):
+            f = cell_finals(g)
+            x = f["gain_oracle"].cast(pl.Float64).to_numpy()
+            y = f["gain"].cast(pl.Float64).to_numpy()
+            xiv = (
+                f["gain_oracle_lo"].cast(pl.Float64).to_numpy(),
+                f["gain_oracle_hi"].cast(pl.Float64).to_numpy(),
+            )
+            yiv = (f["gain_lo"].cast(pl.Float64).to_numpy(), f["gain_hi"].cast(pl.Float64).to_numpy())
+            color = f"C{i % 10}"
+            ax.errorbar(
+                x,
+                y,
+                xerr=_err(x, xiv),
+                yerr=_err(y, yiv),
+                fmt="none",
+                ecolor=color,
+                elinewidth=0.6,
+                alpha=0.35,
+                capsize=1.5,
+                zorder=2,
+            )
+            ax.scatter(  # hollow markers, growing per reward model, so that coinciding points stay visible
+                x,
+                y,
+                marker=_RM_MARKERS[i % len(_RM_MARKERS)],
+                facecolors="none",
+                edgecolors=color,
+                linewidths=1.2,
+                label=f"RM {rm}",
+                s=28 + 22 * i,
+                zorder=3,
+            )
+            values += [x, y, *xiv, *yiv]
+        allv = np.concatenate(values) if values else np.array([0.0, 1.0])
+        allv = allv[np.isfinite(allv)]
+        lo, hi = (min(0.0, float(allv.min())), max(0.05, float(allv.max()))) if allv.size else (0.0, 1.0)
+        pad = 0.05 * (hi - lo)
+        lim = (lo - pad, hi + pad)
+        ax.plot(lim, lim, color="0.6", linestyle="--", linewidth=1.0, label="gain = oracle gap")
+        ax.axhline(0.0, color="0.8", linewidth=0.8)
+        ax.set_xlim(lim)
+        ax.set_ylim(lim)
+        ax.set_aspect("equal")
+        ax.set_xlabel("oracle gap per cell (pass@N - pass@1, test)")
+        ax.set_ylabel("realised best-of-N gain (bon@N - pass@1, test)")
+        ax.set_title("Headroom vs realised gain, one marker per reward model")
+        ax.grid(True, linewidth=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
         _save(fig, path)
     return path

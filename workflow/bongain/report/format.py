@@ -17,6 +17,7 @@ CELL_KEYS: list[str] = ["model", "method", "task"]
 PREDICTOR_LABELS: dict[str, str] = {
     "ridge": "ridge (fit.features)",
     "baseline": "baseline (pass@1 only)",
+    "gap": "trivial (validation gap only)",
     "all": "ridge (all features)",
     "core": "ridge (strict core)",
     "core_entropy": "ridge (core + entropy)",
@@ -31,6 +32,23 @@ SCHEME_LABELS: dict[str, str] = {
 }
 
 MISSING = "n/a"
+
+#: What a comparison target is, as the report names it (a reward model's name is appended).
+TARGET_NAMES: dict[str, str] = {
+    "oracle": "headroom: oracle gap (pass@N - pass@1)",
+    "bon": "best-of-N gain",
+    "maj": "majority-vote gain",
+    "wmaj": "weighted-majority gain",
+    "bom": "Best-of-Majority gain",
+    "mob": "Majority-of-Bests gain",
+    "selfcert": "self-certainty gain",
+}
+
+
+def target_label(strategy: str, rm: str | None) -> str:
+    """``headroom: oracle gap (...)`` or ``best-of-N gain, RM verifier``."""
+    name = TARGET_NAMES.get(strategy, strategy)
+    return name if rm is None else f"{name}, RM {rm}"
 
 
 def fmt(value: object) -> str:
@@ -72,8 +90,9 @@ def cell_label(model: str, method: str, task: str) -> str:
     return f"{model}/{method}/{task}"
 
 
-def cell_path(template: str, model: str, method: str, task: str) -> str:
-    return template.format(model=model, method=method, task=task)
+def cell_path(template: str, model: str, method: str, task: str, rm: str | None = None) -> str:
+    """A cell's artifact path from its schema template (``{rm}``: the reward model, ``<rm>`` when None)."""
+    return template.format(model=model, method=method, task=task, rm=rm or "<rm>")
 
 
 def fmt_ci(v: object, lo: object, hi: object) -> str:

@@ -21,6 +21,7 @@ from bongain.report.strategies import strategy_summary
 
 
 def _cells_table(results: Path, name: str, schema: str) -> pl.DataFrame:
+    """``name`` (a path below a cell's folder) of every cell of a run, concatenated."""
     from bongain.io import read_parquet
 
     paths = sorted((results / "cells").glob(f"*/*/*/{name}"))
@@ -29,15 +30,54 @@ def _cells_table(results: Path, name: str, schema: str) -> pl.DataFrame:
     return pl.concat([read_parquet(p, schema) for p in paths], how="diagonal_relaxed")
 
 
-def gains_lines(gains: pl.DataFrame) -> list[str]:
-    """Range of the cells' gains and the median half-width of their CIs (``gains.parquet``, k = N)."""
+def gains_lines(gains: pl.DataFrame, rm: str | None = None) -> list[str]:
+    """Range of the cells' gains and the median half-width of their CIs (one reward model's gains tables,
+    k = N)."""
     last = gains.sort([*CELL_KEYS, "k"]).group_by(CELL_KEYS, maintain_order=True).last()
     half = ((last["gain_hi"] - last["gain_lo"]) / 2).median()
+    src = f"cells/*/*/*/gains/{rm}.parquet" if rm else "cells/*/*/*/gains/*.parquet"
     return [
-        f"gains (best-of-N minus pass@1, test split, {last.height} cells): "
+        f"gains{f' under RM {rm}' if rm else ''} (best-of-N minus pass@1, test split, {last.height} cells): "
         f"{fmt(last['gain'].min())} .. {fmt(last['gain'].max())}, median CI half-width {fmt(half)} "
-        f"(cells/*/*/*/gains.parquet)"
+        f"({src})"
     ]
+
+
+def oracle_lines(gains: pl.DataFrame) -> list[str]:
+    """The cells' oracle gaps (pass@N - pass@1, test split; any reward model's gains tables, k = N)."""
+    last = gains.sort([*CELL_KEYS, "k"]).group_by(CELL_KEYS, maintain_order=True).last()
+    gap = last["gain_oracle"]
+    floor = float(last["gap_floor"][0])
+    half = ((last["gain_oracle_hi"] - last["gain_oracle_lo"]) / 2).median()
+    return [
+        f"oracle gap (pass@N minus pass@1, test split, {last.height} cells): {fmt(gap.min())} .. "
+        f"{fmt(gap.max())}, mean {fmt(gap.mean())}, median CI half-width {fmt(half)}; "
+        f"{int((gap <= 1e-12).sum())} cells without a gap, {int((gap < floor).sum())} below the efficiency "
+        f"floor {fmt(floor)} (gain_oracle)"
+    ]
+
+
+def rm_lines(summary: pl.DataFrame, agreement: pl.DataFrame | None = None) -> list[str]:
+    """Per reward model: pooled and median efficiency, mean within-prompt AUC (``fit/rm_summary.parquet``);
+    agreement of the cells' gains between reward models and with the oracle gap (``fit/rm_agreement``)."""
+
+    def ci(r: Mapping[str, Any], col: str) -> str:
+        return fmt_ci(r[col], r[f"{col}_lo"], r[f"{col}_hi"])
+
+    lines = [
+        f"RM {r['rm']}: mean gain {fmt(r['gain_mean'])} of mean oracle gap {fmt(r['gain_oracle_mean'])}, "
+        f"pooled efficiency {ci(r, 'pooled_efficiency')}, median efficiency {fmt(r['efficiency_median'])} "
+        f"over {r['n_efficiency']} cells with a gap >= {fmt(r['gap_floor'])}; within-prompt AUC mean "
+        f"{ci(r, 'auc_mean')}, median {fmt(r['auc_median'])} ({r['n_auc']} cells)"
+        for r in summary.iter_rows(named=True)
+    ]
+    if agreement is not None:
+        lines += [
+            f"agreement of per-cell gains, {r['a']} vs {r['b']}: Spearman "
+            f"{fmt_ci(r['spearman'], r['spearman_lo'], r['spearman_hi'])} ({r['n_cells']} cells)"
+            for r in agreement.iter_rows(named=True)
+        ]
+    return lines
 
 
 def recipe_lines(features: pl.DataFrame, gains: pl.DataFrame, chains: Mapping[str, Any]) -> list[str]:
@@ -58,40 +98,77 @@ def recipe_lines(features: pl.DataFrame, gains: pl.DataFrame, chains: Mapping[st
     return lines
 
 
+def _target_name(r: Mapping[str, Any]) -> str:
+    return str(r["target"]) if r["rm"] is None else f"{r['target']} under RM {r['rm']}"
+
+
 def fit_lines(comparison: pl.DataFrame) -> list[str]:
-    """The headline row and the configured ridge under every held-out scheme (``fit/comparison.parquet``)."""
+    """Per target (the oracle gap, each reward model's gain; ``fit/comparison.parquet``): the headline row
+    with its trivial baseline (the validation gap through the same procedure) and pass@1 baseline, the
+    no-fit Spearmans, and the configured ridge under every held-out scheme. The configured target
+    (``fit_target``) comes first and its headline line starts with ``headline (``."""
     lines = []
-    head = comparison.filter(pl.col("headline"))
-    if head.height:
+    targets = comparison.select("target", "rm", "fit_target").unique(maintain_order=True)
+    targets = targets.sort("fit_target", descending=True, maintain_order=True)
+    for target, rm, is_fit in targets.rows():
+        same_rm = pl.col("rm").is_null() if rm is None else pl.col("rm") == rm
+        rows = comparison.filter((pl.col("target") == target) & same_rm)
+        head = rows.filter(pl.col("headline"))
+        if not head.height:
+            continue
         h = head.row(0, named=True)
+        name = _target_name(h)
         lines.append(
-            f"headline ({h['scheme']}, {h['n_folds']} groups, {h['n_cells']} cells): ridge Spearman "
-            f"{fmt(h['spearman'])}, permutation p = {fmt(h['perm_p'])} ({h['n_perm']} permutations, "
-            f"{h['null_kind']}), null q95 {fmt(h['null_q95'])}, noise ceiling {fmt(h['noise_ceiling'])}"
+            f"{'headline' if is_fit else 'target'} ({h['scheme']}, {h['n_folds']} groups, {h['n_cells']} "
+            f"cells), {name}: ridge Spearman {fmt(h['spearman'])}, permutation p = {fmt(h['perm_p'])} "
+            f"({h['n_perm']} permutations, {h['null_kind']}), null q95 {fmt(h['null_q95'])}, noise ceiling "
+            f"{fmt(h['noise_ceiling'])}"
         )
-    raw = comparison.filter(pl.col("scheme") == "raw")
-    if raw.height:
-        r = raw.row(0, named=True)
-        lines.append(
-            f"pass@1 vs gain (no fit): Spearman {fmt(r['spearman'])}, two-sided p = {fmt(r['perm_p'])}"
-        )
-    ridge = comparison.filter((pl.col("predictor") == "ridge") & (pl.col("scheme") != "raw"))
-    for r in ridge.iter_rows(named=True):
-        same = r.get("same_as")
-        lines.append(
-            f"  ridge, {r['scheme']}: Spearman {fmt(r['spearman'])}, p = {fmt(r['perm_p'])}, "
-            f"null q95 {fmt(r['null_q95'])}, noise ceiling {fmt(r['noise_ceiling'])}"
-            + (f" (same folds as {same})" if same else "")
-        )
+
+        def one(scheme: str, predictor: str, rows: pl.DataFrame = rows) -> dict[str, Any] | None:
+            r = rows.filter((pl.col("scheme") == scheme) & (pl.col("predictor") == predictor))
+            return r.row(0, named=True) if r.height else None
+
+        gap, base = one(h["scheme"], "gap"), one(h["scheme"], "baseline")
+        if gap is not None:
+            lines.append(
+                f"  trivial baseline (validation gap, same procedure): Spearman {fmt(gap['spearman'])}, "
+                f"p = {fmt(gap['perm_p'])}; ridge - trivial "
+                f"{fmt_ci(h['delta_trivial'], h['delta_trivial_lo'], h['delta_trivial_hi'])}"
+            )
+        if base is not None:
+            lines.append(
+                f"  pass@1 baseline (same procedure): Spearman {fmt(base['spearman'])}, "
+                f"p = {fmt(base['perm_p'])}"
+            )
+        for predictor, what in (("baseline", "pass@1"), ("gap", "validation gap")):
+            raw = one("raw", predictor)
+            if raw is not None:
+                lines.append(
+                    f"  {what} vs {target} (no fit): Spearman {fmt(raw['spearman'])}, two-sided p = "
+                    f"{fmt(raw['perm_p'])}"
+                )
+        ridge = rows.filter((pl.col("predictor") == "ridge") & (pl.col("scheme") != "raw"))
+        for r in ridge.iter_rows(named=True):
+            same = r.get("same_as")
+            lines.append(
+                f"  ridge, {r['scheme']}: Spearman {fmt(r['spearman'])}, p = {fmt(r['perm_p'])}, "
+                f"null q95 {fmt(r['null_q95'])}, noise ceiling {fmt(r['noise_ceiling'])}"
+                + (f" (same folds as {same})" if same else "")
+            )
     return lines
 
 
 def strategy_fit_lines(table: pl.DataFrame) -> list[str]:
     """The ridge under the headline scheme per strategy's gain as target (``fit/strategy_fit.parquet``)."""
+
+    def name(r: Mapping[str, Any]) -> str:
+        return str(r["strategy"]) if r["rm"] is None else f"{r['strategy']}:{r['rm']}"
+
     parts = [
-        f"{r['strategy']} {fmt(r['spearman'])} (p = {fmt(r['perm_p'])}){' best' if r['best'] else ''}"
+        f"{name(r)} {fmt(r['spearman'])} (p = {fmt(r['perm_p'])}){' best' if r['best'] else ''}"
         if r["skipped"] is None
-        else f"{r['strategy']} skipped"
+        else f"{name(r)} skipped"
         for r in table.iter_rows(named=True)
     ]
     return [f"predictor per strategy's gain ({table['scheme'][0]}, held-out Spearman): " + ", ".join(parts)]
@@ -160,11 +237,14 @@ def stage_lines(results: Path) -> list[str]:
 
 def run_numbers(results: Path, config: Mapping[str, Any]) -> list[str]:
     """Every line of ``bongain numbers`` for the results folder of a run of ``config``."""
+    from bongain.config import primary_reward_model, reward_model_names
     from bongain.io import read_parquet
     from bongain.posttrain.recipes import method_recipe_chains
 
     results = Path(results)
-    gains = _cells_table(results, "gains.parquet", "gains")
+    rms = reward_model_names(config)
+    primary = primary_reward_model(config)
+    gains = _cells_table(results, f"gains/{primary}.parquet", "gains")
     features = _cells_table(results, "features.parquet", "features")
     evaluated = gains.select(CELL_KEYS).unique()
     features = features.join(evaluated, on=CELL_KEYS)  # screened cells have features but no gains
@@ -172,9 +252,14 @@ def run_numbers(results: Path, config: Mapping[str, Any]) -> list[str]:
     lines = [
         f"cells: {evaluated.height} evaluated ({evaluated['model'].n_unique()} models x "
         f"{evaluated['method'].n_unique()} methods x {evaluated['task'].n_unique()} tasks), "
-        f"test prompts per cell {gains['n_prompts'].min()}..{gains['n_prompts'].max()}, N = {n}",
-        *gains_lines(gains),
+        f"test prompts per cell {gains['n_prompts'].min()}..{gains['n_prompts'].max()}, N = {n}; "
+        f"reward models {', '.join(rms)} (per-cell lines: {primary})",
+        *oracle_lines(gains),
     ]
+    for rm in rms:
+        lines += gains_lines(
+            gains if rm == primary else _cells_table(results, f"gains/{rm}.parquet", "gains"), rm
+        )
     chains = method_recipe_chains(config)
     if any(chains.get(m) for m in evaluated["method"].to_list()):
         lines += recipe_lines(features, gains, chains)
@@ -186,6 +271,12 @@ def run_numbers(results: Path, config: Mapping[str, Any]) -> list[str]:
     fit = results / "fit"
     if (fit / "comparison.parquet").exists():
         lines += fit_lines(read_parquet(fit / "comparison.parquet", "fit_comparison"))
+    if (fit / "rm_summary.parquet").exists():
+        agreement = fit / "rm_agreement.parquet"
+        lines += rm_lines(
+            read_parquet(fit / "rm_summary.parquet", "fit_rm_summary"),
+            read_parquet(agreement, "fit_rm_agreement") if agreement.exists() else None,
+        )
     if (fit / "strategy_fit.parquet").exists():
         lines += strategy_fit_lines(read_parquet(fit / "strategy_fit.parquet", "fit_strategy"))
     if (fit / "allocation_summary.parquet").exists():

@@ -83,14 +83,25 @@ def strategies_section(gains: pl.DataFrame) -> list[str]:
 
 
 #: fit.target value -> the label of its strategy
-TARGET_LABELS: dict[str, str] = {c.removesuffix("_at_k"): label for c, label in STRATEGIES.items()}
+TARGET_LABELS: dict[str, str] = {
+    "oracle": "oracle gap",
+    **{c.removesuffix("_at_k"): label for c, label in STRATEGIES.items()},
+}
 
 
 def strategy_fit_section(fit: pl.DataFrame) -> list[str]:
-    """Which strategy's gain the configured ridge ranks best (``fit_strategy``, one row per strategy)."""
+    """Which strategy's gain the configured ridge ranks best (``fit_strategy``, one row per target: the
+    oracle gap, then each strategy, per reward model where it uses the rewards; the reward model is named
+    when there are several)."""
+    several = fit["rm"].drop_nulls().n_unique() > 1
+
+    def name_of(r: dict[str, object]) -> str:
+        name = TARGET_LABELS.get(str(r["strategy"]), str(r["strategy"]))
+        return f"{name}, RM {r['rm']}" if several and r["rm"] is not None else name
+
     rows = []
     for r in fit.iter_rows(named=True):
-        name = TARGET_LABELS.get(r["strategy"], r["strategy"])
+        name = name_of(r)
         marks = [m for m, on in (("fit.target", r["fit_target"]), ("best", r["best"])) if on]
         label = f"{name} ({', '.join(marks)})" if marks else name
         if r["skipped"] is not None:
@@ -113,14 +124,15 @@ def strategy_fit_section(fit: pl.DataFrame) -> list[str]:
     n_perm = first["n_perm"] if first else MISSING
     null_kind = first["null_kind"] if first else MISSING
     feats = first["features"] if first else MISSING
-    best = fit.filter(pl.col("best"))["strategy"].to_list()
-    best_text = TARGET_LABELS.get(best[0], best[0]) if best else MISSING
+    best = fit.filter(pl.col("best"))
+    best_text = name_of(best.row(0, named=True)) if best.height else MISSING
     return [
         "## Which strategy's gain the predictor ranks best",
         "",
         f"Source: `{FIT_STRATEGY.path}`. The configured ridge ({escape(feats)}) evaluated under the headline "
-        f"scheme ({scheme}, nested CV) with each selection strategy's gain (accuracy at k = N minus "
-        f"pass@1) as the target. p: one-sided permutation p-value of the held-out Spearman ({n_perm} "
+        f"scheme ({scheme}, nested CV) with the oracle gap (pass@N - pass@1) and each selection "
+        "strategy's gain (accuracy at k = N minus pass@1; per reward model for the strategies that use "
+        f"the rewards) as the target. p: one-sided permutation p-value of the held-out Spearman ({n_perm} "
         f"permutations of the gains, {null_kind}; the comparison's permutations), not corrected for "
         "the number of strategies; null 95%: the null's 95% quantile; ceiling: the Spearman a perfect "
         "predictor of that strategy's true gains would reach. All strategies select from the same samples "

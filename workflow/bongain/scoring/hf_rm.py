@@ -130,10 +130,10 @@ def check_prm_head(model: Any, tag_id: int, name: str) -> None:
     if bare or width != 2:
         what = "hidden states (a bare base model, no reward head)" if bare else f"{width} values per token"
         raise ValueError(
-            f"config key 'reward_model.model': {name} loaded as {type(model).__name__}, which outputs "
-            f"{what}; a process RM needs a 2-class head per token. For a remote-code PRM (Qwen2.5-Math-PRM) "
-            "set reward_model.trust_remote_code: true; otherwise use a *ForTokenClassification model with "
-            "2 labels"
+            f"config key 'reward_models.<name>.model': {name} loaded as {type(model).__name__}, which "
+            f"outputs {what}; a process RM needs a 2-class head per token. For a remote-code PRM "
+            "(Qwen2.5-Math-PRM) set reward_models.<name>.trust_remote_code: true; otherwise use a "
+            "*ForTokenClassification model with 2 labels"
         )
 
 
@@ -148,9 +148,9 @@ def load_with_head(auto: Any, name: str, kw: Mapping[str, Any], what: str) -> An
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         raise ValueError(
-            f"config key 'reward_model.model': {name} has no trained {what} head: the checkpoint lacks "
-            f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} (transformers would initialise "
-            f"them at random). Use a checkpoint saved as {type(model).__name__}"
+            f"config key 'reward_models.<name>.model': {name} has no trained {what} head: the checkpoint "
+            f"lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} (transformers would "
+            f"initialise them at random). Use a checkpoint saved as {type(model).__name__}"
         )
     return model
 

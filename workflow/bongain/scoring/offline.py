@@ -7,7 +7,7 @@ reward model could see: the sample's own log-probabilities, entropies, length an
 
 A real reward model plugs in by implementing :class:`Verifier` (``name`` and ``score``); the ones in
 :mod:`bongain.scoring.hf_rm` and :mod:`bongain.scoring.vllm_rm` do. :mod:`bongain.scoring.registry` picks
-one from the ``reward_model`` config block.
+one from its ``reward_models.<name>`` config block.
 """
 
 from __future__ import annotations

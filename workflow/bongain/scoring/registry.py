@@ -1,6 +1,7 @@
-"""Which scorer gives each sample its reward: one registry over every ``reward_model.kind``.
+"""Which scorer gives each sample its reward: one registry over every reward-model ``kind``.
 
-The config's single ``reward_model`` block names the scorer (``docs/backends.md``):
+The config's ``reward_models`` block maps a name to a scorer block (``docs/backends.md``); every cell is
+scored by each, into ``<split>/scores/<name>.parquet``. A block's ``kind``:
 
 * ``offline_logistic`` (the default) is trained per cell by rule ``train_verifier`` on the labelled
   ``verifier_train`` split (:mod:`bongain.scoring.offline`); the score job reads the trained table;
@@ -30,7 +31,7 @@ log = logging.getLogger("bongain.score")
 
 @dataclass(frozen=True)
 class ScorerKind:
-    """A ``reward_model.kind``: what its score job reads, its GPUs, and how to build it."""
+    """A reward-model ``kind``: what its score job reads, its GPUs, and how to build it."""
 
     trained: bool  # True: the cell's trained verifier table; False: the split's question texts
     gpus: Callable[[Mapping[str, Any]], int]
@@ -39,7 +40,7 @@ class ScorerKind:
 
 def _offline(cfg: Mapping[str, Any], *, verifier_table: pl.DataFrame | None, **_: Any) -> Verifier:
     if verifier_table is None:
-        raise ValueError("reward_model kind 'offline_logistic' needs the trained verifier table")
+        raise ValueError("reward-model kind 'offline_logistic' needs the trained verifier table")
     return OfflineLogisticVerifier.from_table(verifier_table)
 
 
@@ -81,13 +82,14 @@ SCORERS: dict[str, ScorerKind] = {
 }
 
 
-def scorer_kind(cfg: Mapping[str, Any]) -> ScorerKind:
-    """The registry entry of a (complete) ``reward_model`` block; an unknown kind names the key."""
+def scorer_kind(cfg: Mapping[str, Any], key: str = "reward_models.<name>") -> ScorerKind:
+    """The registry entry of a (complete) scorer block; an unknown kind names the key (``key``: the
+    block's dotted config key, e.g. ``reward_models.verifier``)."""
     kind = cfg["kind"]
     if kind not in SCORERS:
-        raise ValueError(f"config key 'reward_model.kind': unknown kind {kind!r}; known: {sorted(SCORERS)}")
+        raise ValueError(f"config key '{key}.kind': unknown kind {kind!r}; known: {sorted(SCORERS)}")
     if not SCORERS[kind].trained and not cfg["model"]:
-        raise ValueError(f"config key 'reward_model.model': required for kind {kind!r}")
+        raise ValueError(f"config key '{key}.model': required for kind {kind!r}")
     return SCORERS[kind]
 
 
@@ -98,20 +100,20 @@ def make_scorer(
     questions: Mapping[str, str] | None = None,
     engine: Any | None = None,
 ) -> Verifier:
-    """The scorer named by a complete ``reward_model`` block.
+    """The scorer named by a complete scorer block (an entry of ``reward_models``).
 
     ``offline_logistic`` needs the trained ``verifier_table``; every pretrained kind needs ``questions``
     (prompt_id -> question text); ``engine`` lets a vLLM kind reuse an existing ``LLM``.
     """
     entry = scorer_kind(cfg)
     if not entry.trained and questions is None:
-        raise ValueError(f"reward_model kind {cfg['kind']!r} needs the question texts (tasks table)")
+        raise ValueError(f"reward-model kind {cfg['kind']!r} needs the question texts (tasks table)")
     return entry.build(cfg, verifier_table=verifier_table, questions=questions, engine=engine)
 
 
-def is_trained(cfg: Mapping[str, Any]) -> bool:
+def is_trained(cfg: Mapping[str, Any], key: str = "reward_models.<name>") -> bool:
     """Whether the scorer is trained per cell (rule ``train_verifier`` on the ``verifier_train`` split)."""
-    return scorer_kind(cfg).trained
+    return scorer_kind(cfg, key).trained
 
 
 def score_gpus(cfg: Mapping[str, Any]) -> int:
@@ -119,10 +121,13 @@ def score_gpus(cfg: Mapping[str, Any]) -> int:
     return scorer_kind(cfg).gpus(cfg)
 
 
-def score_inputs(cfg: Mapping[str, Any], results: str) -> Callable[[Any], dict[str, str]]:
-    """Input function of the ``score`` rule: samples and grades, plus the trained verifier table or the
-    split's tasks table (pretrained reward models need the question texts)."""
-    trained = is_trained(cfg)
+def score_inputs(
+    reward_models: Mapping[str, Mapping[str, Any]], results: str
+) -> Callable[[Any], dict[str, str]]:
+    """Input function of the ``score`` rule (wildcards model, method, task, split, rm): samples and grades,
+    plus the reward model's trained verifier table (``verifier/<rm>.parquet``) or the split's tasks table
+    (pretrained reward models need the question texts)."""
+    trained = {name: is_trained(cfg, f"reward_models.{name}") for name, cfg in reward_models.items()}
 
     def inputs(wildcards: Any) -> dict[str, str]:
         cell = f"{results}/cells/{wildcards.model}/{wildcards.method}/{wildcards.task}"
@@ -130,8 +135,8 @@ def score_inputs(cfg: Mapping[str, Any], results: str) -> Callable[[Any], dict[s
             "samples": f"{cell}/{wildcards.split}/samples.parquet",
             "grades": f"{cell}/{wildcards.split}/grades.parquet",
         }
-        if trained:
-            files["verifier"] = f"{cell}/verifier.parquet"
+        if trained[wildcards.rm]:
+            files["verifier"] = f"{cell}/verifier/{wildcards.rm}.parquet"
         else:
             files["tasks"] = f"{results}/tasks/{wildcards.task}/{wildcards.split}.parquet"
         return files
@@ -146,8 +151,10 @@ def score_split(
     *,
     verifier_table: pl.DataFrame | None = None,
     tasks: pl.DataFrame | None = None,
+    rm: str = "verifier",
 ) -> pl.DataFrame:
-    """The scores table of one split: a reward per sample from the configured scorer (row order kept)."""
+    """The scores table of one split: a reward per sample from the scorer block ``cfg`` of reward model
+    ``rm`` (its name under ``reward_models``, the ``rm`` column); row order kept."""
     questions = None
     if tasks is not None:
         questions = dict(zip(tasks["prompt_id"].to_list(), tasks["question"].to_list(), strict=True))
@@ -166,7 +173,11 @@ def score_split(
             samples.height,
             scorer.max_tokens,
         )
-    return samples.select("model", "method", "task", "split", "prompt_id", "sample_idx").with_columns(
+    return samples.select("model", "method", "task").with_columns(
+        rm=pl.lit(rm, dtype=pl.String),
+        split=samples["split"],
+        prompt_id=samples["prompt_id"],
+        sample_idx=samples["sample_idx"],
         reward=pl.Series(rewards, dtype=pl.Float64),
         verifier=pl.lit(scorer.name),
         score_status=pl.Series(np.where(too_long, SCORE_STATUSES[1], SCORE_STATUSES[0]), dtype=pl.String),

@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 
 AGGREGATIONS: tuple[str, ...] = ("min", "last", "prod")
-#: Qwen2.5-Math-PRM's system turn; the default of ``reward_model.prm_system_prompt`` (the config schema
-#: repeats it, a test keeps the two equal).
+#: Qwen2.5-Math-PRM's system turn; the default of a reward-model block's ``prm_system_prompt`` (the config
+#: schema repeats it, a test keeps the two equal).
 PRM_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
@@ -96,7 +96,7 @@ def resolve_pad_id(tokenizer: Any, model_config: Any, pad_token: str | None = No
     if pad_token is not None:
         pid = tokenizer.convert_tokens_to_ids(pad_token)
         if pid is None or pid == getattr(tokenizer, "unk_token_id", None):
-            raise ValueError(f"reward_model.pad_token {pad_token!r} is not in the RM's vocabulary")
+            raise ValueError(f"reward_models.<name>.pad_token {pad_token!r} is not in the RM's vocabulary")
         return int(pid)
     text_cfg = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
     for pid in (getattr(text_cfg, "pad_token_id", None), getattr(tokenizer, "pad_token_id", None)):
@@ -111,14 +111,15 @@ def check_pad_id(pad_id: int | None, sequences: Sequence[Sequence[int]]) -> None
     if pad_id is None:
         if len(sequences) > 1:
             raise ValueError(
-                "the reward model has no pad token: set reward_model.pad_token (never the end-of-turn token)"
+                "the reward model has no pad token: set reward_models.<name>.pad_token (never the "
+                "end-of-turn token)"
             )
         return
     bad = sum(1 for s in sequences if s and s[-1] == pad_id)
     if bad:
         raise ValueError(
             f"pad token id {pad_id} is the last token of {bad} formatted input(s) (end-of-turn?): "
-            "set reward_model.pad_token to a token that never ends an input"
+            "set reward_models.<name>.pad_token to a token that never ends an input"
         )
 
 
@@ -140,7 +141,8 @@ def prm_sequences(rm: Any, samples: pl.DataFrame) -> list[list[int]]:
 
 
 def length_limit(configured: int | None, model_limit: int | None) -> int | None:
-    """Longest reward-model input in tokens: ``reward_model.max_model_len`` when set, else the model's."""
+    """Longest reward-model input in tokens: ``reward_models.<name>.max_model_len`` when set, else the
+    model's."""
     return int(configured) if configured else (int(model_limit) if model_limit else None)
 
 

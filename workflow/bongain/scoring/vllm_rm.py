@@ -56,13 +56,14 @@ def check_head(cfg: Mapping[str, Any], kind: str) -> None:
             cfg["model"], revision=cfg["revision"], trust_remote_code=bool(cfg["trust_remote_code"])
         )
     except (OSError, ValueError) as err:
-        raise ValueError(f"config key 'reward_model.model': cannot read {cfg['model']}: {err}") from err
+        key = "reward_models.<name>.model"
+        raise ValueError(f"config key '{key}': cannot read {cfg['model']}: {err}") from err
     archs = list(getattr(config, "architectures", None) or [])
     if not any(a.endswith(HEAD_SUFFIXES[kind]) for a in archs):
         raise ValueError(
-            f"config key 'reward_model.model': {cfg['model']} declares architectures {archs}, which have "
-            f"no {'sequence' if kind == 'vllm_classify' else 'per-token'}-classification head; {kind} needs "
-            f"a checkpoint whose architecture ends in {' or '.join(HEAD_SUFFIXES[kind])}"
+            f"config key 'reward_models.<name>.model': {cfg['model']} declares architectures {archs}, which "
+            f"have no {'sequence' if kind == 'vllm_classify' else 'per-token'}-classification head; {kind} "
+            f"needs a checkpoint whose architecture ends in {' or '.join(HEAD_SUFFIXES[kind])}"
         )
 
 
@@ -99,7 +100,7 @@ def make_pooling_engine(cfg: Mapping[str, Any], *, enforce_eager: bool | None = 
         return vllm.LLM(**kw)
     except Exception as err:  # vLLM raises ValueError, RuntimeError, pydantic errors, ...
         raise ValueError(
-            f"config key 'reward_model.model': vLLM could not load {opts['model']}: {root_cause(err)}"
+            f"config key 'reward_models.<name>.model': vLLM could not load {opts['model']}: {root_cause(err)}"
         ) from err
 
 
