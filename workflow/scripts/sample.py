@@ -1,8 +1,10 @@
 """Snakemake adapter: N samples per prompt of one split (or shard) of one cell."""
 
 from bongain.hub import offline_jobs
+from bongain.threads import passive_openmp
 
 offline_jobs(snakemake.config["hub"]["cache"])  # noqa: F821  (before anything imports huggingface_hub)
+passive_openmp()  # before anything imports torch
 
 import torch  # noqa: E402
 
