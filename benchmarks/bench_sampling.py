@@ -22,8 +22,9 @@ all alike; the best of ``--repeats`` counts):
 
 Contended mode (default; ``--no-contended`` leaves it out): after the idle measurements, the long
 workload runs again for ``stage`` and ``generate`` while another process keeps one core busy (a
-single-threaded pure-Python loop that the benchmark starts before and kills after, and that ends by itself
-after :data:`BUSY_LIMIT_S` seconds in any case): a laptop with a browser open, or a job sharing its cores.
+single-threaded pure-Python loop pinned to the last core, that the benchmark starts before and kills after,
+and that ends by itself after :data:`BUSY_LIMIT_S` seconds in any case): a laptop with a browser open, or
+a job sharing its cores.
 
 The last three lines are ``short: stage <x> samples/s, generate <y> samples/s, ratio <r>x``,
 ``long: stage <x> tok/s, generate <y> tok/s, ratio <r>x`` and
@@ -71,9 +72,13 @@ BUSY_LIMIT_S = 900  # the busy process of the contended mode ends by itself afte
 
 @contextlib.contextmanager
 def busy_core(limit_s: float = BUSY_LIMIT_S) -> Iterator[subprocess.Popen]:
-    """While open, another process keeps one core busy (a single-threaded Python loop); it is killed on exit
-    and stops by itself after ``limit_s`` seconds whatever happens to this one."""
-    loop = f"import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end:\n    pass\n"
+    """While open, another process keeps one core busy: a single-threaded Python loop pinned to the last
+    core this process may use (as a program that keeps to one core does; unpinned, the kernel moves it
+    around and the damage varies from run to run). It is killed on exit and stops by itself after
+    ``limit_s`` seconds whatever happens to this one."""
+    core = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    pin = f"import os\nos.sched_setaffinity(0, {{{core}}})\n" if core is not None else ""
+    loop = f"{pin}import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end:\n    pass\n"
     proc = subprocess.Popen([sys.executable, "-c", loop])
     try:
         time.sleep(0.5)  # running before the measurement starts

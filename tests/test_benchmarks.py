@@ -24,7 +24,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "bench_statistics.py": (
         ["--quick"],
         [
-            r"^cell: 1,000 prompts x N = 64 = 64,000 samples$",
+            r"^cell: 200 prompts x N = 16 = 3,200 samples$",
             rf"^issue 5 set: features \+ pass \+ bon \+ maj +{NUM} +\(target < 3 s\)$",
             rf"^exact kernel: {NUM} s",
         ],
