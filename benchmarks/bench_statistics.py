@@ -2,7 +2,7 @@
 
     python benchmarks/bench_statistics.py                      # 15,625 prompts x N = 64
     python benchmarks/bench_statistics.py --prompts 1000 --n 1000
-    python benchmarks/bench_statistics.py --quick              # 1,000 x 64, for a smoke run
+    python benchmarks/bench_statistics.py --quick              # 200 x 16, for a smoke run
 
 Prints machine info and date, then one row per stage (wall and CPU seconds): the table plumbing
 (validate + align + answer coding), features with and without their bootstrap, pass@k / best-of-k /
@@ -124,10 +124,10 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=15_625)
     ap.add_argument("--n", type=int, default=64, help="samples per prompt")
     ap.add_argument("--repeat", type=int, default=2, help="runs per stage (best wall time is shown)")
-    ap.add_argument("--quick", action="store_true", help="1,000 prompts x 64, one run per stage")
+    ap.add_argument("--quick", action="store_true", help="200 prompts x 16, one run per stage")
     args = ap.parse_args()
     if args.quick:
-        args.prompts, args.n, args.repeat = 1000, 64, 1
+        args.prompts, args.n, args.repeat = 200, 16, 1
     print("\n".join(machine_info()))
     samples, grades, scores = synthetic_cell(args.prompts, args.n)
     print(f"cell: {args.prompts:,} prompts x N = {args.n} = {samples.height:,} samples\n")

@@ -2,6 +2,7 @@
 
     python benchmarks/grouped_ci_coverage.py            # 3 methods x 5 tasks (the default grid)
     python benchmarks/grouped_ci_coverage.py 6 10       # another grid
+    python benchmarks/grouped_ci_coverage.py --quick    # 20 data sets, 50 resamples: a smoke run
 
 Prints the nominal level, the population Spearman and the coverage and mean width of the cluster
 bootstrap and, for comparison, of resampling cells independently (docs/statistics.md).
@@ -9,16 +10,28 @@ bootstrap and, for comparison, of resampling cells independently (docs/statistic
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 from bongain.fit.coverage_sim import simulate_ci_coverage
 
 
-def main(argv: list[str]) -> None:
-    n_m, n_t = (int(argv[0]), int(argv[1])) if len(argv) >= 2 else (3, 5)
-    print(f"grid {n_m} methods x {n_t} tasks, 400 simulated data sets, 500 resamples each, seed 0")
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("methods", type=int, nargs="?", default=3)
+    ap.add_argument("tasks", type=int, nargs="?", default=5)
+    ap.add_argument(
+        "--quick", action="store_true", help="20 data sets x 50 resamples (numbers too noisy to read)"
+    )
+    args = ap.parse_args(argv)
+    n_sims, n_boot = (20, 50) if args.quick else (400, 500)
+    print(
+        f"grid {args.methods} methods x {args.tasks} tasks, {n_sims} simulated data sets, "
+        f"{n_boot} resamples each, seed 0"
+    )
     for effect_sd in (0.0, 1.0, 2.0):
-        r = simulate_ci_coverage(n_methods=n_m, n_tasks=n_t, effect_sd=effect_sd)
+        r = simulate_ci_coverage(
+            n_methods=args.methods, n_tasks=args.tasks, n_sims=n_sims, n_boot=n_boot, effect_sd=effect_sd
+        )
         print(
             f"effect_sd={effect_sd}: nominal {r.level}, population Spearman {r.target:.3f}; "
             f"cluster bootstrap coverage {r.coverage_cluster:.3f} (mean width {r.mean_width_cluster:.3f}); "
@@ -27,4 +40,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

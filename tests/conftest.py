@@ -61,18 +61,30 @@ def tiny_lm():
 
 
 @pytest.fixture(scope="session")
-def embedded_model(tmp_path_factory):
-    """The real embedded SmolLM2-135M-Instruct, dequantised once for the session: (model, tokenizer).
+def embedded_manifest(tmp_path_factory) -> Path:
+    """The manifest.json of the real embedded SmolLM2-135M-Instruct, dequantised once for the session.
 
-    Preparing and loading it must not touch the network (and must not trust remote code)."""
-    from bongain.sampling.models import load_causal_lm, prepare_model
+    Preparing it must not touch the network (and must not trust remote code)."""
+    from bongain.sampling.models import prepare_model
 
     out = tmp_path_factory.mktemp("smollm2")
     with network_forbidden():
-        return _prepare_embedded(out, prepare_model, load_causal_lm)
+        _prepare_embedded(out, prepare_model)
+    return out / "manifest.json"
 
 
-def _prepare_embedded(out, prepare_model, load_causal_lm):
+@pytest.fixture(scope="session")
+def embedded_model(embedded_manifest):
+    """The real embedded SmolLM2-135M-Instruct (:func:`embedded_manifest`), loaded: (model, tokenizer).
+
+    Loading it must not touch the network."""
+    from bongain.sampling.models import load_causal_lm, load_manifest
+
+    with network_forbidden():
+        return load_causal_lm(load_manifest(embedded_manifest))
+
+
+def _prepare_embedded(out, prepare_model):
     from bongain.config import complete_block
 
     model_cfg = complete_block(
@@ -88,7 +100,7 @@ def _prepare_embedded(out, prepare_model, load_causal_lm):
     )
     manifest = prepare_model(model_cfg, out)
     assert manifest["trust_remote_code"] is False
-    return load_causal_lm(manifest)
+    return manifest
 
 
 # -- real-engine tests (marker vllm_engine) ------------------------------------------------------------------

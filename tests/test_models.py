@@ -51,6 +51,33 @@ def chunked(tiny_gguf, tmp_path, monkeypatch):
     return source, tensors
 
 
+def test_conversion_parsing_the_gguf_once_writes_the_same_checkpoint(tiny_gguf, tmp_path, monkeypatch):
+    """convert_gguf with gguf_parsed_once (one GGUFReader instead of transformers' three) writes the
+    checkpoint of the plain conversion byte for byte."""
+    import gguf
+
+    from bongain.sampling.models import convert_gguf
+
+    path, _ = tiny_gguf
+    made = []
+    reader = gguf.GGUFReader
+
+    def counting(*args, **kwargs):
+        made.append(args[0])
+        return reader(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting)
+    outs = {}
+    for once in (False, True):
+        made.clear()
+        out = convert_gguf(path, tmp_path / str(once), "bfloat16", parse_once=once)
+        outs[once] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        assert len(made) == (1 if once else 3)
+    assert gguf.GGUFReader is counting  # restored on exit
+    assert outs[True].keys() == outs[False].keys() and "model.safetensors" in {str(k) for k in outs[True]}
+    assert outs[True] == outs[False]
+
+
 def test_assemble_chunks_is_the_original_file(tiny_gguf, chunked, tmp_path):
     source, _ = chunked
     out = assemble_chunks(source["chunks"], source["sha256"], tmp_path / "out" / "tiny.gguf")

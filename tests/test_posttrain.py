@@ -499,6 +499,128 @@ def test_training_refuses_too_few_examples(tiny_checkpoint, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_loss_from_the_labelled_positions_equals_the_full_output_layer(tiny_checkpoint, monkeypatch):
+    """TRL's fused head under labelled_positions_only projects only the labelled positions; the loss, the
+    per-token log-probabilities and the gradients equal those of the full (batch x length x vocab) logits
+    of the model's own forward, up to float rounding."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from bongain.posttrain.train import labelled_positions_only
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint["path"], dtype=torch.float32)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    ids = torch.randint(3, vocab, (3, 14))
+    mask = torch.ones_like(ids)
+    mask[2, 11:] = 0  # a shorter (right-padded) row, as TRL pads
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :9] = -100  # the prompt: no loss
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    target = labels[:, 1:]
+    scored = target != -100
+    full_lp = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    full_lp = full_lp * scored
+    full_loss = -full_lp.sum() / scored.sum()
+    full_loss.backward()
+    full_grad = model.model.layers[0].mlp.down_proj.weight.grad.clone()
+    model.zero_grad()
+
+    add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    rows = []
+    function = trl_utils._ChunkedLogProbFunction
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *args):
+            rows.append(hidden.shape[0])
+            return function.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    with labelled_positions_only():
+        lean = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    assert rows == [3 * 13, int(scored.sum())]  # TRL's CPU path: every position; ours: the labelled ones
+    for got in (out, lean):
+        torch.testing.assert_close(got.loss, full_loss, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got.log_probs, full_lp, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(lean.entropy, out.entropy, rtol=1e-5, atol=1e-6)
+    lean.loss.backward()
+    torch.testing.assert_close(
+        model.model.layers[0].mlp.down_proj.weight.grad, full_grad, rtol=1e-4, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo"])
+def test_training_on_labelled_positions_has_the_losses_of_all_positions(tiny_checkpoint, tmp_path, kind):
+    """train_adapter as the pipeline runs it against TRL's own CPU path (every position scored): the same
+    losses and adapter weights up to float rounding."""
+    from safetensors.torch import load_file
+
+    if kind == "sft":
+        data, cfg = sft_data(), recipe()
+    else:
+        samples, grades = samples_and_grades()
+        flip = (pl.col("prompt_id") == "add1-p1") & (pl.col("sample_idx") > 0)
+        grades = grades.with_columns(correct=pl.when(flip).then(True).otherwise(pl.col("correct")))
+        data = dpo_pairs(samples, grades, "fewshot", EOS, max_pairs_per_prompt=4, model="tiny", recipe="dpo")
+        cfg = recipe("dpo", steps=2, batch_size=2)
+    logs, weights = [], []
+    for all_positions in (True, False):
+        out = tmp_path / str(all_positions)
+        logs.append(
+            train_adapter(
+                start_path=tiny_checkpoint["path"],
+                data=data,
+                recipe=kind,
+                recipe_cfg=cfg,
+                lora=LORA,
+                threads=1,
+                adapter_dir=out / "adapter",
+                model="tiny",
+                all_positions=all_positions,
+            )
+        )
+        weights.append(load_file(out / "adapter" / "adapter_model.safetensors"))
+    full, lean = logs
+    assert lean["loss"].to_list() == pytest.approx(full["loss"].to_list(), rel=1e-5, abs=1e-6)
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        assert (weights[0][k] - weights[1][k]).abs().max() < 1e-5
+
+
+def test_bfloat16_training_is_reproducible_and_learns(tiny_checkpoint, tmp_path):
+    """posttrain.dtype bfloat16: bf16 base weights, float32 adapter; same seed twice, identical adapters."""
+    from safetensors.torch import load_file
+
+    logs, weights = [], []
+    for run in ("a", "b"):
+        logs.append(
+            train_adapter(
+                start_path=tiny_checkpoint["path"],
+                data=sft_data(),
+                recipe="sft",
+                recipe_cfg=recipe(),
+                lora=LORA,
+                threads=1,
+                adapter_dir=tmp_path / run / "adapter",
+                model="tiny",
+                dtype="bfloat16",
+            )
+        )
+        weights.append(load_file(tmp_path / run / "adapter" / "adapter_model.safetensors"))
+    assert logs[0].drop("wall_s").equals(logs[1].drop("wall_s"))
+    assert logs[0]["loss"][-1] < logs[0]["loss"][0]
+    assert {str(w.dtype) for w in weights[0].values()} == {"torch.float32"}
+    assert all(torch_equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
 # ------------------------------------------------------------------ the DAG
 
 

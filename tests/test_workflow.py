@@ -251,6 +251,23 @@ def test_numbers_command_reads_the_run(repo, e2e, capsys):
 
 
 @pytest.mark.slow
+def test_stage_memory_benchmark_reads_the_run(repo, e2e):
+    """``python benchmarks/stage_memory.py <results_dir>`` (README's form) on the run's benchmark files:
+    one row per rule that ran, and the sampling jobs per model."""
+    import re
+
+    res = subprocess.run(
+        [sys.executable, "benchmarks/stage_memory.py", str(e2e)], cwd=repo, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "| stage | jobs | peak RSS (MB) | median wall (s) | total wall (s) |" in out
+    for rule in ("sample", "grade", "features", "gains", "report"):
+        assert re.search(rf"^\| {rule} \| \d+ \| \d+ \| [\d.]+ \| [\d.]+ \|$", out, re.M), rule
+    assert re.search(r"^\| smollm2-135m \| \d+ \| [\d.]+ \|$", out, re.M)
+
+
+@pytest.mark.slow
 def test_rerun_one_cell_is_byte_identical_and_touches_nothing_else(repo, e2e):
     """Remove one cell's folder and ask for its gains, features and scaling: only that cell's jobs run, every
     stage's table comes back equal (``DataFrame.equals``) and the samples byte for byte (same config,

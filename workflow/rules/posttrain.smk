@@ -52,6 +52,7 @@ rule posttrain_train:
         recipe=recipe_cfg,
         lora=config["posttrain"]["lora"],
         threads=config["posttrain"]["threads"],
+        dtype=config["posttrain"]["dtype"],
         version=VERSION["posttrain"],
     script:
         "../scripts/posttrain_train.py"

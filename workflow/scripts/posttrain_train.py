@@ -15,6 +15,7 @@ train_log = train_adapter(
     recipe_cfg=p.recipe,
     lora=p.lora,
     threads=p.threads,  # the configured count, not Snakemake's (--cores may lower it): results depend on it
+    dtype=p.dtype,
     adapter_dir=sm.output.adapter,
     model=sm.wildcards.model,
 )

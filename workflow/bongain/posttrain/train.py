@@ -1,25 +1,41 @@
-"""Train one LoRA adapter with TRL + PEFT on a recipe's training data (CPU, fp32, seeded, fixed threads).
+"""Train one LoRA adapter with TRL + PEFT on a recipe's training data (CPU, seeded, fixed threads and dtype).
 
 ``sft`` and ``rft`` train with TRL's ``SFTTrainer`` on (prompt, completion) pairs, loss on the completion
 tokens only; ``dpo`` with ``DPOTrainer`` on (prompt, chosen, rejected), the reference model being the
-starting checkpoint (the adapter switched off). The training log (loss per step, examples used, wall time)
-is returned as a POSTTRAIN_LOG frame; a step with a non-finite loss or gradient norm stops training with
-:class:`TrainingDiverged` (nothing is saved as the adapter then). The adapter folder is written under a
-temporary name and renamed, so a killed job never leaves a half-written adapter.
+starting checkpoint (the adapter switched off).
+
+Only what the loss needs is computed: both trainers score tokens through TRL's fused LM head, which on a
+GPU projects only the positions that carry a label (the completion tokens) onto the vocabulary, but on a
+CPU every position of the batch (the few-shot prompt included: dozens of positions per answer token, each a
+262,144-wide product for Gemma 3). :func:`labelled_positions_only` gives the CPU the GPU's path: the same
+per-token log-probabilities, from only the positions the loss reads (``tests/test_posttrain.py`` checks
+the loss against the full output layer).
+
+``dtype`` (config ``posttrain.dtype``) is the dtype of the frozen base weights and of the activations:
+``float32`` (default), or ``bfloat16`` (the prepared checkpoints' own dtype: half the memory, but on the
+project's CPU, without bf16 matrix units, training is several times slower; README: Post-training). The
+LoRA weights, their gradients and the optimizer state stay in float32 either way (PEFT keeps adapters in
+float32).
+
+The training log (loss per step, examples used, wall time) is returned as a POSTTRAIN_LOG frame; a step
+with a non-finite loss or gradient norm stops training with :class:`TrainingDiverged` (nothing is saved as
+the adapter then). The adapter folder is written under a temporary name and renamed, so a killed job never
+leaves a half-written adapter.
 
 Reproducibility: the seed fixes the LoRA initialisation, the data order and dropout, and
-``full_determinism`` makes torch use deterministic kernels; the thread count is part of the config because
-float sums depend on it.
+``full_determinism`` makes torch use deterministic kernels; the thread count and the dtype are part of the
+config because float sums depend on them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +61,48 @@ def check_enough_examples(recipe: str, recipe_cfg: Mapping[str, Any], n_examples
         raise PosttrainSizeError(problem)
 
 
-def _load_trainable(path: str, tokenizer_only: bool = False) -> tuple[Any, Any]:
+#: ``posttrain.dtype`` values: the dtype of the frozen base weights and activations while training
+TRAIN_DTYPES = ("float32", "bfloat16")
+
+
+def _load_trainable(path: str, tokenizer_only: bool = False, dtype: str = "float32") -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if dtype not in TRAIN_DTYPES:
+        raise ValueError(f"config key 'posttrain.dtype': one of {TRAIN_DTYPES}, got {dtype!r}")
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if tokenizer_only:
         return None, tok
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     return model, tok
+
+
+@contextlib.contextmanager
+def labelled_positions_only() -> Iterator[None]:
+    """While open, TRL's fused LM head (``trl.trainer.utils.add_fused_lm_head``, which both trainers put on
+    the model) projects only the positions whose next-token label is not -100, on every device.
+
+    TRL 1.16 takes that path (``compact``) only where Triton runs (CUDA, XPU) and otherwise scores every
+    position, so that accelerators which compile per shape see one tile shape; a CPU compiles nothing. The
+    per-token log-probabilities of the labelled positions are the same either way (rows of the same
+    products; tested), and everything downstream of them (loss, DPO log-ratios, metrics) reads only those.
+    """
+    import trl.trainer.utils as trl_utils
+
+    if not callable(getattr(trl_utils, "_use_triton", None)):  # pragma: no cover - another TRL
+        raise RuntimeError(
+            "trl.trainer.utils._use_triton is gone: this TRL's fused LM head differs from TRL 1.16's, which "
+            "bongain pins (pyproject.toml); check labelled_positions_only against it"
+        )
+    saved = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: True  # only its 'compact' switch reads this name
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = saved
 
 
 def lora_config(lora: Mapping[str, Any]) -> Any:
@@ -104,9 +151,13 @@ def train_adapter(
     threads: int,
     adapter_dir: str | Path,
     model: str,
+    dtype: str = "float32",
+    all_positions: bool = False,
 ) -> pl.DataFrame:
     """Train the adapter of (``model``, ``recipe``) from the checkpoint at ``start_path`` on ``data``
-    (POSTTRAIN_DATA rows); write it to ``adapter_dir`` atomically; return the training log."""
+    (POSTTRAIN_DATA rows) with base weights in ``dtype``; write it to ``adapter_dir`` atomically; return the
+    training log. ``all_positions`` scores every position as TRL does on CPU (only to check
+    :func:`labelled_positions_only` against)."""
     import torch
     from datasets import Dataset
     from transformers import set_seed
@@ -116,7 +167,7 @@ def train_adapter(
     torch.set_num_threads(threads)
     seed = recipe_cfg["seed"]
     set_seed(seed, deterministic=True)
-    net, tok = _load_trainable(start_path)
+    net, tok = _load_trainable(start_path, dtype=dtype)
     adapter_dir = Path(adapter_dir)
     adapter_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{adapter_dir.name}.", dir=adapter_dir.parent))
@@ -183,7 +234,8 @@ def train_adapter(
         else:
             raise ValueError(f"unknown recipe kind {kind!r}; known: sft, rft, dpo")
         try:
-            trainer.train()
+            with contextlib.nullcontext() if all_positions else labelled_positions_only():
+                trainer.train()
         except TrainingDiverged as err:
             raise TrainingDiverged(
                 f"recipe {recipe!r} on model {model!r} diverged: {err}; lower "

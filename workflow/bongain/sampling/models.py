@@ -17,12 +17,14 @@ that says where an HF checkpoint lies:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,18 +140,49 @@ def assemble_chunks(chunks: Sequence[Mapping[str, str]], sha256: str, dest: Path
     return dest
 
 
-def convert_gguf(gguf: Path, dest: Path, dtype: str) -> Path:
-    """Dequantise a GGUF file into a plain HF checkpoint folder ``dest`` (model and tokenizer)."""
+@contextlib.contextmanager
+def gguf_parsed_once() -> Iterator[dict[tuple[str, str], Any]]:
+    """While open, the ``gguf`` package parses each GGUF file once and builds each tensor-name map once.
+
+    transformers reads a GGUF file three times to load one model (tokenizer, config, weights), each time
+    with a new ``gguf.GGUFReader`` that parses every metadata field, vocabulary included (262,144 token
+    strings for Gemma 3), and builds ``gguf.get_tensor_name_map(arch, layers)`` again for every module of
+    the model: about 40% of a conversion. Both are pure functions of their arguments (the reader maps the
+    file read-only), so here they come from a cache: the same checkpoint, faster (``tests/test_models.py``
+    checks the files byte for byte). Yields the readers made, by (path, mode)."""
+    import gguf
+
+    readers: dict[tuple[str, str], Any] = {}
+    make_reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+    def reader(path: Any, mode: str = "r") -> Any:
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = make_reader(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(maxsize=None)(name_map)
+    try:
+        yield readers
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = make_reader, name_map
+
+
+def convert_gguf(gguf: Path, dest: Path, dtype: str, parse_once: bool = True) -> Path:
+    """Dequantise a GGUF file into a plain HF checkpoint folder ``dest`` (model and tokenizer).
+
+    ``parse_once``: with :func:`gguf_parsed_once` (``False`` only to check it against)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    set_bos_from_gguf(tok, gguf_adds_bos(gguf), gguf)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent,
-        gguf_file=gguf.name,
-        dtype=_torch_dtype(dtype),
-        quantization_config=GgufConfig(dequantize=True),
-    )
+    with gguf_parsed_once() if parse_once else contextlib.nullcontext():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        set_bos_from_gguf(tok, gguf_adds_bos(gguf), gguf)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent,
+            gguf_file=gguf.name,
+            dtype=_torch_dtype(dtype),
+            quantization_config=GgufConfig(dequantize=True),
+        )
     tmp = dest.with_name(dest.name + ".tmp")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
