@@ -36,15 +36,15 @@ def engine_max_len(llm: Any) -> int | None:
     return int(value) if value else None
 
 
-def make_pooling_engine(cfg: Mapping[str, Any]) -> Any:
-    """``vllm.LLM`` in pooling mode for a reward model (the only vLLM constructor call of this module)."""
-    import vllm
-
+def pooling_engine_kwargs(cfg: Mapping[str, Any], snapshot: str | None = None) -> dict[str, Any]:
+    """Arguments of ``vllm.LLM`` for a reward model: its downloaded ``snapshot`` folder when there is one
+    (bongain.hub.snapshot_path; no revision: the folder is that commit), else ``reward_model.model`` at
+    ``reward_model.revision``."""
     opts = cfg
     kw: dict[str, Any] = {
-        "model": opts["model"],
+        "model": snapshot or opts["model"],
         "runner": "pooling",
-        "revision": opts["revision"],
+        "revision": None if snapshot else opts["revision"],
         "dtype": opts["dtype"],
         "trust_remote_code": bool(opts["trust_remote_code"]),
         "tensor_parallel_size": int(opts["tensor_parallel_size"]),
@@ -53,7 +53,14 @@ def make_pooling_engine(cfg: Mapping[str, Any]) -> Any:
     }
     if opts["max_model_len"]:
         kw["max_model_len"] = int(opts["max_model_len"])
-    return vllm.LLM(**kw)
+    return kw
+
+
+def make_pooling_engine(cfg: Mapping[str, Any], snapshot: str | None = None) -> Any:
+    """``vllm.LLM`` in pooling mode for a reward model (the only vLLM constructor call of this module)."""
+    import vllm
+
+    return vllm.LLM(**pooling_engine_kwargs(cfg, snapshot))
 
 
 @dataclass
