@@ -31,6 +31,7 @@ GPU_RULES = (
     "sample",
     "sample_cell",
     "score",
+    "posttrain_train",
 )  # rules whose jobs may ask for GPUs (their count comes from the config)
 GPU_KEYS = {"mem_mb", "runtime", "cpus_per_gpu"}
 KINDS = slurm.cluster_kinds(cpu_partition="cpu", gpu_partition="gpu")
@@ -38,6 +39,13 @@ KINDS = slurm.cluster_kinds(cpu_partition="cpu", gpu_partition="gpu")
 
 def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
+
+
+def per_attempt(value: object) -> int:
+    """The first attempt's value of a profile's memory or time, written ``<n> * attempt``."""
+    m = re.fullmatch(r"(\d+) \* attempt", str(value))
+    assert m, f"{value!r} does not grow with the attempt (write '<n> * attempt')"
+    return int(m.group(1))
 
 
 def workflow_rules(repo: Path) -> set[str]:
@@ -62,7 +70,9 @@ def test_workflow_profile_sets_rule_resources_but_no_gpus(repo):
         # GPU counts and placement come from the rules (config-dependent); a fixed value here would win
         assert not {"gpu", "gres", "slurm_partition", "slurm_account", "qos"} & set(values), rule
         assert "cpus_per_task" not in values, rule  # it would override cpus_per_gpu
-        assert isinstance(values["mem_mb"], int) and isinstance(values["runtime"], int), rule
+        assert "nodes" not in values, rule  # GPU jobs get nodes=1 from their rule (bongain.slurm.placement)
+        # a retry (after running out of memory or time) asks for more: n, 2n, 3n
+        assert per_attempt(values["mem_mb"]) > 0 and per_attempt(values["runtime"]) > 0, rule
     # Snakemake ignores set-resources of unknown rules: catch renamed or removed rules here.
     assert set(res) <= workflow_rules(repo)
 
@@ -71,8 +81,12 @@ def test_cluster_profile_template(repo):
     prof = slurm.load_template(repo / "profiles" / "slurm" / "config.yaml")
     assert prof["executor"] == "slurm"
     assert prof["retries"] >= 1 and prof["jobs"] >= 1 and prof["latency-wait"] >= 5
+    assert prof["slurm-requeue"] is True  # preempted jobs go back to the queue (sbatch --requeue)
     assert "set-resources" not in prof
     assert {"slurm_partition", "slurm_account", "mem_mb", "runtime"} <= set(prof["default-resources"])
+    assert per_attempt(prof["default-resources"]["mem_mb"]) and per_attempt(
+        prof["default-resources"]["runtime"]
+    )
     assert "cpus_per_task" not in prof["default-resources"]
 
 
@@ -87,11 +101,12 @@ def test_placement_by_gpu_count():
             "gpu": {"partition": "g", "account": "ga", "constraint": "gpu80g", "gpu_model": "a100"},
         },
     )
-    none = {"slurm_account": None, "qos": None, "constraint": None, "gpu_model": None}
+    none = {"slurm_account": None, "qos": None, "constraint": None, "gpu_model": None, "nodes": None}
     assert slurm.placement(cfg, 0) == {**none, "gpu": 0, "slurm_partition": "c", "qos": "low"}
     assert slurm.placement(cfg, 2) == {
         **none,
         "gpu": 2,
+        "nodes": 1,  # tensor parallelism: every GPU on one node
         "slurm_partition": "g",
         "slurm_account": "ga",
         "constraint": "gpu80g",
@@ -102,12 +117,18 @@ def test_placement_by_gpu_count():
     assert slurm.placement(cfg, 0)["gpu_model"] is None
     with pytest.raises(ValueError, match="-1 GPUs"):
         slurm.placement(cfg, -1)
-    # off SLURM (no slurm block): only the GPU count, every other value None (Snakemake drops it)
-    assert slurm.placement(complete_block("slurm", {}), 1) == {**none, "gpu": 1, "slurm_partition": None}
+    # off SLURM (no slurm block): only the GPU count and one node, every other value None (dropped)
+    assert slurm.placement(complete_block("slurm", {}), 1) == {
+        **none,
+        "gpu": 1,
+        "nodes": 1,
+        "slurm_partition": None,
+    }
     # the rules declare only what the block sets: a profile without it keeps its default partition
-    assert slurm.placed_resources(complete_block("slurm", {})) == ["gpu"]
+    assert slurm.placed_resources(complete_block("slurm", {})) == ["gpu", "nodes"]
     assert slurm.placed_resources(cfg) == [
         "gpu",
+        "nodes",
         "slurm_partition",
         "slurm_account",
         "qos",
@@ -115,7 +136,7 @@ def test_placement_by_gpu_count():
         "gpu_model",
     ]
     part = complete_block("slurm", {"gpu": {"partition": "g"}})
-    assert slurm.placed_resources(part) == ["gpu", "slurm_partition"]
+    assert slurm.placed_resources(part) == ["gpu", "nodes", "slurm_partition"]
 
 
 def test_gpu_counts_come_from_the_config():
@@ -269,8 +290,10 @@ def single_node_resources(repo: Path, mem_cap: int) -> list[str]:
     items = []
     for rule, values in load_yaml(repo / "profiles" / "default" / "config.yaml")["set-resources"].items():
         for key, value in values.items():
-            if key == "mem_mb":
-                value = min(value, mem_cap)
+            if key == "mem_mb":  # still times the attempt: a retry asks for more
+                value = f"{min(per_attempt(value), mem_cap)}*attempt"
+            elif key == "runtime":
+                value = f"{per_attempt(value)}*attempt"
             elif key == "cpus_per_gpu":
                 value = 1
             items.append(f"{rule}:{key}={value}")
