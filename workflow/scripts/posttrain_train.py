@@ -17,6 +17,7 @@ train_log = train_adapter(
     threads=p.threads,  # the configured count, not Snakemake's (--cores may lower it): results depend on it
     adapter_dir=sm.output.adapter,
     model=sm.wildcards.model,
+    device=p.device,  # posttrain.device: cpu, or gpu (pre-flight check, then CUDA)
 )
 write_parquet_atomic(train_log, sm.output.log, "posttrain_log")
 log.info(

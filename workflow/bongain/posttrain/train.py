@@ -1,4 +1,5 @@
-"""Train one LoRA adapter with TRL + PEFT on a recipe's training data (CPU, fp32, seeded, fixed threads).
+"""Train one LoRA adapter with TRL + PEFT on a recipe's training data (fp32, seeded, fixed threads; on the
+CPU, or on one CUDA GPU with ``posttrain.device: gpu``).
 
 ``sft`` and ``rft`` train with TRL's ``SFTTrainer`` on (prompt, completion) pairs, loss on the completion
 tokens only; ``dpo`` with ``DPOTrainer`` on (prompt, chosen, rejected), the reference model being the
@@ -8,12 +9,15 @@ is returned as a POSTTRAIN_LOG frame; a step with a non-finite loss or gradient 
 temporary name and renamed, so a killed job never leaves a half-written adapter.
 
 Reproducibility: the seed fixes the LoRA initialisation, the data order and dropout, and
-``full_determinism`` makes torch use deterministic kernels; the thread count is part of the config because
-float sums depend on it.
+``full_determinism`` makes torch use deterministic kernels (on CUDA also deterministic cuBLAS and cuDNN);
+the thread count is part of the config because float sums depend on it. A GPU run is reproducible on the
+same GPU model, driver and library versions, and differs from a CPU run at rounding level (other kernels,
+other summation orders).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -26,7 +30,10 @@ from typing import Any
 import polars as pl
 
 from bongain.config import posttrain_size_problem
+from bongain.preflight import check_job, posttrain_needs
 from bongain.schemas import POSTTRAIN_LOG
+
+logger = logging.getLogger("bongain.posttrain")
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,6 +63,19 @@ def _load_trainable(path: str, tokenizer_only: bool = False) -> tuple[Any, Any]:
         return None, tok
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model, tok
+
+
+def training_device(device: str) -> str:
+    """The torch device of a training job: ``cuda`` for ``posttrain.device: gpu`` when the job sees a CUDA
+    device (bongain.preflight refuses a GPU job without one unless BONGAIN_PREFLIGHT says otherwise),
+    else ``cpu``."""
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"config key 'posttrain.device': {device!r} is not cpu or gpu")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def lora_config(lora: Mapping[str, Any]) -> Any:
@@ -104,15 +124,23 @@ def train_adapter(
     threads: int,
     adapter_dir: str | Path,
     model: str,
+    device: str = "cpu",
 ) -> pl.DataFrame:
     """Train the adapter of (``model``, ``recipe``) from the checkpoint at ``start_path`` on ``data``
-    (POSTTRAIN_DATA rows); write it to ``adapter_dir`` atomically; return the training log."""
+    (POSTTRAIN_DATA rows); write it to ``adapter_dir`` atomically; return the training log.
+
+    ``device`` is ``posttrain.device``: ``cpu``, or ``gpu`` (a GPU job: first the pre-flight check of the
+    GPU it got, then training on CUDA; see :func:`training_device`).
+    """
     import torch
     from datasets import Dataset
     from transformers import set_seed
 
     kind = recipe_cfg["kind"]
     check_enough_examples(recipe, recipe_cfg, data.height, "the training data")
+    check_job(posttrain_needs(model, device, start_path, "float32"))
+    torch_device = training_device(device)
+    logger.info("posttrain.device %s: training %s/%s on %s", device, model, recipe, torch_device)
     torch.set_num_threads(threads)
     seed = recipe_cfg["seed"]
     set_seed(seed, deterministic=True)
@@ -137,7 +165,7 @@ def train_adapter(
         seed=seed,
         data_seed=seed,
         full_determinism=True,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=torch_device == "cpu",  # never a GPU the job was not meant to use
         bf16=False,
         fp16=False,
         dataloader_num_workers=0,
