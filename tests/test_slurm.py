@@ -258,6 +258,44 @@ def test_snakemake_finds_the_written_profile(repo, tmp_path):
     assert "slurm and workflow specific profile profiles/default" in out
 
 
+def cluster_run_without_cluster(repo: Path, tmp_path: Path, hub_block: dict, extra_env: dict) -> tuple:
+    """`snakemake --executor slurm` on a config with hub models, up to the downloads, where there is no
+    SLURM: the run's own checks (the Snakefile's onstart) come before anything is submitted."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    cfg = {**gpu_config(tmp_path / "unused"), "hub": hub_block}
+    cfg_path = tmp_path / "hub.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "HF_HUB_CACHE")}
+    env.update(HOME=str(home), USER=env.get("USER") or "bongain", **extra_env)
+    cmd = [
+        *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--executor", "slurm"),
+        *("--jobs", "1", "--directory", str(tmp_path / "w"), "--configfile", str(cfg_path)),
+        *("--until", "download", "--slurm-init-seconds-before-status-checks", "1"),
+    ]
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    return res.returncode, res.stdout + res.stderr
+
+
+def test_cluster_run_refuses_a_hub_cache_under_home(repo, tmp_path):
+    code, out = cluster_run_without_cluster(repo, tmp_path, {}, {})
+    assert code != 0
+    assert "config key 'hub.cache': hub.cache is not set, nor HF_HOME or HF_HUB_CACHE" in out, out[-3000:]
+    assert "hub.allow_home_cache: true" in out
+    assert "localrule download" not in out  # refused before any job
+    code, out = cluster_run_without_cluster(repo, tmp_path, {"cache": str(tmp_path / "home" / "hf")}, {})
+    assert code != 0 and f"hub.cache puts the hub checkpoints in {tmp_path}/home/hf/hub" in out
+    # a cache outside home (the key or HF_HOME), or home when the config allows it: the run goes on
+    # (its downloads then fail here: no hub)
+    for hub_block, env in (
+        ({"cache": str(tmp_path / "scratch")}, {}),
+        ({}, {"HF_HOME": str(tmp_path / "scratch")}),
+        ({"allow_home_cache": True}, {}),
+    ):
+        _, out = cluster_run_without_cluster(repo, tmp_path, hub_block, env)
+        assert "config key 'hub.cache'" not in out and "localrule download" in out, (hub_block, out[-3000:])
+
+
 # -- real runs on a single-node SLURM cluster with a `cpu` and a `gpu` partition -----------------------------
 
 
