@@ -258,6 +258,68 @@ def test_snakemake_finds_the_written_profile(repo, tmp_path):
     assert "slurm and workflow specific profile profiles/default" in out
 
 
+def dry_run_resources(repo: Path, tmp_path: Path, cfg: dict) -> dict[str, list[dict[str, str]]]:
+    """Rule -> the resources of each of its jobs, from a dry run with the written cluster profile."""
+    slurm.write_profile(KINDS, config_dir=tmp_path / "snakemake")
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        [
+            *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--profile", "slurm", "-n"),
+            *("--configfile", str(cfg_path), "--directory", str(tmp_path / "w")),
+        ],
+        cwd=repo,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    jobs: dict[str, list[dict[str, str]]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", res.stdout):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        resources = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        if rule and resources:
+            jobs.setdefault(rule.group(1), []).append(dict(re.findall(r"(\w+)=([^,]+)", resources.group(1))))
+    return jobs
+
+
+def test_gpu_jobs_ask_for_one_node_and_posttrain_follows_its_device(repo, tmp_path):
+    """What the rules hand the executor (a dry run with the cluster profile): GPU jobs on the gpu partition
+    with their tensor-parallel size in GPUs and nodes=1, CPU jobs without either; posttrain_train on the
+    gpu partition with one GPU when posttrain.device is gpu; memory and time of the first attempt."""
+    jobs = dry_run_resources(repo, tmp_path / "vllm", gpu_config(tmp_path / "hf"))
+    gpus = sorted((int(j["gpu"]), j["nodes"], j["slurm_partition"]) for j in jobs["sample_cell"])
+    assert gpus == [(1, "1", GPU), (2, "1", GPU)]
+    for j in jobs["prepare_model"] + jobs["grade"]:
+        assert j["slurm_partition"] == CPU and j.get("gpu", "0") == "0" and "nodes" not in j, j
+    assert {j["mem_mb"] for j in jobs["sample_cell"]} == {"32000"}  # attempt 1 of 32000 * attempt
+
+    cfg = yaml.safe_load((repo / "config" / "posttrain-test.yaml").read_text())
+    for device, partition, n_gpu in (("gpu", GPU, "1"), ("cpu", CPU, "0")):
+        cfg["posttrain"]["device"] = device
+        jobs = dry_run_resources(repo, tmp_path / device, cfg)
+        for j in jobs["posttrain_train"]:
+            assert (j["slurm_partition"], j["gpu"], j.get("nodes")) == (
+                partition,
+                n_gpu,
+                "1" if device == "gpu" else None,
+            ), j
+        assert {j["slurm_partition"] for j in jobs["posttrain_merge"] + jobs["posttrain_data"]} == {CPU}
+
+
+def test_slurm_profile_warns_about_partitions_that_cancel_preempted_jobs():
+    out = (
+        "PartitionName=cpu AllowGroups=ALL PreemptMode=OFF State=UP\n"
+        "PartitionName=gpu AllowGroups=ALL PreemptMode=CANCEL State=UP\n"
+        "PartitionName=low AllowGroups=ALL PreemptMode=GANG,CANCEL State=UP\n"
+        "PartitionName=req AllowGroups=ALL PreemptMode=REQUEUE State=UP\n"
+    )
+    assert slurm.preempt_cancel_partitions(out, {"cpu", "gpu", "req"}) == {"gpu": "CANCEL"}
+    assert slurm.preempt_cancel_partitions(out, {"low"}) == {"low": "GANG,CANCEL"}
+    assert slurm.preempt_cancel_partitions(out, {"req", "cpu"}) == {}
+
+
 def cluster_run_without_cluster(repo: Path, tmp_path: Path, hub_block: dict, extra_env: dict) -> tuple:
     """`snakemake --executor slurm` on a config with hub models, up to the downloads, where there is no
     SLURM: the run's own checks (the Snakefile's onstart) come before anything is submitted."""

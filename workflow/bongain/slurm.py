@@ -197,8 +197,9 @@ def profile_text(profile: dict[str, Any], template: Path = TEMPLATE) -> str:
         f"# Snakemake cluster profile for bongain, written by `bongain slurm-profile` from {template}.\n"
         "# Use: snakemake --profile <this folder's name> [--configfile ...]. Per-rule memory and time come\n"
         "# from the workflow profile profiles/default in the repository, which Snakemake applies on top.\n"
-        "# `config: slurm` places GPU jobs (sample, score with a GPU reward model) on the GPU partition;\n"
-        "# a --config on the command line would replace it: put such overrides into a --configfile.\n"
+        "# `config: slurm` places GPU jobs (vLLM sampling, a GPU reward model, GPU post-training) on the\n"
+        "# GPU partition; a --config on the command line would replace it: put such overrides into a\n"
+        "# --configfile.\n"
     )
     return header + yaml.safe_dump(profile, sort_keys=False, default_flow_style=False)
 
