@@ -82,6 +82,16 @@ def test_env_has_only_index_packages_and_an_allowed_python(repo, project, name):
     assert (int(version[1]), int(version[2])) >= (int(minimum[1]), int(minimum[2]))
 
 
+def test_gpu_env_python_is_one_vllm_and_the_slurm_plugin_share(repo):
+    """vllm 0.33 pulls mistral_common, which caps numpy below 2.4 on Python 3.12 and older; the SLURM
+    executor plugin >= 2.7.1 needs numpy >= 2.4.5. Both resolve together only on Python 3.13 (pip's
+    resolver on PyPI, 2026-12-07; envs/install-venv.sh --gpu refuses an older Python for the same reason)."""
+    conda, _ = env_file(repo / "envs" / "sampling.yaml")
+    (python,) = [d for d in conda if d.startswith("python")]
+    major, minor = re.fullmatch(r"python\s*=+\s*(\d+)\.(\d+)(\.\*)?", python).group(1, 2)
+    assert (int(major), int(minor)) >= (3, 13), python
+
+
 def test_local_entries_are_detected():
     assert local_entries(["-e ../", ".", "../x", "pkg @ file:///x", "polars>=1.20", "-r req.txt"]) == [
         "-e ../",
