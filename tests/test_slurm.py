@@ -448,6 +448,8 @@ def job_env(xdg: Path, extra_path: str = "") -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join(p for p in (extra_path, os.environ.get("PYTHONPATH", "")) if p),
         "HF_HUB_OFFLINE": "1",
+        # the cluster's GPUs are declared to SLURM but absent: check only what SLURM allocated
+        "BONGAIN_PREFLIGHT": "allocation",
     }
 
 
