@@ -320,9 +320,11 @@ def test_slurm_profile_warns_about_partitions_that_cancel_preempted_jobs():
     assert slurm.preempt_cancel_partitions(out, {"req", "cpu"}) == {}
 
 
-def cluster_run_without_cluster(repo: Path, tmp_path: Path, hub_block: dict, extra_env: dict) -> tuple:
-    """`snakemake --executor slurm` on a config with hub models, up to the downloads, where there is no
-    SLURM: the run's own checks (the Snakefile's onstart) come before anything is submitted."""
+def cluster_run_without_cluster(
+    repo: Path, tmp_path: Path, hub_block: dict, extra_env: dict, until: tuple = ("download",)
+) -> tuple:
+    """`snakemake --executor slurm` on a config with hub models, up to ``until``, where there is no SLURM:
+    the run's own checks (the Snakefile's onstart) come before anything is submitted."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     cfg = {**gpu_config(tmp_path / "unused"), "hub": hub_block}
@@ -333,10 +335,49 @@ def cluster_run_without_cluster(repo: Path, tmp_path: Path, hub_block: dict, ext
     cmd = [
         *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--executor", "slurm"),
         *("--jobs", "1", "--directory", str(tmp_path / "w"), "--configfile", str(cfg_path)),
-        *("--until", "download", "--slurm-init-seconds-before-status-checks", "1"),
+        *("--until", *until, "--slurm-init-seconds-before-status-checks", "1"),
     ]
     res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     return res.returncode, res.stdout + res.stderr
+
+
+FAKE_SBATCH = """#!/bin/sh
+# FAKE sbatch (no SLURM here): records the environment a job would get (--export=ALL) and refuses
+env > "$FAKE_SBATCH_LOG.$$"
+echo "sbatch: error: fake sbatch, nothing submitted" >&2
+exit 1
+"""
+
+
+def test_cluster_jobs_are_submitted_without_the_hub_token(repo, tmp_path):
+    """With HF_TOKEN in the environment of `snakemake --executor slurm`, the in-process downloads run
+    and the first job is handed to sbatch without the token (a FAKE sbatch records its environment)."""
+    cache = tmp_path / "hf"
+    seed_hub_cache(cache)  # pinned commits: the downloads find them offline
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # the other SLURM commands the executor asks: one default partition, nothing else
+    fakes = {"sbatch": FAKE_SBATCH, "sinfo": "#!/bin/sh\necho 'cpu*'\n"}
+    fakes.update({c: "#!/bin/sh\nexit 1\n" for c in ("sacct", "scontrol", "squeue")})
+    for name, text in fakes.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "sbatch-env"
+    env = {
+        "HF_TOKEN": "hf_not_for_jobs",
+        "HF_HUB_OFFLINE": "1",
+        "FAKE_SBATCH_LOG": str(log),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    code, out = cluster_run_without_cluster(repo, tmp_path, {"cache": str(cache)}, env, ("prepare_model",))
+    assert code != 0 and "fake sbatch, nothing submitted" in out, out[-3000:]
+    assert len(list((tmp_path / "w" / "results" / "gpu" / "downloads").glob("model-*.json"))) == 2
+    submitted = [p.read_text() for p in tmp_path.glob("sbatch-env.*")]
+    assert submitted, out[-3000:]
+    for job_env in submitted:
+        names = {line.split("=", 1)[0] for line in job_env.splitlines()}
+        assert "HF_TOKEN" not in names and "hf_not_for_jobs" not in job_env
+        assert "FAKE_SBATCH_LOG" in names  # the rest of the environment is passed on
 
 
 def test_cluster_run_refuses_a_hub_cache_under_home(repo, tmp_path):
