@@ -100,6 +100,13 @@ def test_paper_config_downloads_every_model_and_the_reward_model(repo):
     assert hub.REWARD_MODEL not in hub.hub_downloads(cfg, trained_scorer=True)
     cfg["reward_model"]["model"] = str(repo)
     assert hub.REWARD_MODEL not in hub.hub_downloads(cfg, trained_scorer=False)
+    # the block the paper config's header promises, with the home-cache refusal left on
+    import yaml
+
+    assert yaml.safe_load((repo / "config" / "paper.yaml").read_text())["hub"] == {
+        "cache": None,
+        "allow_home_cache": False,
+    }
 
 
 def test_hub_model_manifest_points_at_the_downloaded_commit(fake_hub, tmp_path):
