@@ -159,6 +159,7 @@ def test_checkpoint_weight_bytes_from_the_safetensors_headers(tiny_checkpoint, t
     path, n_params = tiny_checkpoint
     assert preflight.checkpoint_weight_bytes(path, "float32") == 4 * n_params
     assert preflight.checkpoint_weight_bytes(path, "bfloat16") == 2 * n_params
+    assert preflight.checkpoint_weight_bytes(path, "auto") == 4 * n_params  # as stored
     assert preflight.checkpoint_weight_bytes(tmp_path, "bfloat16") is None
 
 
@@ -166,11 +167,15 @@ def test_needs_of_each_job_kind(tiny_checkpoint):
     path, n_params = tiny_checkpoint
     model = {"backend": "vllm", "dtype": "bfloat16"}
     model["vllm"] = complete_block("models.*.vllm", {"tensor_parallel_size": 2, "entropy": "hf_rescore"})
-    engine, rescore = preflight.sample_needs("m", model, str(path))
+    manifest = {"path": str(path), "dtype": "bfloat16"}  # what the engine loads
+    engine, rescore = preflight.sample_needs("m", model, manifest)
     assert (engine.gpus, engine.shards, engine.weight_bytes) == (2, 2, 2 * n_params)
     assert engine.gpus_key == "models.m.vllm.tensor_parallel_size" and engine.memory_fraction == 0.85
     assert (rescore.gpus, rescore.shards, rescore.gpus_key) == (1, 1, "models.m.vllm.entropy")
-    assert preflight.sample_needs("m", {**model, "backend": "transformers"}, str(path)) == []
+    assert preflight.sample_needs("m", {**model, "backend": "transformers"}, manifest) == []
+    # a manifest without a dtype: vLLM's "auto", weights as stored (float32 here), no bfloat16 check
+    (auto, _) = preflight.sample_needs("m", model, {"path": str(path)})
+    assert (auto.dtype, auto.weight_bytes) == ("auto", 4 * n_params)
 
     rm = complete_block(
         "reward_model", {"kind": "vllm_classify", "model": "org/rm", "tensor_parallel_size": 2}

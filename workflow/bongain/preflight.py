@@ -206,7 +206,7 @@ def check_job(
 # -- what a job needs ----------------------------------------------------------------------------------------
 
 
-def _safetensors_bytes(path: Path, dtype_bytes: int) -> int:
+def _safetensors_bytes(path: Path, dtype_bytes: int | None) -> int:
     with open(path, "rb") as fh:
         (size,) = struct.unpack("<Q", fh.read(8))
         header = json.loads(fh.read(size))
@@ -215,7 +215,7 @@ def _safetensors_bytes(path: Path, dtype_bytes: int) -> int:
         if name == "__metadata__":
             continue
         start, end = info["data_offsets"]
-        if info["dtype"] in _FLOAT_CODES:
+        if dtype_bytes is not None and info["dtype"] in _FLOAT_CODES:
             numel = 1
             for d in info["shape"]:
                 numel *= int(d)
@@ -227,30 +227,32 @@ def _safetensors_bytes(path: Path, dtype_bytes: int) -> int:
 
 def checkpoint_weight_bytes(folder: str | Path, dtype: str) -> int | None:
     """Bytes the checkpoint's weights take in ``dtype``: from the safetensors headers (floating-point
-    tensors converted, others as stored), else the size of the PyTorch weight files; None when the folder
-    has neither."""
+    tensors converted; others, and every tensor for an unknown dtype such as vLLM's ``auto``, as stored),
+    else the size of the PyTorch weight files; None when the folder has neither."""
     folder = Path(folder)
     files = sorted(folder.glob("*.safetensors"))
     if files:
-        return sum(_safetensors_bytes(f, DTYPE_BYTES[dtype]) for f in files)
+        return sum(_safetensors_bytes(f, DTYPE_BYTES.get(dtype)) for f in files)
     bins = sorted(folder.glob("pytorch_model*.bin"))
     return sum(f.stat().st_size for f in bins) or None
 
 
-def sample_needs(model: str, model_cfg: Mapping[str, Any], checkpoint: str) -> list[Need]:
+def sample_needs(model: str, model_cfg: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[Need]:
     """A sample job's needs: a vLLM model's engine (and, with ``entropy: hf_rescore``, the same model on
-    one GPU for the exact entropies); none for the transformers backend (a CPU job)."""
+    one GPU for the exact entropies); none for the transformers backend (a CPU job). ``manifest`` is the
+    checkpoint the job loads (its folder and the dtype the engine gets)."""
     if model_cfg["backend"] != "vllm":
         return []
     key = f"models.{model}"
     opts = model_cfg["vllm"]
-    weights = checkpoint_weight_bytes(checkpoint, model_cfg["dtype"])
+    dtype = str(manifest.get("dtype", "auto"))
+    weights = checkpoint_weight_bytes(manifest["path"], dtype)
     needs = [
         Need(
             what=f"model {model!r} on vLLM",
             gpus=int(opts["tensor_parallel_size"]),
             gpus_key=f"{key}.vllm.tensor_parallel_size",
-            dtype=model_cfg["dtype"],
+            dtype=dtype,
             dtype_key=f"{key}.dtype",
             weight_bytes=weights,
             shards=int(opts["tensor_parallel_size"]),
@@ -265,7 +267,7 @@ def sample_needs(model: str, model_cfg: Mapping[str, Any], checkpoint: str) -> l
                 what=f"model {model!r} rescored with transformers on one GPU (entropy: hf_rescore)",
                 gpus=1,
                 gpus_key=f"{key}.vllm.entropy",
-                dtype=model_cfg["dtype"],
+                dtype=dtype,
                 dtype_key=f"{key}.dtype",
                 weight_bytes=weights,
                 memory_key=f"{key}.vllm.entropy",

@@ -70,7 +70,7 @@ def sample_split(
         tasks = tasks.slice(start, stop - start)
     params = sampling_params(method, sampling)
     if backend is None:
-        check_job(sample_needs(cell["model"], model_cfg, manifest["path"]))
+        check_job(sample_needs(cell["model"], model_cfg, manifest))
         backend = load_backend(manifest, model_cfg, params.seed)
     spec = TaskSpec.from_config(dict(task_cfg))
     exemplars = fewshot_exemplars(cell["task"], spec, sizes["exemplars"], split_seed)
@@ -122,7 +122,7 @@ def sample_cell(
     if set(tasks) != set(outputs):
         raise ValueError(f"splits of tasks {sorted(tasks)} and outputs {sorted(outputs)} differ")
     if backend is None:
-        check_job(sample_needs(cell["model"], model_cfg, manifest["path"]))
+        check_job(sample_needs(cell["model"], model_cfg, manifest))
         backend = load_backend(manifest, model_cfg, sampling["seed"])
     reused = {}
     for split, output in outputs.items():
