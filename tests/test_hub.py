@@ -104,6 +104,13 @@ def test_paper_config_downloads_every_model_and_the_reward_model(repo):
     assert "rm-skywork" not in hub.hub_downloads(cfg, trained=["skywork"])
     cfg["reward_models"]["skywork"]["model"] = str(repo)
     assert "rm-skywork" not in hub.hub_downloads(cfg)
+    # the block the paper config's header promises, with the home-cache refusal left on
+    import yaml
+
+    assert yaml.safe_load((repo / "config" / "paper.yaml").read_text())["hub"] == {
+        "cache": None,
+        "allow_home_cache": False,
+    }
 
 
 def test_hub_model_manifest_points_at_the_downloaded_commit(fake_hub, tmp_path):
@@ -147,3 +154,80 @@ def test_compute_scripts_go_offline_before_any_other_import(repo, script):
     modules |= {n.module for n in before if isinstance(n, ast.ImportFrom)}
     assert "bongain.hub" in modules
     assert modules - {"bongain.hub"} <= set(sys.stdlib_module_names), (script, modules)
+
+
+# -- where the checkpoints go on a cluster ------------------------------------------------------------------
+
+
+def test_cache_location_follows_huggingface_hubs_order(tmp_path):
+    home = tmp_path / "home"
+    env = {"HOME": str(home)}
+    assert hub.cache_location(None, env) == (home / ".cache" / "huggingface" / "hub", "default")
+    env["HF_HOME"] = str(tmp_path / "hf")
+    assert hub.cache_location(None, env) == (tmp_path / "hf" / "hub", "HF_HOME")
+    env["HF_HUB_CACHE"] = str(tmp_path / "hubcache")
+    assert hub.cache_location(None, env) == (tmp_path / "hubcache", "HF_HUB_CACHE")
+    assert hub.cache_location(str(tmp_path / "shared"), env) == (tmp_path / "shared" / "hub", "hub.cache")
+
+
+def test_cluster_run_refuses_a_cache_under_home(tmp_path):
+    home, scratch = tmp_path / "home", tmp_path / "scratch"
+    env = {"HOME": str(home)}
+    default = hub.cluster_cache_problem(None, False, env)
+    assert default.startswith("config key 'hub.cache': hub.cache is not set, nor HF_HOME or HF_HUB_CACHE")
+    assert "hub.allow_home_cache: true" in default and str(home) in default
+    under = hub.cluster_cache_problem(str(home / "hf"), False, env)
+    assert under.startswith(f"config key 'hub.cache': hub.cache puts the hub checkpoints in {home}/hf/hub")
+    assert "HF_HOME puts" in hub.cluster_cache_problem(None, False, {**env, "HF_HOME": str(home / "x")})
+    # a shared file system outside home, by the key or by HF_HOME; or home, when the user says so
+    assert hub.cluster_cache_problem(str(scratch), False, env) is None
+    assert hub.cluster_cache_problem(None, False, {**env, "HF_HOME": str(scratch)}) is None
+    assert hub.cluster_cache_problem(None, True, env) is None
+    # a home reached through a symlink is still home
+    (tmp_path / "gpfs").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "gpfs")
+    assert hub.cluster_cache_problem(str(tmp_path / "gpfs" / "hf"), False, {"HOME": str(tmp_path / "link")})
+
+
+def test_the_token_is_held_back_from_the_jobs_environment(fake_hub, tmp_path, monkeypatch):
+    env = {"HF_TOKEN": "hf_secret", "HUGGING_FACE_HUB_TOKEN": "hf_old", "PATH": "/bin"}
+    monkeypatch.setattr(hub, "_held", {})
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    assert hub.held_token() is None
+    assert hub.hold_token(env) is True
+    assert env == {"PATH": "/bin"}  # what sbatch --export=ALL would pass on
+    assert hub.held_token() == "hf_secret"
+    # the in-process download job uses it
+    spec = {"repo": "meta-llama/Llama-3.1-8B", "revision": "main", "trust_remote_code": False}
+    out, log = tmp_path / "downloads" / "model-llama.json", tmp_path / "download.log"
+    record = hub.fetch(spec, str(tmp_path / "hf"), out, log, snapshot_download=fake_hub.snapshot_download)
+    assert fake_hub.calls[0]["token"] == "hf_secret"
+    assert json.loads(out.read_text()) == record and record["commit"] == COMMIT
+    text = log.read_text()
+    assert "downloading meta-llama/Llama-3.1-8B at main" in text and COMMIT in text
+    assert "hf_secret" not in text
+    # a compute job drops any token it still has
+    job = {"HF_TOKEN": "x", "HUGGING_FACE_HUB_TOKEN": "y"}
+    hub.offline_jobs(str(tmp_path / "hf"), job)
+    assert "HF_TOKEN" not in job and "HUGGING_FACE_HUB_TOKEN" not in job and job["HF_HUB_OFFLINE"] == "1"
+
+
+def test_a_failed_download_is_logged_and_writes_no_record(fake_hub, tmp_path):
+    spec = {"repo": "org/empty", "revision": "main", "trust_remote_code": False}
+    out, log = tmp_path / "r.json", tmp_path / "d.log"
+    with pytest.raises(FileNotFoundError):
+        hub.fetch(spec, str(tmp_path), out, log, snapshot_download=fake_hub.snapshot_download)
+    assert not out.exists() and "failed: FileNotFoundError" in log.read_text()
+
+
+def test_snapshot_path_is_the_recorded_folder(fake_hub, tmp_path):
+    spec = {"repo": "org/remote-rm", "revision": "main", "trust_remote_code": False}
+    record = hub.download(spec, str(tmp_path / "hf"), snapshot_download=fake_hub.snapshot_download)
+    assert hub.snapshot_path(record, "org/remote-rm") == record["path"]
+    assert hub.snapshot_path(None, "/models/local-rm") == "/models/local-rm"  # a local folder: as given
+    with pytest.raises(ValueError, match="does not belong"):
+        hub.snapshot_path(record, "org/other")
+    moved = {**record, "path": str(tmp_path / "gone")}
+    with pytest.raises(FileNotFoundError, match="rerun its download job"):
+        hub.snapshot_path(moved, "org/remote-rm")

@@ -441,3 +441,30 @@ def test_a_checkpoint_without_a_reward_head_is_refused(rm_dirs, tmp_path, kind):
     check_head(
         complete_block("reward_models.verifier", {**hf_cfg(rm_dirs / "prm"), "kind": "vllm_prm"}), "vllm_prm"
     )
+
+
+# ------------------------------------------------------------------------ the downloaded snapshot
+
+
+def test_hub_reward_model_loads_its_recorded_snapshot(rm_dirs, fake_vllm):
+    """A hub RM is loaded from the snapshot folder its download recorded (the score job passes it), never
+    by repo and revision: here the repo id does not exist anywhere, the snapshot does. The name in the
+    scores table keeps the repo id."""
+    repo = "org/not-on-this-machine"
+    samples = samples_frame()
+    by_folder = make_verifier(hf_cfg(rm_dirs / "seq"), questions=QUESTIONS).score(samples, GRADES)
+    rm = make_verifier(hf_cfg(repo, revision="v1"), questions=QUESTIONS, snapshot=str(rm_dirs / "seq"))
+    assert rm.name == f"hf_sequence_classification:{repo}"
+    np.testing.assert_array_equal(rm.score(samples, GRADES), by_folder)
+    prm = make_verifier(
+        {**hf_cfg(repo), "kind": "hf_prm"}, questions=QUESTIONS, snapshot=str(rm_dirs / "prm")
+    )
+    assert prm.name.startswith(f"hf_prm:{repo}")
+    with pytest.raises(OSError):  # without the snapshot it would look for the repo (offline: fails)
+        make_verifier(hf_cfg(repo), questions=QUESTIONS)
+    # vLLM kinds: the engine gets the folder and no revision
+    cfg = {"kind": "vllm_classify", "model": repo, "revision": "v1", "dtype": "float32"}
+    vrm = make_verifier(cfg, questions=QUESTIONS, snapshot=str(rm_dirs / "seq"))
+    (llm,) = fake_vllm.LLM.instances
+    assert (llm.model, llm.revision) == (str(rm_dirs / "seq"), None)
+    assert vrm.name == f"vllm_classify:{repo}"

@@ -31,6 +31,7 @@ GPU_RULES = (
     "sample",
     "sample_cell",
     "score",
+    "posttrain_train",
 )  # rules whose jobs may ask for GPUs (their count comes from the config)
 GPU_KEYS = {"mem_mb", "runtime", "cpus_per_gpu"}
 KINDS = slurm.cluster_kinds(cpu_partition="cpu", gpu_partition="gpu")
@@ -38,6 +39,13 @@ KINDS = slurm.cluster_kinds(cpu_partition="cpu", gpu_partition="gpu")
 
 def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
+
+
+def per_attempt(value: object) -> int:
+    """The first attempt's value of a profile's memory or time, written ``<n> * attempt``."""
+    m = re.fullmatch(r"(\d+) \* attempt", str(value))
+    assert m, f"{value!r} does not grow with the attempt (write '<n> * attempt')"
+    return int(m.group(1))
 
 
 def workflow_rules(repo: Path) -> set[str]:
@@ -62,7 +70,9 @@ def test_workflow_profile_sets_rule_resources_but_no_gpus(repo):
         # GPU counts and placement come from the rules (config-dependent); a fixed value here would win
         assert not {"gpu", "gres", "slurm_partition", "slurm_account", "qos"} & set(values), rule
         assert "cpus_per_task" not in values, rule  # it would override cpus_per_gpu
-        assert isinstance(values["mem_mb"], int) and isinstance(values["runtime"], int), rule
+        assert "nodes" not in values, rule  # GPU jobs get nodes=1 from their rule (bongain.slurm.placement)
+        # a retry (after running out of memory or time) asks for more: n, 2n, 3n
+        assert per_attempt(values["mem_mb"]) > 0 and per_attempt(values["runtime"]) > 0, rule
     # Snakemake ignores set-resources of unknown rules: catch renamed or removed rules here.
     assert set(res) <= workflow_rules(repo)
 
@@ -71,8 +81,12 @@ def test_cluster_profile_template(repo):
     prof = slurm.load_template(repo / "profiles" / "slurm" / "config.yaml")
     assert prof["executor"] == "slurm"
     assert prof["retries"] >= 1 and prof["jobs"] >= 1 and prof["latency-wait"] >= 5
+    assert prof["slurm-requeue"] is True  # preempted jobs go back to the queue (sbatch --requeue)
     assert "set-resources" not in prof
     assert {"slurm_partition", "slurm_account", "mem_mb", "runtime"} <= set(prof["default-resources"])
+    assert per_attempt(prof["default-resources"]["mem_mb"]) and per_attempt(
+        prof["default-resources"]["runtime"]
+    )
     assert "cpus_per_task" not in prof["default-resources"]
 
 
@@ -87,11 +101,12 @@ def test_placement_by_gpu_count():
             "gpu": {"partition": "g", "account": "ga", "constraint": "gpu80g", "gpu_model": "a100"},
         },
     )
-    none = {"slurm_account": None, "qos": None, "constraint": None, "gpu_model": None}
+    none = {"slurm_account": None, "qos": None, "constraint": None, "gpu_model": None, "nodes": None}
     assert slurm.placement(cfg, 0) == {**none, "gpu": 0, "slurm_partition": "c", "qos": "low"}
     assert slurm.placement(cfg, 2) == {
         **none,
         "gpu": 2,
+        "nodes": 1,  # tensor parallelism: every GPU on one node
         "slurm_partition": "g",
         "slurm_account": "ga",
         "constraint": "gpu80g",
@@ -102,12 +117,18 @@ def test_placement_by_gpu_count():
     assert slurm.placement(cfg, 0)["gpu_model"] is None
     with pytest.raises(ValueError, match="-1 GPUs"):
         slurm.placement(cfg, -1)
-    # off SLURM (no slurm block): only the GPU count, every other value None (Snakemake drops it)
-    assert slurm.placement(complete_block("slurm", {}), 1) == {**none, "gpu": 1, "slurm_partition": None}
+    # off SLURM (no slurm block): only the GPU count and one node, every other value None (dropped)
+    assert slurm.placement(complete_block("slurm", {}), 1) == {
+        **none,
+        "gpu": 1,
+        "nodes": 1,
+        "slurm_partition": None,
+    }
     # the rules declare only what the block sets: a profile without it keeps its default partition
-    assert slurm.placed_resources(complete_block("slurm", {})) == ["gpu"]
+    assert slurm.placed_resources(complete_block("slurm", {})) == ["gpu", "nodes"]
     assert slurm.placed_resources(cfg) == [
         "gpu",
+        "nodes",
         "slurm_partition",
         "slurm_account",
         "qos",
@@ -115,7 +136,7 @@ def test_placement_by_gpu_count():
         "gpu_model",
     ]
     part = complete_block("slurm", {"gpu": {"partition": "g"}})
-    assert slurm.placed_resources(part) == ["gpu", "slurm_partition"]
+    assert slurm.placed_resources(part) == ["gpu", "nodes", "slurm_partition"]
 
 
 def test_gpu_counts_come_from_the_config():
@@ -237,6 +258,147 @@ def test_snakemake_finds_the_written_profile(repo, tmp_path):
     assert "slurm and workflow specific profile profiles/default" in out
 
 
+def dry_run_resources(repo: Path, tmp_path: Path, cfg: dict) -> dict[str, list[dict[str, str]]]:
+    """Rule -> the resources of each of its jobs, from a dry run with the written cluster profile."""
+    slurm.write_profile(KINDS, config_dir=tmp_path / "snakemake")
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        [
+            *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--profile", "slurm", "-n"),
+            *("--configfile", str(cfg_path), "--directory", str(tmp_path / "w")),
+        ],
+        cwd=repo,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    jobs: dict[str, list[dict[str, str]]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", res.stdout):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        resources = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        if rule and resources:
+            jobs.setdefault(rule.group(1), []).append(dict(re.findall(r"(\w+)=([^,]+)", resources.group(1))))
+    return jobs
+
+
+def test_gpu_jobs_ask_for_one_node_and_posttrain_follows_its_device(repo, tmp_path):
+    """What the rules hand the executor (a dry run with the cluster profile): GPU jobs on the gpu partition
+    with their tensor-parallel size in GPUs and nodes=1, CPU jobs without either; posttrain_train on the
+    gpu partition with one GPU when posttrain.device is gpu; memory and time of the first attempt."""
+    jobs = dry_run_resources(repo, tmp_path / "vllm", gpu_config(tmp_path / "hf"))
+    gpus = sorted((int(j["gpu"]), j["nodes"], j["slurm_partition"]) for j in jobs["sample_cell"])
+    assert gpus == [(1, "1", GPU), (2, "1", GPU)]
+    for j in jobs["prepare_model"] + jobs["grade"]:
+        assert j["slurm_partition"] == CPU and j.get("gpu", "0") == "0" and "nodes" not in j, j
+    assert {j["mem_mb"] for j in jobs["sample_cell"]} == {"32000"}  # attempt 1 of 32000 * attempt
+
+    cfg = yaml.safe_load((repo / "config" / "posttrain-test.yaml").read_text())
+    for device, partition, n_gpu in (("gpu", GPU, "1"), ("cpu", CPU, "0")):
+        cfg["posttrain"]["device"] = device
+        jobs = dry_run_resources(repo, tmp_path / device, cfg)
+        for j in jobs["posttrain_train"]:
+            assert (j["slurm_partition"], j["gpu"], j.get("nodes")) == (
+                partition,
+                n_gpu,
+                "1" if device == "gpu" else None,
+            ), j
+        assert {j["slurm_partition"] for j in jobs["posttrain_merge"] + jobs["posttrain_data"]} == {CPU}
+
+
+def test_slurm_profile_warns_about_partitions_that_cancel_preempted_jobs():
+    out = (
+        "PartitionName=cpu AllowGroups=ALL PreemptMode=OFF State=UP\n"
+        "PartitionName=gpu AllowGroups=ALL PreemptMode=CANCEL State=UP\n"
+        "PartitionName=low AllowGroups=ALL PreemptMode=GANG,CANCEL State=UP\n"
+        "PartitionName=req AllowGroups=ALL PreemptMode=REQUEUE State=UP\n"
+    )
+    assert slurm.preempt_cancel_partitions(out, {"cpu", "gpu", "req"}) == {"gpu": "CANCEL"}
+    assert slurm.preempt_cancel_partitions(out, {"low"}) == {"low": "GANG,CANCEL"}
+    assert slurm.preempt_cancel_partitions(out, {"req", "cpu"}) == {}
+
+
+def cluster_run_without_cluster(
+    repo: Path, tmp_path: Path, hub_block: dict, extra_env: dict, until: tuple = ("download",)
+) -> tuple:
+    """`snakemake --executor slurm` on a config with hub models, up to ``until``, where there is no SLURM:
+    the run's own checks (the Snakefile's onstart) come before anything is submitted."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    cfg = {**gpu_config(tmp_path / "unused"), "hub": hub_block}
+    cfg_path = tmp_path / "hub.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "HF_HUB_CACHE")}
+    env.update(HOME=str(home), USER=env.get("USER") or "bongain", **extra_env)
+    cmd = [
+        *(sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--executor", "slurm"),
+        *("--jobs", "1", "--directory", str(tmp_path / "w"), "--configfile", str(cfg_path)),
+        *("--until", *until, "--slurm-init-seconds-before-status-checks", "1"),
+    ]
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    return res.returncode, res.stdout + res.stderr
+
+
+FAKE_SBATCH = """#!/bin/sh
+# FAKE sbatch (no SLURM here): records the environment a job would get (--export=ALL) and refuses
+env > "$FAKE_SBATCH_LOG.$$"
+echo "sbatch: error: fake sbatch, nothing submitted" >&2
+exit 1
+"""
+
+
+def test_cluster_jobs_are_submitted_without_the_hub_token(repo, tmp_path):
+    """With HF_TOKEN in the environment of `snakemake --executor slurm`, the in-process downloads run
+    and the first job is handed to sbatch without the token (a FAKE sbatch records its environment)."""
+    cache = tmp_path / "hf"
+    seed_hub_cache(cache)  # pinned commits: the downloads find them offline
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # the other SLURM commands the executor asks: one default partition, nothing else
+    fakes = {"sbatch": FAKE_SBATCH, "sinfo": "#!/bin/sh\necho 'cpu*'\n"}
+    fakes.update({c: "#!/bin/sh\nexit 1\n" for c in ("sacct", "scontrol", "squeue")})
+    for name, text in fakes.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "sbatch-env"
+    env = {
+        "HF_TOKEN": "hf_not_for_jobs",
+        "HF_HUB_OFFLINE": "1",
+        "FAKE_SBATCH_LOG": str(log),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    code, out = cluster_run_without_cluster(repo, tmp_path, {"cache": str(cache)}, env, ("prepare_model",))
+    assert code != 0 and "fake sbatch, nothing submitted" in out, out[-3000:]
+    assert len(list((tmp_path / "w" / "results" / "gpu" / "downloads").glob("model-*.json"))) == 2
+    submitted = [p.read_text() for p in tmp_path.glob("sbatch-env.*")]
+    assert submitted, out[-3000:]
+    for job_env in submitted:
+        names = {line.split("=", 1)[0] for line in job_env.splitlines()}
+        assert "HF_TOKEN" not in names and "hf_not_for_jobs" not in job_env
+        assert "FAKE_SBATCH_LOG" in names  # the rest of the environment is passed on
+
+
+def test_cluster_run_refuses_a_hub_cache_under_home(repo, tmp_path):
+    code, out = cluster_run_without_cluster(repo, tmp_path, {}, {})
+    assert code != 0
+    assert "config key 'hub.cache': hub.cache is not set, nor HF_HOME or HF_HUB_CACHE" in out, out[-3000:]
+    assert "hub.allow_home_cache: true" in out
+    assert "localrule download" not in out  # refused before any job
+    code, out = cluster_run_without_cluster(repo, tmp_path, {"cache": str(tmp_path / "home" / "hf")}, {})
+    assert code != 0 and f"hub.cache puts the hub checkpoints in {tmp_path}/home/hf/hub" in out
+    # a cache outside home (the key or HF_HOME), or home when the config allows it: the run goes on
+    # (its downloads then fail here: no hub)
+    for hub_block, env in (
+        ({"cache": str(tmp_path / "scratch")}, {}),
+        ({}, {"HF_HOME": str(tmp_path / "scratch")}),
+        ({"allow_home_cache": True}, {}),
+    ):
+        _, out = cluster_run_without_cluster(repo, tmp_path, hub_block, env)
+        assert "config key 'hub.cache'" not in out and "localrule download" in out, (hub_block, out[-3000:])
+
+
 # -- real runs on a single-node SLURM cluster with a `cpu` and a `gpu` partition -----------------------------
 
 
@@ -269,8 +431,10 @@ def single_node_resources(repo: Path, mem_cap: int) -> list[str]:
     items = []
     for rule, values in load_yaml(repo / "profiles" / "default" / "config.yaml")["set-resources"].items():
         for key, value in values.items():
-            if key == "mem_mb":
-                value = min(value, mem_cap)
+            if key == "mem_mb":  # still times the attempt: a retry asks for more
+                value = f"{min(per_attempt(value), mem_cap)}*attempt"
+            elif key == "runtime":
+                value = f"{per_attempt(value)}*attempt"
             elif key == "cpus_per_gpu":
                 value = 1
             items.append(f"{rule}:{key}={value}")
@@ -325,6 +489,8 @@ def job_env(xdg: Path, extra_path: str = "") -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join(p for p in (extra_path, os.environ.get("PYTHONPATH", "")) if p),
         "HF_HUB_OFFLINE": "1",
+        # the cluster's GPUs are declared to SLURM but absent: check only what SLURM allocated
+        "BONGAIN_PREFLIGHT": "allocation",
     }
 
 

@@ -79,6 +79,7 @@ class FakeHub:
                 "revision": revision,
                 "cache_dir": cache_dir,
                 "allow_patterns": allow_patterns,
+                "token": kwargs.get("token"),
             }
         )
         if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):

@@ -167,6 +167,9 @@ def _cmd_slurm_profile(args: argparse.Namespace) -> int:
     except slurm.ProfileError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    warning = slurm.check_preemption(kinds)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"wrote {path}\n"
         f"GPU jobs: partition {kinds['gpu']['partition']}; CPU jobs: partition {kinds['cpu']['partition']}\n"

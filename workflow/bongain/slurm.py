@@ -11,8 +11,14 @@ kind has its own partition, and optionally its own account and QoS. The profile 
 * ``default-resources`` holds the CPU kind (``slurm_partition``, ``slurm_account``, ``qos``), so every rule
   that sets nothing itself runs on the CPU partition;
 * ``config: {slurm: {cpu: {...}, gpu: {...}}}`` (the workflow config's ``slurm`` block) lets the rules
-  whose GPU count depends on the config (``sample``, ``score``) place each job by its kind with
-  :func:`placement`: GPU jobs on the GPU partition with ``--gpus=N``, the others on the CPU partition.
+  whose GPU count depends on the config (``sample``, ``sample_cell``, ``score``, ``posttrain_train``) place
+  each job by its kind with :func:`placement`: GPU jobs on the GPU partition with ``--gpus=N`` on one node
+  (``--nodes=1``: tensor parallelism within one machine), the others on the CPU partition.
+
+The template asks the executor for ``--requeue`` (``slurm-requeue: true``): a preempted or node-failed job
+goes back to the queue with the same job id instead of ending as ``PREEMPTED``, a state the slurm executor
+plugin (2.8) waits on for good. A partition whose ``PreemptMode`` is ``CANCEL`` cancels preempted jobs
+whatever the flag; ``bongain slurm-profile`` warns about one (:func:`preempt_cancel_partitions`).
 
 Per-rule memory and time stay in the workflow profile ``profiles/default``, which Snakemake applies on top;
 GPU counts come from the rules themselves (``bongain.sampling.backends.sample_gpus``,
@@ -58,23 +64,30 @@ def job_kind(gpus: int) -> str:
 
 
 def placement(slurm_cfg: Mapping[str, Any], gpus: int) -> dict[str, Any]:
-    """Resources that place one job: ``gpu`` (its GPU count) and its kind's partition, account and QoS.
+    """Resources that place one job: ``gpu`` (its GPU count), ``nodes`` (1 for a GPU job: its GPUs on one
+    machine, as tensor parallelism needs) and its kind's partition, account and QoS.
 
     ``slurm_cfg`` is the complete ``slurm`` config block; an unset setting is ``None`` (Snakemake drops a
     resource whose value is None, so the cluster's own default applies).
     """
     kind = slurm_cfg[job_kind(gpus)]
-    placed = {"gpu": gpus, **{res: kind[key] for key, res in RESOURCE_OF.items()}}
+    placed = {
+        "gpu": gpus,
+        "nodes": 1 if gpus else None,
+        **{res: kind[key] for key, res in RESOURCE_OF.items()},
+    }
     if gpus == 0:
         placed["gpu_model"] = None  # the executor would ask for --gpus=<model>:0
     return placed
 
 
 def placed_resources(slurm_cfg: Mapping[str, Any]) -> list[str]:
-    """The resources :func:`placement` decides for this ``slurm`` block: ``gpu`` always, each sbatch
-    setting only when some kind sets it (a rule that declared it would otherwise replace the cluster
-    profile's default with nothing)."""
-    return ["gpu"] + [res for key, res in RESOURCE_OF.items() if any(slurm_cfg[k][key] for k in KINDS)]
+    """The resources :func:`placement` decides for this ``slurm`` block: ``gpu`` and ``nodes`` always, each
+    sbatch setting only when some kind sets it (a rule that declared it would otherwise replace the
+    cluster profile's default with nothing)."""
+    return ["gpu", "nodes"] + [
+        res for key, res in RESOURCE_OF.items() if any(slurm_cfg[k][key] for k in KINDS)
+    ]
 
 
 def snakemake_config_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -184,8 +197,9 @@ def profile_text(profile: dict[str, Any], template: Path = TEMPLATE) -> str:
         f"# Snakemake cluster profile for bongain, written by `bongain slurm-profile` from {template}.\n"
         "# Use: snakemake --profile <this folder's name> [--configfile ...]. Per-rule memory and time come\n"
         "# from the workflow profile profiles/default in the repository, which Snakemake applies on top.\n"
-        "# `config: slurm` places GPU jobs (sample, score with a GPU reward model) on the GPU partition;\n"
-        "# a --config on the command line would replace it: put such overrides into a --configfile.\n"
+        "# `config: slurm` places GPU jobs (vLLM sampling, a GPU reward model, GPU post-training) on the\n"
+        "# GPU partition; a --config on the command line would replace it: put such overrides into a\n"
+        "# --configfile.\n"
     )
     return header + yaml.safe_dump(profile, sort_keys=False, default_flow_style=False)
 
@@ -215,3 +229,45 @@ def write_profile(
     tmp.write_text(profile_text(profile, template))
     tmp.replace(target)
     return target
+
+
+def preempt_cancel_partitions(scontrol_partitions: str, partitions: set[str]) -> dict[str, str]:
+    """Partition -> its ``PreemptMode``, for each of ``partitions`` whose mode cancels preempted jobs.
+
+    ``scontrol_partitions`` is the output of ``scontrol -o show partition`` (one line per partition). A
+    job cancelled by preemption ends as ``PREEMPTED``, which the slurm executor plugin treats as still
+    running: the run waits on it for good. ``--requeue`` (the profile's ``slurm-requeue``) helps where
+    the mode is ``REQUEUE`` (it makes every job requeueable), not where it is ``CANCEL``.
+    """
+    found = {}
+    for line in scontrol_partitions.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        name, mode = fields.get("PartitionName"), fields.get("PreemptMode", "")
+        if name in partitions and "CANCEL" in mode.upper().split(","):
+            found[name] = mode
+    return found
+
+
+def check_preemption(kinds: Mapping[str, Mapping[str, str | None]], timeout: float = 10.0) -> str | None:
+    """A warning when a partition of the profile cancels preempted jobs (None: no such partition, or no
+    ``scontrol`` here to ask)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("scontrol") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["scontrol", "-o", "show", "partition"], capture_output=True, text=True, timeout=timeout
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = preempt_cancel_partitions(out, {k["partition"] for k in kinds.values() if k["partition"]})
+    if not found:
+        return None
+    listed = ", ".join(f"{p} (PreemptMode={m})" for p, m in sorted(found.items()))
+    return (
+        f"partition {listed} cancels preempted jobs: the slurm executor plugin keeps waiting on a job that "
+        "ended PREEMPTED. Prefer a partition or QoS without preemption for GPU jobs; if a run hangs on "
+        "one, stop snakemake and start it again (finished shards and checkpointed batches are kept)"
+    )

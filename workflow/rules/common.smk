@@ -1,3 +1,4 @@
+import os
 import re
 
 from bongain import config as bconf
@@ -87,6 +88,11 @@ def job_placement(gpus):
 def sample_gpus(wildcards):
     """GPUs of a sample job: the model's backend decides (vLLM: tensor_parallel_size; transformers: 0)."""
     return bbackends.sample_gpus(config["models"][wildcards.model])
+
+
+def posttrain_gpus(wildcards):
+    """GPUs of a posttrain_train job: one with posttrain.device gpu, else none (a CPU job)."""
+    return 1 if config["posttrain"]["device"] == "gpu" else 0
 
 
 def _alternatives(names):
@@ -221,6 +227,18 @@ HUB_DOWNLOADS = bhub.hub_downloads(config, TRAINED_RMS)
 
 wildcard_constraints:
     download=_alternatives(HUB_DOWNLOADS) if HUB_DOWNLOADS else "(?!)",
+
+
+def cluster_run_checks():
+    """What a cluster run checks before its first job (the Snakefile's onstart): the hub cache when hub
+    checkpoints are downloaded; the token held back from the jobs' environment."""
+    if HUB_DOWNLOADS:
+        problem = bhub.cluster_cache_problem(
+            config["hub"]["cache"], config["hub"]["allow_home_cache"], os.environ
+        )
+        if problem:
+            raise bconf.ConfigError(problem)
+    bhub.hold_token()
 
 
 def download_record(name):

@@ -1,19 +1,18 @@
 # Models. Hub checkpoints (every `hub` model, and a pretrained reward model on the hub) are fetched by
-# the local rule `download` (it runs inside the snakemake process: on a cluster the login node, which has
-# the internet) into the hub cache (`hub.cache` -> HF_HOME); every other job reads it with
-# HF_HUB_OFFLINE=1 (bongain.hub).
+# the local rule `download` into the hub cache (`hub.cache` -> HF_HOME); every other job reads it with
+# HF_HUB_OFFLINE=1 (bongain.hub). `download` runs inside the snakemake process (on a cluster the login
+# node; `--until download task_split` makes it a step of its own, e.g. on a transfer node), as a `run:` so
+# that it can use the hub token a cluster run keeps out of its jobs' environment (bongain.hub.hold_token).
 rule download:
     output:
         download_record("{download}"),
     log:
         log_path("download", "{download}"),
-    conda:
-        "../../envs/analysis.yaml"
     params:
         spec=lambda wildcards: HUB_DOWNLOADS[wildcards.download],
         cache=config["hub"]["cache"],
-    script:
-        "../scripts/download.py"
+    run:
+        bhub.fetch(params.spec, params.cache, output[0], log[0])
 
 
 rule prepare_model:

@@ -4,6 +4,8 @@
 # sample and grade rules), posttrain_train trains the adapter with TRL + PEFT and writes its training log,
 # posttrain_merge merges it into a plain checkpoint with a manifest that every sampling backend loads.
 # A recipe with an init starts from that recipe's merged checkpoint (dpo on top of sft).
+# posttrain_train runs on the CPU partition, or with `posttrain.device: gpu` on the GPU partition with one
+# GPU (bongain.slurm.placement); posttrain_data and posttrain_merge stay on the CPU.
 
 PT_DIR = f"{RESULTS}/posttrain/{{model}}/{{recipe}}"
 PT_JOB = "{model}/{recipe}"
@@ -47,12 +49,14 @@ rule posttrain_train:
         "../../envs/analysis.yaml"
     threads: config["posttrain"]["threads"]
     resources:
+        **job_placement(posttrain_gpus),
         mem_mb=6000,
     params:
         recipe=recipe_cfg,
         lora=config["posttrain"]["lora"],
         threads=config["posttrain"]["threads"],
         dtype=config["posttrain"]["dtype"],
+        device=config["posttrain"]["device"],
         version=VERSION["posttrain"],
     script:
         "../scripts/posttrain_train.py"

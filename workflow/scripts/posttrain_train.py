@@ -18,6 +18,7 @@ train_log = train_adapter(
     dtype=p.dtype,
     adapter_dir=sm.output.adapter,
     model=sm.wildcards.model,
+    device=p.device,  # posttrain.device: cpu, or gpu (pre-flight check, then CUDA)
 )
 write_parquet_atomic(train_log, sm.output.log, "posttrain_log")
 log.info(

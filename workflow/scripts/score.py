@@ -5,6 +5,7 @@ def main() -> None:
     from bongain.hub import offline_jobs
 
     offline_jobs(snakemake.config["hub"]["cache"])  # noqa: F821  (before anything imports huggingface_hub)
+    from bongain.hub import read_record, snapshot_path
     from bongain.io import read_parquet, write_parquet_atomic
     from bongain.scoring.registry import score_split
     from bongain.smk import setup_logging
@@ -13,15 +14,20 @@ def main() -> None:
     log = setup_logging(sm, "score")
     inputs = dict(sm.input.items())
     samples = read_parquet(sm.input.samples, "samples")
-    rm, kind = sm.wildcards.rm, sm.params.reward_model["kind"]
-    log.info("scoring %d samples with %s (%s)", samples.height, rm, kind)
+    rm, block = sm.wildcards.rm, sm.params.reward_model
+    # a hub RM: the snapshot its download recorded, never repo + revision
+    records = list(sm.input.rm_download)
+    snapshot = snapshot_path(read_record(records[0]), block["model"]) if records else None
+    where = f" from {snapshot}" if snapshot else ""
+    log.info("scoring %d samples with %s (%s)%s", samples.height, rm, block["kind"], where)
     scores = score_split(
-        sm.params.reward_model,
+        block,
         samples,
         read_parquet(sm.input.grades, "grades"),
         verifier_table=read_parquet(inputs["verifier"], "verifier") if "verifier" in inputs else None,
         tasks=read_parquet(inputs["tasks"], "tasks") if "tasks" in inputs else None,
         rm=rm,
+        snapshot=snapshot,
     )
     write_parquet_atomic(scores, sm.output[0], "scores")
     log.info("scored %d samples (%s)", scores.height, scores["verifier"][0] if scores.height else "-")

@@ -1,4 +1,5 @@
-"""Train one LoRA adapter with TRL + PEFT on a recipe's training data (CPU, seeded, fixed threads and dtype).
+"""Train one LoRA adapter with TRL + PEFT on a recipe's training data (seeded, fixed threads and dtype; on
+the CPU, or on one CUDA GPU with ``posttrain.device: gpu``).
 
 ``sft`` and ``rft`` train with TRL's ``SFTTrainer`` on (prompt, completion) pairs, loss on the completion
 tokens only; ``dpo`` with ``DPOTrainer`` on (prompt, chosen, rejected), the reference model being the
@@ -23,13 +24,16 @@ the adapter then). The adapter folder is written under a temporary name and rena
 leaves a half-written adapter.
 
 Reproducibility: the seed fixes the LoRA initialisation, the data order and dropout, and
-``full_determinism`` makes torch use deterministic kernels; the thread count and the dtype are part of the
-config because float sums depend on them.
+``full_determinism`` makes torch use deterministic kernels (on CUDA also deterministic cuBLAS and cuDNN);
+the thread count and the dtype are part of the config because float sums depend on them. A GPU run is
+reproducible on the same GPU model, driver and library versions, and differs from a CPU run at rounding
+level (other kernels, other summation orders).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import shutil
@@ -42,7 +46,10 @@ from typing import Any
 import polars as pl
 
 from bongain.config import posttrain_size_problem
+from bongain.preflight import check_job, posttrain_needs
 from bongain.schemas import POSTTRAIN_LOG
+
+logger = logging.getLogger("bongain.posttrain")
 
 
 class TrainingDiverged(RuntimeError):
@@ -105,6 +112,19 @@ def labelled_positions_only() -> Iterator[None]:
         trl_utils._use_triton = saved
 
 
+def training_device(device: str) -> str:
+    """The torch device of a training job: ``cuda`` for ``posttrain.device: gpu`` when the job sees a CUDA
+    device (bongain.preflight refuses a GPU job without one unless BONGAIN_PREFLIGHT says otherwise),
+    else ``cpu``."""
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"config key 'posttrain.device': {device!r} is not cpu or gpu")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def lora_config(lora: Mapping[str, Any]) -> Any:
     from peft import LoraConfig
 
@@ -152,18 +172,26 @@ def train_adapter(
     adapter_dir: str | Path,
     model: str,
     dtype: str = "float32",
+    device: str = "cpu",
     all_positions: bool = False,
 ) -> pl.DataFrame:
     """Train the adapter of (``model``, ``recipe``) from the checkpoint at ``start_path`` on ``data``
     (POSTTRAIN_DATA rows) with base weights in ``dtype``; write it to ``adapter_dir`` atomically; return the
-    training log. ``all_positions`` scores every position as TRL does on CPU (only to check
-    :func:`labelled_positions_only` against)."""
+    training log.
+
+    ``device`` is ``posttrain.device``: ``cpu``, or ``gpu`` (a GPU job: first the pre-flight check of the
+    GPU it got, then training on CUDA; see :func:`training_device`). ``all_positions`` scores every
+    position as TRL does on CPU (only to check :func:`labelled_positions_only` against).
+    """
     import torch
     from datasets import Dataset
     from transformers import set_seed
 
     kind = recipe_cfg["kind"]
     check_enough_examples(recipe, recipe_cfg, data.height, "the training data")
+    check_job(posttrain_needs(model, device, start_path, dtype))
+    torch_device = training_device(device)
+    logger.info("posttrain.device %s: training %s/%s on %s", device, model, recipe, torch_device)
     torch.set_num_threads(threads)
     seed = recipe_cfg["seed"]
     set_seed(seed, deterministic=True)
@@ -188,7 +216,7 @@ def train_adapter(
         seed=seed,
         data_seed=seed,
         full_determinism=True,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=torch_device == "cpu",  # never a GPU the job was not meant to use
         bf16=False,
         fp16=False,
         dataloader_num_workers=0,

@@ -8,7 +8,8 @@ formats the prompts (:mod:`bongain.sampling.prompts`), picks the backend
 (:mod:`bongain.sampling.backends`) and writes finished batches under ``.<output>.partial/`` so that a
 killed job resumes where it stopped (:mod:`bongain.sampling.shards`); a split whose output was already
 written before the kill comes back from its checkpoints, since they are removed only once every output
-of the job is written (:func:`finish`).
+of the job is written (:func:`finish`). Before a model is loaded, a GPU job checks that it got the GPUs its
+config needs (:func:`bongain.preflight.check_job`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from bongain.preflight import check_job, sample_needs
 from bongain.sampling.backends import Backend, load_backend
 from bongain.sampling.loop import SamplingParams, completions_frame
 from bongain.sampling.prompts import format_prompt, stop_strings, tokenize_prompt
@@ -68,6 +70,7 @@ def sample_split(
         tasks = tasks.slice(start, stop - start)
     params = sampling_params(method, sampling)
     if backend is None:
+        check_job(sample_needs(cell["model"], model_cfg, manifest))
         backend = load_backend(manifest, model_cfg, params.seed, cell["model"])
     spec = TaskSpec.from_config(dict(task_cfg))
     exemplars = fewshot_exemplars(cell["task"], spec, sizes["exemplars"], split_seed)
@@ -119,6 +122,7 @@ def sample_cell(
     if set(tasks) != set(outputs):
         raise ValueError(f"splits of tasks {sorted(tasks)} and outputs {sorted(outputs)} differ")
     if backend is None:
+        check_job(sample_needs(cell["model"], model_cfg, manifest))
         backend = load_backend(manifest, model_cfg, sampling["seed"], cell["model"])
     reused = {}
     for split, output in outputs.items():

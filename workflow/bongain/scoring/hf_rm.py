@@ -163,11 +163,17 @@ def _device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _load_kwargs(opts: Mapping[str, Any]) -> dict[str, Any]:
+def _source(opts: Mapping[str, Any], snapshot: str | None) -> tuple[str, str | None]:
+    """(what to load, its revision): the downloaded snapshot folder of a hub RM (no revision: the folder
+    is that commit), else the block's ``model`` at its ``revision``."""
+    return (snapshot, None) if snapshot else (opts["model"], opts["revision"])
+
+
+def _load_kwargs(opts: Mapping[str, Any], revision: str | None) -> dict[str, Any]:
     import torch
 
     kw: dict[str, Any] = {
-        "revision": opts["revision"],
+        "revision": revision,
         "dtype": getattr(torch, opts["dtype"]),
         "trust_remote_code": bool(opts["trust_remote_code"]),  # only when the config says so
     }
@@ -194,17 +200,20 @@ class HFSequenceClassifierRM:
     max_tokens: int | None = None  # longer inputs are not scored (bongain.scoring.registry.score_split)
 
     @classmethod
-    def load(cls, cfg: Mapping[str, Any], questions: Mapping[str, str]) -> HFSequenceClassifierRM:
+    def load(
+        cls, cfg: Mapping[str, Any], questions: Mapping[str, str], snapshot: str | None = None
+    ) -> HFSequenceClassifierRM:
+        """The RM of a complete scorer block (``reward_models.<name>``), from its downloaded ``snapshot``
+        folder when there is one (bongain.hub.snapshot_path)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         opts = cfg
-        kw = _load_kwargs(opts)
+        source, revision = _source(opts, snapshot)
+        kw = _load_kwargs(opts, revision)
         tok = AutoTokenizer.from_pretrained(
-            opts["model"], revision=opts["revision"], trust_remote_code=kw["trust_remote_code"]
+            source, revision=revision, trust_remote_code=kw["trust_remote_code"]
         )
-        model = load_with_head(
-            AutoModelForSequenceClassification, opts["model"], kw, "sequence-classification"
-        )
+        model = load_with_head(AutoModelForSequenceClassification, source, kw, "sequence-classification")
         model.to(_device(opts["device"])).eval()
         return cls(
             model=model,
@@ -253,16 +262,20 @@ class HFProcessRM:
     max_tokens: int | None = None  # longer inputs are not scored (bongain.scoring.registry.score_split)
 
     @classmethod
-    def load(cls, cfg: Mapping[str, Any], questions: Mapping[str, str]) -> HFProcessRM:
+    def load(
+        cls, cfg: Mapping[str, Any], questions: Mapping[str, str], snapshot: str | None = None
+    ) -> HFProcessRM:
+        """As :meth:`HFSequenceClassifierRM.load`."""
         from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer
 
         opts = cfg
-        kw = _load_kwargs(opts)
+        source, revision = _source(opts, snapshot)
+        kw = _load_kwargs(opts, revision)
         tok = AutoTokenizer.from_pretrained(
-            opts["model"], revision=opts["revision"], trust_remote_code=kw["trust_remote_code"]
+            source, revision=revision, trust_remote_code=kw["trust_remote_code"]
         )
         config = AutoConfig.from_pretrained(
-            opts["model"], revision=opts["revision"], trust_remote_code=kw["trust_remote_code"]
+            source, revision=revision, trust_remote_code=kw["trust_remote_code"]
         )
         archs = getattr(config, "architectures", None) or []
         # in-library token classifiers load by class; Qwen2.5-Math-PRM ships remote code for AutoModel
@@ -272,9 +285,9 @@ class HFProcessRM:
             else AutoModel
         )
         model = (
-            load_with_head(auto, opts["model"], kw, "token-classification")
+            load_with_head(auto, source, kw, "token-classification")
             if auto is AutoModelForTokenClassification
-            else auto.from_pretrained(opts["model"], **kw)
+            else auto.from_pretrained(source, **kw)
         )
         model.to(_device(opts["device"])).eval()
         check_prm_head(model, step_tag_id(tok, opts["step_tag"]), opts["model"])

@@ -45,21 +45,28 @@ def _offline(cfg: Mapping[str, Any], *, verifier_table: pl.DataFrame | None, **_
 
 
 def _hf(class_name: str) -> Callable[..., Verifier]:
-    def build(cfg: Mapping[str, Any], *, questions: Mapping[str, str], **_: Any) -> Verifier:
+    def build(
+        cfg: Mapping[str, Any], *, questions: Mapping[str, str], snapshot: str | None = None, **_: Any
+    ) -> Verifier:
         from bongain.scoring import hf_rm
 
-        return getattr(hf_rm, class_name).load(cfg, questions)
+        return getattr(hf_rm, class_name).load(cfg, questions, snapshot)
 
     return build
 
 
 def _vllm(class_name: str) -> Callable[..., Verifier]:
     def build(
-        cfg: Mapping[str, Any], *, questions: Mapping[str, str], engine: Any | None = None, **_: Any
+        cfg: Mapping[str, Any],
+        *,
+        questions: Mapping[str, str],
+        engine: Any | None = None,
+        snapshot: str | None = None,
+        **_: Any,
     ) -> Verifier:
         from bongain.scoring import vllm_rm
 
-        llm = engine if engine is not None else vllm_rm.make_pooling_engine(cfg)
+        llm = engine if engine is not None else vllm_rm.make_pooling_engine(cfg, snapshot)
         return getattr(vllm_rm, class_name).from_config(cfg, questions, llm)
 
     return build
@@ -99,16 +106,20 @@ def make_scorer(
     verifier_table: pl.DataFrame | None = None,
     questions: Mapping[str, str] | None = None,
     engine: Any | None = None,
+    snapshot: str | None = None,
 ) -> Verifier:
     """The scorer named by a complete scorer block (an entry of ``reward_models``).
 
     ``offline_logistic`` needs the trained ``verifier_table``; every pretrained kind needs ``questions``
-    (prompt_id -> question text); ``engine`` lets a vLLM kind reuse an existing ``LLM``.
+    (prompt_id -> question text); ``engine`` lets a vLLM kind reuse an existing ``LLM``; ``snapshot`` is
+    the folder a hub RM was downloaded to (its download record), loaded instead of repo and revision.
     """
     entry = scorer_kind(cfg)
     if not entry.trained and questions is None:
         raise ValueError(f"reward-model kind {cfg['kind']!r} needs the question texts (tasks table)")
-    return entry.build(cfg, verifier_table=verifier_table, questions=questions, engine=engine)
+    return entry.build(
+        cfg, verifier_table=verifier_table, questions=questions, engine=engine, snapshot=snapshot
+    )
 
 
 def is_trained(cfg: Mapping[str, Any], key: str = "reward_models.<name>") -> bool:
@@ -152,13 +163,21 @@ def score_split(
     verifier_table: pl.DataFrame | None = None,
     tasks: pl.DataFrame | None = None,
     rm: str = "verifier",
+    snapshot: str | None = None,
 ) -> pl.DataFrame:
     """The scores table of one split: a reward per sample from the scorer block ``cfg`` of reward model
-    ``rm`` (its name under ``reward_models``, the ``rm`` column); row order kept."""
+    ``rm`` (its name under ``reward_models``, the ``rm`` column); row order kept. ``snapshot``: the
+    downloaded folder of a hub RM (see :func:`make_scorer`). A reward model on GPUs first checks that the
+    job got them (:func:`bongain.preflight.check_job`)."""
+    from bongain.hub import is_local_folder
+    from bongain.preflight import check_job, score_needs
+
+    local = snapshot or (cfg["model"] if cfg["model"] and is_local_folder(cfg["model"]) else None)
+    check_job(score_needs(cfg, score_gpus(cfg), local, key=f"reward_models.{rm}"))
     questions = None
     if tasks is not None:
         questions = dict(zip(tasks["prompt_id"].to_list(), tasks["question"].to_list(), strict=True))
-    scorer = make_scorer(cfg, verifier_table=verifier_table, questions=questions)
+    scorer = make_scorer(cfg, verifier_table=verifier_table, questions=questions, snapshot=snapshot)
     too_long = too_long_mask(scorer, samples)
     rewards = np.full(samples.height, np.nan)
     if not too_long.all():

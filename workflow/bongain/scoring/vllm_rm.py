@@ -44,46 +44,49 @@ HEAD_SUFFIXES = {
 }
 
 
-def check_head(cfg: Mapping[str, Any], kind: str) -> None:
+def check_head(cfg: Mapping[str, Any], kind: str, snapshot: str | None = None) -> None:
     """Refuse, before an engine starts, a checkpoint whose architecture has no head for ``kind``.
 
     vLLM would serve a causal LM as a pooling model by converting it (an embedding model, or a classifier
     whose head it cannot find), which fails late or scores with the wrong head."""
     from transformers import AutoConfig
 
+    source = snapshot or cfg["model"]
     try:
         config = AutoConfig.from_pretrained(
-            cfg["model"], revision=cfg["revision"], trust_remote_code=bool(cfg["trust_remote_code"])
+            source,
+            revision=None if snapshot else cfg["revision"],
+            trust_remote_code=bool(cfg["trust_remote_code"]),
         )
     except (OSError, ValueError) as err:
         key = "reward_models.<name>.model"
-        raise ValueError(f"config key '{key}': cannot read {cfg['model']}: {err}") from err
+        raise ValueError(f"config key '{key}': cannot read {source}: {err}") from err
     archs = list(getattr(config, "architectures", None) or [])
     if not any(a.endswith(HEAD_SUFFIXES[kind]) for a in archs):
         raise ValueError(
-            f"config key 'reward_models.<name>.model': {cfg['model']} declares architectures {archs}, which "
+            f"config key 'reward_models.<name>.model': {source} declares architectures {archs}, which "
             f"have no {'sequence' if kind == 'vllm_classify' else 'per-token'}-classification head; {kind} "
             f"needs a checkpoint whose architecture ends in {' or '.join(HEAD_SUFFIXES[kind])}"
         )
 
 
-def make_pooling_engine(cfg: Mapping[str, Any], *, enforce_eager: bool | None = None) -> Any:
-    """``vllm.LLM`` in pooling mode for a reward model (the only vLLM constructor call of this module).
+def pooling_engine_kwargs(
+    cfg: Mapping[str, Any], snapshot: str | None = None, *, enforce_eager: bool | None = None
+) -> dict[str, Any]:
+    """Arguments of ``vllm.LLM`` for a reward model: its downloaded ``snapshot`` folder when there is one
+    (bongain.hub.snapshot_path; no revision: the folder is that commit), else the block's ``model`` at its
+    ``revision``.
 
     On vLLM's CPU build the KV cache is sized explicitly (``gpu_memory_utilization`` would be a fraction
     of the machine's RAM, see :func:`bongain.sampling.vllm.engine_kwargs`). ``enforce_eager`` (default:
     the block's ``enforce_eager``) skips torch.compile and CUDA graphs: the engine starts in seconds."""
-    import vllm
-
-    from bongain.sampling.vllm import CPU_KV_CACHE_GIB, engine_is_cpu, root_cause
+    from bongain.sampling.vllm import CPU_KV_CACHE_GIB, engine_is_cpu
 
     opts = cfg
-    kind = opts.get("kind", "vllm_classify")
-    check_head(opts, kind)
     kw: dict[str, Any] = {
-        "model": opts["model"],
+        "model": snapshot or opts["model"],
         "runner": "pooling",
-        "revision": opts["revision"],
+        "revision": None if snapshot else opts["revision"],
         "dtype": opts["dtype"],
         "trust_remote_code": bool(opts["trust_remote_code"]),
         "tensor_parallel_size": int(opts["tensor_parallel_size"]),
@@ -96,11 +99,25 @@ def make_pooling_engine(cfg: Mapping[str, Any], *, enforce_eager: bool | None = 
         kw["max_model_len"] = int(opts["max_model_len"])
     if engine_is_cpu():
         kw["kv_cache_memory_bytes"] = int(CPU_KV_CACHE_GIB * 2**30)
+    return kw
+
+
+def make_pooling_engine(
+    cfg: Mapping[str, Any], snapshot: str | None = None, *, enforce_eager: bool | None = None
+) -> Any:
+    """``vllm.LLM`` in pooling mode for a reward model (the only vLLM constructor call of this module),
+    after :func:`check_head`."""
+    import vllm
+
+    from bongain.sampling.vllm import root_cause
+
+    check_head(cfg, cfg.get("kind", "vllm_classify"), snapshot)
+    kw = pooling_engine_kwargs(cfg, snapshot, enforce_eager=enforce_eager)
     try:
         return vllm.LLM(**kw)
     except Exception as err:  # vLLM raises ValueError, RuntimeError, pydantic errors, ...
         raise ValueError(
-            f"config key 'reward_models.<name>.model': vLLM could not load {opts['model']}: {root_cause(err)}"
+            f"config key 'reward_models.<name>.model': vLLM could not load {kw['model']}: {root_cause(err)}"
         ) from err
 
 
