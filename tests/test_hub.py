@@ -136,10 +136,13 @@ def test_hub_model_manifest_points_at_the_downloaded_commit(fake_hub, tmp_path):
 @pytest.mark.parametrize("script", ["sample.py", "score.py", "prepare_model.py"])
 def test_compute_scripts_go_offline_before_any_other_import(repo, script):
     """huggingface_hub reads HF_HUB_OFFLINE when imported: the compute jobs' scripts call offline_jobs
-    before they import anything that may import it."""
+    before they import anything that may import it (in ``main()`` where the script has one: vLLM's spawned
+    engine core reruns the file, so those scripts do everything inside it)."""
     import ast
 
     body = ast.parse((repo / "workflow" / "scripts" / script).read_text()).body
+    mains = [n for n in body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    body = mains[0].body if mains else body
     body = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
     imports = [i for i, n in enumerate(body) if isinstance(n, ast.Import | ast.ImportFrom)]
     call = next(

@@ -90,7 +90,7 @@ def test_unknown_recipe_kind_names_the_key(cfg):
 
 def test_recipe_named_none_is_refused(cfg):
     cfg["posttrain"]["recipes"]["none"] = {"kind": "sft", "method": "base"}
-    assert "config key 'posttrain.recipes'" in error_of(cfg)
+    assert "config key 'posttrain.recipes.none': a reserved name" in error_of(cfg)
 
 
 def test_recipe_starting_from_a_missing_checkpoint_names_init(cfg):

@@ -31,9 +31,9 @@ def test_passive_openmp_refuses_once_torch_is_loaded():
 
 
 def test_sample_scripts_set_the_policy_before_torch():
-    """The rule scripts of the sample stage call it before their first torch import."""
+    """The rule scripts of the sample stage call it before their first torch import (inside ``main()``)."""
     for name in ("sample.py", "sample_cell.py"):
-        lines = (REPO / "workflow" / "scripts" / name).read_text().splitlines()
+        lines = [line.strip() for line in (REPO / "workflow" / "scripts" / name).read_text().splitlines()]
         call = lines.index("passive_openmp()  # before anything imports torch")
         torch_lines = [i for i, line in enumerate(lines) if line.startswith(("import torch", "from torch"))]
         first_torch = min(torch_lines)

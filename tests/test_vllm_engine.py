@@ -309,8 +309,10 @@ def bf16_spread(ref32: np.ndarray, ref16: np.ndarray) -> float:
 
 def two_bf16_tolerance(ref32: np.ndarray, ref16: np.ndarray) -> float:
     """The tolerance between two bf16 computations of the same numbers (vLLM's and HF's, or HF batched
-    and alone): each lies within the bf16 spread of float32, so by the triangle inequality they differ
-    by at most twice the spread. Measured on the same tokens, not picked by hand."""
+    and alone): twice HF's measured bf16-vs-float32 spread on the same inputs (the triangle inequality,
+    if each lies within that spread of float32), not picked by hand. Where the other computation uses
+    other kernels (vLLM's), its own spread can be larger: the per-token logprobs are therefore checked
+    against float32 directly (:func:`within_bf16_error`)."""
     return 2 * bf16_spread(ref32, ref16)
 
 
@@ -519,26 +521,33 @@ def test_sample_rule_with_backend_vllm(repo, engines, checkpoints, default_confi
 # ------------------------------------------------------------------ per-token logprobs, both models
 
 
+def within_bf16_error(got: np.ndarray, ref32: np.ndarray, ref16: np.ndarray) -> bool:
+    """Whether ``got`` (a bf16 computation of other kernels) is as close to the float32 reference as HF's
+    own bf16 forward is, within a factor 2, both in the worst token and in the median token. The float32
+    forward is the reference: two bf16 computations need not be close to each other by more than each is
+    close to it, and the median keeps a systematic offset from hiding under one bad token's bound."""
+    dev, spread = np.abs(got - ref32), np.abs(ref16 - ref32)
+    return bool(dev.max() <= 2 * spread.max() and np.median(dev) <= 2 * np.median(spread))
+
+
 @pytest.mark.parametrize("key", [SMOL, GEMMA])
 def test_token_logprobs_equal_hf_teacher_forced(key, direct):
     """vLLM's logprob of every sampled token is the raw (T = 1, full vocabulary) log-probability HF gives
     the same token teacher-forced: vLLM (bf16) is as close to HF's float32 forward as HF's own bf16
-    forward is. The criterion rejects the T = 0.7 log-probabilities of the same tokens (what vLLM's
-    processed logprobs would be), so it can fail."""
+    forward is, within a factor 2 (:func:`within_bf16_error`). The criterion rejects the T = 0.7
+    log-probabilities of the same tokens (what vLLM's processed logprobs would be), so it can fail."""
     _, rows, refs = direct(key)
     got = np.concatenate([lp for *_, lp in rows])
     lp32, lp16 = flat(refs, "float32", "logprob"), flat(refs, "bfloat16", "logprob")
-    tol = two_bf16_tolerance(lp32, lp16)
-    dev = np.abs(got - lp16)
     print(
         f"MEASURE logprob {key}: {got.size} tokens, HF bf16-vs-fp32 max {bf16_spread(lp32, lp16):.4g} median "
         f"{np.median(np.abs(lp16 - lp32)):.3g}; vLLM-vs-fp32 max {np.abs(got - lp32).max():.4g} median "
-        f"{np.median(np.abs(got - lp32)):.3g}; vLLM-vs-HF-bf16 max {dev.max():.4g} (tolerance {tol:.4g})"
+        f"{np.median(np.abs(got - lp32)):.3g}"
     )
-    assert got.size == lp32.size >= 64 and 0 < tol < 1
-    assert dev.max() <= tol, (dev.max(), tol)
+    assert got.size == lp32.size >= 64 and 0 < bf16_spread(lp32, lp16) < 0.5
+    assert within_bf16_error(got, lp32, lp16)
     # the negative control: the same tokens' log-probabilities at the sampling temperature
-    assert np.abs(flat(refs, "float32", "tempered") - lp16).max() > tol
+    assert not within_bf16_error(flat(refs, "float32", "tempered"), lp32, lp16)
 
 
 def test_prompts_reach_vllm_as_the_backend_tokenized_them(engines, checkpoints, default_config):

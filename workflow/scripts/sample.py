@@ -3,9 +3,10 @@
 
 def main() -> None:
     from bongain.hub import offline_jobs
-    from bongain.threads import passive_openmp
 
     offline_jobs(snakemake.config["hub"]["cache"])  # noqa: F821  (before anything imports huggingface_hub)
+    from bongain.threads import passive_openmp
+
     if snakemake.params.model["backend"] != "vllm":  # noqa: F821  (vLLM keeps its own OpenMP settings)
         passive_openmp()  # before anything imports torch
     import torch
