@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 
 import polars as pl
@@ -156,3 +156,87 @@ def preference_pairs(
     rng.shuffle(pairs)
     reps = -(-n_pairs // len(pairs))
     return (pairs * reps)[:n_pairs]
+
+
+def available_pairs(data: pl.DataFrame) -> int:
+    """Distinct (chosen, rejected) pairs :func:`preference_pairs` draws from: the incorrect rows of the
+    questions that also have a correct row."""
+    per_q = data.group_by("question").agg(good=pl.col("correct").sum(), bad=(~pl.col("correct")).sum())
+    return int(per_q.filter(pl.col("good") > 0)["bad"].sum())
+
+
+def check_pairs(data: pl.DataFrame, n_pairs: int, key: str) -> None:
+    """Refuse training data that cannot feed ``n_pairs`` distinct pairs (``steps x train_batch_size``):
+    no correct row, no incorrect row, or too few distinct (question, wrong answer) pairs; the message names
+    the config keys of block ``key`` (``reward_models.<name>``)."""
+    n_good = int(data["correct"].sum()) if data.height else 0
+    n_bad = data.height - n_good
+    if n_good == 0 or n_bad == 0:
+        raise OrmDataError(
+            f"config key '{key}': the training data has {n_good} correct and {n_bad} incorrect rows; "
+            f"the pairwise loss needs both (set {key}.negatives >= 1 on tasks whose answers have near "
+            "misses: number, choice, or math with a numeric gold)"
+        )
+    have = available_pairs(data)
+    if have < n_pairs:
+        raise OrmDataError(
+            f"config key '{key}.steps': {key}.steps x {key}.train_batch_size = {n_pairs} pairs, but the "
+            f"training data has only {have} distinct (correct, incorrect) pairs on "
+            f"{data['question'].n_unique()} distinct questions; raise {key}.max_questions_per_task or "
+            f"{key}.negatives, or lower {key}.steps or {key}.train_batch_size"
+        )
+
+
+def check_disjoint(data: pl.DataFrame, tables: Mapping[str, pl.DataFrame], key: str) -> None:
+    """Refuse training rows whose question (or prompt id) is also in one of ``tables`` (label -> TASKS
+    frame: the validation and test split tables), naming the table and the first shared question."""
+    questions = set(data["question"].to_list())
+    ids = set(data["prompt_id"].to_list())
+    for label, table in tables.items():
+        shared = sorted(questions & set(table["question"].to_list()))
+        shared_ids = sorted(ids & set(table["prompt_id"].to_list()))
+        if shared or shared_ids:
+            raise OrmDataError(
+                f"config key '{key}': {len(shared)} training question(s) ({len(shared_ids)} prompt id(s)) "
+                f"of the reward model are also in {label}, e.g. {(shared or shared_ids)[0]!r}"
+            )
+
+
+def training_data(
+    questions: pl.DataFrame,
+    tables: Mapping[str, pl.DataFrame],
+    *,
+    negatives: int,
+    seed: int,
+    n_pairs: int,
+    key: str,
+) -> pl.DataFrame:
+    """The reward model's training rows (ORM_DATA) from its ``questions`` (TASKS rows carved after every
+    block, :func:`bongain.tasks.splits.questions_after_blocks`): the gold and ``negatives`` near misses
+    of each, checked disjoint from ``tables`` (validation and test) and able to feed ``n_pairs`` pairs."""
+    from bongain.schemas import ORM_DATA
+
+    rows = near_miss_rows(questions, negatives, seed)
+    check_disjoint(rows, tables, key)
+    check_pairs(rows, n_pairs, key)
+    return rows.select(list(ORM_DATA.polars_schema))
+
+
+#: The keys of an ``orm`` block each stage reads (its params: changing any other key reruns nothing).
+DATA_KEYS: tuple[str, ...] = ("max_questions_per_task", "negatives", "seed", "steps", "train_batch_size")
+TRAIN_KEYS: tuple[str, ...] = (
+    "backbone",
+    "steps",
+    "train_batch_size",
+    "learning_rate",
+    "lora_r",
+    "lora_alpha",
+    "max_length",
+    "threads",
+    "seed",
+)
+
+
+def options(block: Mapping[str, object], keys: Sequence[str]) -> dict[str, object]:
+    """The part of a complete ``orm`` block that a stage reads."""
+    return {k: block[k] for k in keys}
