@@ -333,3 +333,70 @@ def test_a_diverging_run_names_the_key_and_keeps_the_old_adapter(tiny_backbone, 
         opts = _opts(**{**TOY, "steps": 1, "max_length": 4})
         train_orm(backbone_path=tiny_backbone, data=_toy_rows(10), opts=opts, rm="orm", adapter_dir=old)
     assert (old / "adapter_model.safetensors").read_bytes() == b"the previous adapter"
+
+
+# --- the rules, in a real Snakemake run ------------------------------------------------------------------
+
+
+def _smk(repo, *args, workdir=None, check=True):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), *args]
+    if workdir is not None:
+        cmd += ["--directory", str(workdir)]
+    res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=1800)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}")
+    return res
+
+
+def _jobs(text: str) -> dict[str, int]:
+    import re
+
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", text, re.M) if m[1] != "total"}
+
+
+@pytest.mark.slow
+def test_orm_rules_end_to_end_cached_and_disjoint(repo, tmp_path) -> None:
+    """The tiny config plus a tiny orm on the real SmolLM2: data, training, merge, one cell scored;
+    the training questions checked against the run's split tables; unrelated changes retrain nothing."""
+    import polars as pl
+    import yaml
+
+    from bongain.io import read_parquet
+
+    cfg = yaml.safe_load((repo / "config" / "test.yaml").read_text())
+    tiny = {"kind": "orm", "max_questions_per_task": 30, "negatives": 1, "steps": 3, "train_batch_size": 4}
+    cfg["reward_models"] = {"verifier": {"kind": "offline_logistic"}, "orm": tiny}
+    path = tmp_path / "orm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    results = tmp_path / "results" / "test"
+    target = "results/test/cells/smollm2-135m/fewshot-t07/add1/test/scores/orm.parquet"
+    config = ["--configfile", str(path)]
+    _smk(repo, "--cores", "2", *config, target, workdir=tmp_path)
+    data = read_parquet(results / "orm" / "orm" / "dataset.parquet", "orm_data")
+    assert set(data["task"]) == {"add1", "deccmp"} and data["correct"].any() and not data["correct"].all()
+    for table in (results / "tasks").glob("*/*.parquet"):  # every split table the run wrote
+        split = read_parquet(table, "tasks")
+        assert not set(data["question"]) & set(split["question"]), table
+    log = read_parquet(results / "orm" / "orm" / "train_log.parquet", "orm_log")
+    assert log["step"].to_list() == [1, 2, 3] and log["threads"].unique().to_list() == [2]
+    scores = read_parquet(tmp_path / target, "scores")
+    samples = read_parquet(results / "cells/smollm2-135m/fewshot-t07/add1/test/samples.parquet", "samples")
+    assert scores.height == samples.height and scores["rm"].unique().to_list() == ["orm"]
+    assert scores["verifier"].unique().to_list() == ["orm"]
+    assert scores.filter(pl.col("score_status") == "ok")["reward"].is_finite().all()
+    # the scoring batch size and another stage's settings are not training inputs: nothing retrains
+    other = {**tiny, "batch_size": 3}
+    cfg2 = {**cfg, "reward_models": {"verifier": {"kind": "offline_logistic"}, "orm": other}}
+    cfg2["statistics"] = {"n_boot": 123}
+    path.write_text(yaml.safe_dump(cfg2))
+    jobs = _jobs(_smk(repo, "-n", "--cores", "1", *config, target, workdir=tmp_path).stdout)
+    assert not {"orm_data", "orm_train", "orm_merge"} & set(jobs), jobs
+    # a training key retrains (and rescores), but rebuilds no data
+    cfg2["reward_models"]["orm"] = {**tiny, "learning_rate": 0.001}
+    path.write_text(yaml.safe_dump(cfg2))
+    jobs = _jobs(_smk(repo, "-n", "--cores", "1", *config, target, workdir=tmp_path).stdout)
+    assert jobs.get("orm_train") == 1 and jobs.get("orm_merge") == 1 and jobs.get("score") == 1
+    assert "orm_data" not in jobs
