@@ -374,7 +374,7 @@ def test_orm_rules_end_to_end_cached_and_disjoint(repo, tmp_path) -> None:
     results = tmp_path / "results" / "test"
     target = "results/test/cells/smollm2-135m/fewshot-t07/add1/test/scores/orm.parquet"
     config = ["--configfile", str(path)]
-    _smk(repo, "--cores", "2", *config, target, workdir=tmp_path)
+    _smk(repo, target, "--cores", "2", *config, workdir=tmp_path)
     data = read_parquet(results / "orm" / "orm" / "dataset.parquet", "orm_data")
     assert set(data["task"]) == {"add1", "deccmp"} and data["correct"].any() and not data["correct"].all()
     for table in (results / "tasks").glob("*/*.parquet"):  # every split table the run wrote
@@ -392,11 +392,11 @@ def test_orm_rules_end_to_end_cached_and_disjoint(repo, tmp_path) -> None:
     cfg2 = {**cfg, "reward_models": {"verifier": {"kind": "offline_logistic"}, "orm": other}}
     cfg2["statistics"] = {"n_boot": 123}
     path.write_text(yaml.safe_dump(cfg2))
-    jobs = _jobs(_smk(repo, "-n", "--cores", "1", *config, target, workdir=tmp_path).stdout)
+    jobs = _jobs(_smk(repo, target, "-n", "--cores", "1", *config, workdir=tmp_path).stdout)
     assert not {"orm_data", "orm_train", "orm_merge"} & set(jobs), jobs
     # a training key retrains (and rescores), but rebuilds no data
     cfg2["reward_models"]["orm"] = {**tiny, "learning_rate": 0.001}
     path.write_text(yaml.safe_dump(cfg2))
-    jobs = _jobs(_smk(repo, "-n", "--cores", "1", *config, target, workdir=tmp_path).stdout)
+    jobs = _jobs(_smk(repo, target, "-n", "--cores", "1", *config, workdir=tmp_path).stdout)
     assert jobs.get("orm_train") == 1 and jobs.get("orm_merge") == 1 and jobs.get("score") == 1
     assert "orm_data" not in jobs
