@@ -68,7 +68,11 @@ def test_dry_run_default_config(repo):
     assert counts["grade"] == 3 * n_cells + n_screened + n_posttrain
     assert counts["features"] == n_cells + n_screened
     n_rms = len(cfg["reward_models"])
-    assert counts["gains"] == counts["score"] == counts["train_verifier"] == n_cells * n_rms
+    kinds = [rm["kind"] for rm in cfg["reward_models"].values()]
+    assert counts["gains"] == counts["score"] == n_cells * n_rms
+    assert counts["train_verifier"] == n_cells * kinds.count("offline_logistic")
+    # a reward model of kind orm is trained once for the study, not per cell
+    assert counts["orm_data"] == counts["orm_train"] == counts["orm_merge"] == kinds.count("orm") >= 1
     assert counts["fit"] == counts["report"] == 1
 
 

@@ -172,6 +172,7 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
             f"config key 'fit.reward_model': {primary!r} is not defined under 'reward_models' "
             f"(defined: {list(config['reward_models'])})"
         )
+    errors += _orm_errors(config)
     for slug, model in config.get("models", {}).items():
         src = model.get("source", {})
         needs = {
@@ -241,6 +242,37 @@ def _posttrain_errors(config: Mapping[str, Any]) -> list[str]:
         problem = posttrain_size_problem(name, recipe, available, what)
         if problem:
             errors.append(f"config key 'splits.posttrain': {problem}")
+    return errors
+
+
+def orm_backbone(config: Mapping[str, Any], name: str) -> str:
+    """The model (a key under ``models``) whose prepared checkpoint reward model ``name`` (kind ``orm``)
+    starts from: its ``backbone``, else the first model."""
+    return config["reward_models"][name]["backbone"] or next(iter(config["models"]))
+
+
+def orm_reward_models(config: Mapping[str, Any]) -> list[str]:
+    """The names of the reward models of kind ``orm`` (trained once per study)."""
+    return [name for name, rm in config["reward_models"].items() if rm["kind"] == "orm"]
+
+
+def _orm_errors(config: Mapping[str, Any]) -> list[str]:
+    errors = []
+    for name in orm_reward_models(config):
+        rm, key = config["reward_models"][name], f"reward_models.{name}"
+        if rm["backbone"] is not None and rm["backbone"] not in config["models"]:
+            errors.append(
+                f"config key '{key}.backbone': {rm['backbone']!r} is not defined under 'models' "
+                f"(defined: {sorted(config['models'])})"
+            )
+        most = rm["max_questions_per_task"] * len(config["tasks"]) * rm["negatives"]
+        need = rm["steps"] * rm["train_batch_size"]
+        if need > most:
+            errors.append(
+                f"config key '{key}.steps': steps x train_batch_size = {need} distinct pairs, but at most "
+                f"max_questions_per_task x tasks x negatives = {most} exist; raise "
+                f"{key}.max_questions_per_task or {key}.negatives, or lower {key}.steps"
+            )
     return errors
 
 

@@ -929,6 +929,45 @@ POSTTRAIN_LOG = TableSchema(
     },
 )
 
+ORM_DATA = TableSchema(
+    name="orm_data",
+    path="results/orm/{rm}/dataset.parquet",
+    description=(
+        "The training rows of an outcome reward model (kind orm), one per (question, completion): per "
+        "question carved after every block of its task (never a split's question), its gold answer "
+        "(correct) and near-miss wrong answers; labels from the grader."
+    ),
+    columns={
+        "task": (pl.String, "task slug"),
+        "prompt_id": (pl.String, "question id (<task>-<position in the seeded source order>)"),
+        "question": (pl.String, "question text (what the reward model reads)"),
+        "completion": (pl.String, "answer as a few-shot policy writes it after 'A:' (leading space)"),
+        "correct": (pl.Boolean, "the grader's label of the completion"),
+        "source": (pl.String, "gold | near_miss"),
+    },
+)
+
+ORM_LOG = TableSchema(
+    name="orm_log",
+    path="results/orm/{rm}/train_log.parquet",
+    description="The training log of an outcome reward model (kind orm): one row per optimizer step.",
+    columns={
+        "rm": (pl.String, "reward-model name (reward_models.<rm>)"),
+        "step": (pl.Int64, "optimizer step, 1-based"),
+        "loss": (pl.Float64, "pairwise loss -log sigmoid(r_chosen - r_rejected), mean over the batch"),
+        "accuracy": (pl.Float64, "share of the batch's pairs with r_chosen > r_rejected"),
+        "margin": (pl.Float64, "mean r_chosen - r_rejected of the batch"),
+        "learning_rate": (pl.Float64, "learning rate of the step"),
+        "grad_norm": (pl.Float64, "gradient norm before clipping (NaN when not logged)"),
+        "pairs_seen": (pl.Int64, "pairs consumed up to this step: step x train_batch_size"),
+        "n_rows": (pl.Int64, "rows in the training data (same in every row)"),
+        "n_questions": (pl.Int64, "distinct questions in the training data (same in every row)"),
+        "wall_s": (pl.Float64, "wall-clock seconds since training started, at the end of the step"),
+        "seed": (pl.Int64, "training seed (same in every row)"),
+        "threads": (pl.Int64, "torch threads (same in every row)"),
+    },
+)
+
 ALL: dict[str, TableSchema] = {
     s.name: s
     for s in (
@@ -942,6 +981,8 @@ ALL: dict[str, TableSchema] = {
         SCALING,
         POSTTRAIN_DATA,
         POSTTRAIN_LOG,
+        ORM_DATA,
+        ORM_LOG,
         FIT_PREDICTIONS,
         FIT_METRICS,
         FIT_COEFFICIENTS,

@@ -14,6 +14,7 @@ from bongain import hub as bhub
 from bongain import slurm as bslurm
 from bongain.fit import screening as bscreen
 from bongain.sampling import backends as bbackends
+from bongain.orm import data as borm_data
 from bongain.posttrain import recipes as bpt_recipes
 from bongain.scoring import registry as bscoring
 
@@ -31,6 +32,8 @@ CELL_DIR = f"{RESULTS}/cells/{CELL}"
 REWARD_MODELS = config["reward_models"]
 PRIMARY_RM = bconf.primary_reward_model(config)
 TRAINED_RMS = [name for name, rm in REWARD_MODELS.items() if bscoring.is_trained(rm)]
+# Reward models trained once per study (kind orm: rules orm_data, orm_train, orm_merge in orm.smk).
+ORM_RMS = bconf.orm_reward_models(config)
 # The splits every evaluated cell samples: validation and test, plus verifier_train when some scorer is
 # trained per cell on it.
 CELL_SPLITS = SPLITS if TRAINED_RMS else ("validation", "test")
@@ -52,6 +55,7 @@ VERSION = {
     "allocation": 1,
     "report": 10,
     "posttrain": 1,
+    "orm": 1,
 }
 
 
@@ -161,6 +165,16 @@ def posttrain_inputs(wildcards):
     }
 
 
+def orm_block(wildcards):
+    """The scorer block of an orm reward model (``{rm}``)."""
+    return REWARD_MODELS[wildcards.rm]
+
+
+def orm_backbone_manifest(wildcards):
+    """The prepared checkpoint an orm reward model (``{rm}``) starts from (its backbone)."""
+    return bpt_recipes.base_manifest(RESULTS, bconf.orm_backbone(config, wildcards.rm))
+
+
 def model_manifest(wildcards):
     """The checkpoint a cell samples: the model as shipped (recipe none) or its post-trained variant."""
     recipe = config["methods"][wildcards.method]["recipe"]
@@ -222,7 +236,7 @@ def shard_files(wildcards):
 
 # Hub checkpoints (every `hub` model, and a pretrained reward model on the hub), fetched by the local rule
 # `download` into the hub cache (`hub.cache` -> HF_HOME); other jobs read it with HF_HUB_OFFLINE=1.
-HUB_DOWNLOADS = bhub.hub_downloads(config, TRAINED_RMS)
+HUB_DOWNLOADS = bhub.hub_downloads(config, TRAINED_RMS + ORM_RMS)
 
 
 wildcard_constraints:

@@ -18,6 +18,10 @@ def main() -> None:
     # a hub RM: the snapshot its download recorded, never repo + revision
     records = list(sm.input.rm_download)
     snapshot = snapshot_path(read_record(records[0]), block["model"]) if records else None
+    if "orm" in inputs:  # a reward model trained for this study: its merged checkpoint, next to the manifest
+        from pathlib import Path
+
+        snapshot = str(Path(inputs["orm"]).parent / "hf")
     where = f" from {snapshot}" if snapshot else ""
     log.info("scoring %d samples with %s (%s)%s", samples.height, rm, block["kind"], where)
     scores = score_split(

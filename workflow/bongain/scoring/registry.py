@@ -5,6 +5,9 @@ scored by each, into ``<split>/scores/<name>.parquet``. A block's ``kind``:
 
 * ``offline_logistic`` (the default) is trained per cell by rule ``train_verifier`` on the labelled
   ``verifier_train`` split (:mod:`bongain.scoring.offline`); the score job reads the trained table;
+* ``orm`` is an outcome reward model trained once per study (rules ``orm_data``, ``orm_train``,
+  ``orm_merge``; :mod:`bongain.orm`); the score job loads its merged checkpoint
+  (``orm/<name>/manifest.json``) as an ``hf_sequence_classification`` model on the CPU in float32;
 * ``hf_sequence_classification`` and ``hf_prm`` run a pretrained reward model with HF transformers
   (:mod:`bongain.scoring.hf_rm`); ``vllm_classify`` and ``vllm_prm`` serve it with vLLM
   (:mod:`bongain.scoring.vllm_rm`); these read the split's tasks table for the question texts.
@@ -36,6 +39,7 @@ class ScorerKind:
     trained: bool  # True: the cell's trained verifier table; False: the split's question texts
     gpus: Callable[[Mapping[str, Any]], int]
     build: Callable[..., Verifier]
+    study_trained: bool = False  # True: trained once per study (orm/<name>/), no `model` in the config
 
 
 def _offline(cfg: Mapping[str, Any], *, verifier_table: pl.DataFrame | None, **_: Any) -> Verifier:
@@ -53,6 +57,36 @@ def _hf(class_name: str) -> Callable[..., Verifier]:
         return getattr(hf_rm, class_name).load(cfg, questions, snapshot)
 
     return build
+
+
+def orm_scorer_block(cfg: Mapping[str, Any], checkpoint: str) -> dict[str, Any]:
+    """The ``hf_sequence_classification`` block that scores with an ``orm`` block's merged
+    ``checkpoint``: on the CPU, in float32 (the dtype it was trained and merged in), its ``batch_size``."""
+    from bongain.config import complete_block
+
+    return complete_block(
+        "reward_models.*",
+        {
+            "kind": "hf_sequence_classification",
+            "model": checkpoint,
+            "device": "cpu",
+            "dtype": "float32",
+            "batch_size": cfg["batch_size"],
+            "max_model_len": cfg["max_model_len"],
+        },
+    )
+
+
+def _orm(
+    cfg: Mapping[str, Any], *, questions: Mapping[str, str], snapshot: str | None = None, **_: Any
+) -> Verifier:
+    from bongain.scoring import hf_rm
+
+    if snapshot is None:
+        raise ValueError("reward-model kind 'orm' needs its merged checkpoint (orm/<name>/manifest.json)")
+    scorer = hf_rm.HFSequenceClassifierRM.load(orm_scorer_block(cfg, snapshot), questions, None)
+    scorer.name = "orm"  # not the checkpoint's path: the scores table does not depend on where results live
+    return scorer
 
 
 def _vllm(class_name: str) -> Callable[..., Verifier]:
@@ -82,6 +116,7 @@ def _vllm_gpus(cfg: Mapping[str, Any]) -> int:
 
 SCORERS: dict[str, ScorerKind] = {
     "offline_logistic": ScorerKind(trained=True, gpus=lambda cfg: 0, build=_offline),
+    "orm": ScorerKind(False, lambda cfg: 0, _orm, study_trained=True),
     "hf_sequence_classification": ScorerKind(False, _hf_gpus, _hf("HFSequenceClassifierRM")),
     "hf_prm": ScorerKind(False, _hf_gpus, _hf("HFProcessRM")),
     "vllm_classify": ScorerKind(False, _vllm_gpus, _vllm("VllmClassifyRM")),
@@ -95,7 +130,7 @@ def scorer_kind(cfg: Mapping[str, Any], key: str = "reward_models.<name>") -> Sc
     kind = cfg["kind"]
     if kind not in SCORERS:
         raise ValueError(f"config key '{key}.kind': unknown kind {kind!r}; known: {sorted(SCORERS)}")
-    if not SCORERS[kind].trained and not cfg["model"]:
+    if not SCORERS[kind].trained and not SCORERS[kind].study_trained and not cfg["model"]:
         raise ValueError(f"config key '{key}.model': required for kind {kind!r}")
     return SCORERS[kind]
 
@@ -122,6 +157,11 @@ def make_scorer(
     )
 
 
+def is_study_trained(cfg: Mapping[str, Any], key: str = "reward_models.<name>") -> bool:
+    """Whether the scorer is trained once per study (kind ``orm``: rules orm_data, orm_train, orm_merge)."""
+    return scorer_kind(cfg, key).study_trained
+
+
 def is_trained(cfg: Mapping[str, Any], key: str = "reward_models.<name>") -> bool:
     """Whether the scorer is trained per cell (rule ``train_verifier`` on the ``verifier_train`` split)."""
     return scorer_kind(cfg, key).trained
@@ -137,8 +177,10 @@ def score_inputs(
 ) -> Callable[[Any], dict[str, str]]:
     """Input function of the ``score`` rule (wildcards model, method, task, split, rm): samples and grades,
     plus the reward model's trained verifier table (``verifier/<rm>.parquet``) or the split's tasks table
-    (pretrained reward models need the question texts)."""
+    (pretrained reward models need the question texts); an ``orm`` also its merged checkpoint's manifest
+    (``orm/<rm>/manifest.json``)."""
     trained = {name: is_trained(cfg, f"reward_models.{name}") for name, cfg in reward_models.items()}
+    per_study = {name: scorer_kind(cfg).study_trained for name, cfg in reward_models.items()}
 
     def inputs(wildcards: Any) -> dict[str, str]:
         cell = f"{results}/cells/{wildcards.model}/{wildcards.method}/{wildcards.task}"
@@ -150,6 +192,8 @@ def score_inputs(
             files["verifier"] = f"{cell}/verifier/{wildcards.rm}.parquet"
         else:
             files["tasks"] = f"{results}/tasks/{wildcards.task}/{wildcards.split}.parquet"
+        if per_study[wildcards.rm]:
+            files["orm"] = f"{results}/orm/{wildcards.rm}/manifest.json"
         return files
 
     return inputs

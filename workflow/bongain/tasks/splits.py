@@ -166,3 +166,28 @@ def fewshot_exemplars(task: str, spec: TaskSpec, k: int, seed: int) -> list[tupl
     sizes = dict.fromkeys(BLOCKS, 0) | {"exemplars": k}
     df = build_splits(task, spec, sizes, seed)["exemplars"]
     return list(zip(df["question"].to_list(), df["gold"].to_list(), strict=True))
+
+
+def questions_after_blocks(
+    task: str, spec: TaskSpec, sizes: Mapping[str, int], seed: int, k: int, block: str = "orm"
+) -> pl.DataFrame:
+    """Up to ``k`` questions of the source that holds the ``test`` block, carved after every block drawn
+    from that source (so never an exemplar, verifier_train, validation, test or posttrain question, and
+    nothing of the other blocks moves), as a TASKS-schema frame whose ``split`` is ``block``.
+
+    Fewer than ``k`` come back when the source has fewer left (a generator's small answer space); the
+    caller decides whether that is enough.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    sizes = _check_sizes(sizes)
+
+    def source(b: str) -> str:
+        if spec.hf_dataset is not None:
+            return spec.hf_dataset.source(b)
+        return f"generator:{spec.generator}" if spec.jsonl is None else dict(spec.jsonl)[b]
+
+    src = source("test")
+    start = sum(sizes[b] for b in BLOCKS if source(b) == src)
+    items = _source_items(task, spec, src, seed)[start : start + k]
+    return _frame(task, block, items, spec.answer_type)
