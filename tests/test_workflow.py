@@ -72,7 +72,8 @@ def test_dry_run_default_config(repo):
     assert counts["gains"] == counts["score"] == n_cells * n_rms
     assert counts["train_verifier"] == n_cells * kinds.count("offline_logistic")
     # a reward model of kind orm is trained once for the study, not per cell
-    assert counts["orm_data"] == counts["orm_train"] == counts["orm_merge"] == kinds.count("orm") >= 1
+    per_study = {counts.get(rule, 0) for rule in ("orm_data", "orm_train", "orm_merge")}
+    assert per_study == {kinds.count("orm")}
     assert counts["fit"] == counts["report"] == 1
 
 
