@@ -162,7 +162,9 @@ def test_no_incorrect_or_too_few_pairs_name_the_keys() -> None:
 def test_config_orm_kind_and_its_errors(repo) -> None:
     from bongain.config import ConfigError, load_config, orm_backbone, validate_config
 
-    cfg = load_config(repo / "config" / "config.yaml")
+    raw = load_config(repo / "config" / "config.yaml")
+    raw["reward_models"] = {"verifier": {}, "orm": {"kind": "orm"}}
+    cfg = validate_config(raw)
     assert cfg["reward_models"]["orm"]["kind"] == "orm" and cfg["reward_models"]["orm"]["model"] is None
     assert orm_backbone(cfg, "orm") == "smollm2-135m"
 
