@@ -264,3 +264,14 @@ def test_gpu_post_training_refused_without_a_cuda_device(monkeypatch, tmp_path):
     assert training_device("gpu") == "cpu" and training_device("cpu") == "cpu"
     with pytest.raises(ValueError, match=r"posttrain\.device"):
         training_device("tpu")
+
+
+def test_unreadable_safetensors_leave_the_weight_size_unknown(tmp_path):
+    """An empty or truncated safetensors file (a placeholder, a partial download) gives no size, so the
+    memory check is left out instead of the pre-flight check crashing the job."""
+    from bongain.preflight import checkpoint_weight_bytes
+
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert checkpoint_weight_bytes(tmp_path, "bfloat16") is None
+    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    assert checkpoint_weight_bytes(tmp_path, "bfloat16") is None

@@ -228,11 +228,15 @@ def _safetensors_bytes(path: Path, dtype_bytes: int | None) -> int:
 def checkpoint_weight_bytes(folder: str | Path, dtype: str) -> int | None:
     """Bytes the checkpoint's weights take in ``dtype``: from the safetensors headers (floating-point
     tensors converted; others, and every tensor for an unknown dtype such as vLLM's ``auto``, as stored),
-    else the size of the PyTorch weight files; None when the folder has neither."""
+    else the size of the PyTorch weight files; None when the folder has neither or a header cannot be read
+    (the memory check is then left out; the pre-flight check never fails a job over its own parsing)."""
     folder = Path(folder)
     files = sorted(folder.glob("*.safetensors"))
     if files:
-        return sum(_safetensors_bytes(f, DTYPE_BYTES.get(dtype)) for f in files)
+        try:
+            return sum(_safetensors_bytes(f, DTYPE_BYTES.get(dtype)) for f in files)
+        except (struct.error, ValueError, KeyError, TypeError):
+            return None  # not a readable safetensors file: size unknown (loading the model will say why)
     bins = sorted(folder.glob("pytorch_model*.bin"))
     return sum(f.stat().st_size for f in bins) or None
 
