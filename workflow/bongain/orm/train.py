@@ -30,6 +30,7 @@ from typing import Any
 import polars as pl
 
 from bongain.orm.data import OrmDataError, check_pairs, preference_pairs
+from bongain.posttrain.merge import save_checkpoint_atomic
 from bongain.posttrain.train import TrainingDiverged, _log_callback, _losses
 from bongain.schemas import ORM_LOG
 
@@ -240,15 +241,7 @@ def merge_orm(backbone: Mapping[str, Any], adapter_dir: str | Path, out_dir: str
     base = load_classifier(backbone["path"], tok, trust)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.config.pad_token_id = tok.pad_token_id
-    dest = out_dir / "hf"
-    tmp = out_dir / ".hf.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    merged.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    dest = save_checkpoint_atomic(merged, tok, out_dir)
     manifest = {
         "path": str(dest.resolve()),
         "dtype": "float32",

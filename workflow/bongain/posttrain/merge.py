@@ -18,6 +18,21 @@ from typing import Any
 from bongain.sampling.models import _torch_dtype
 
 
+def save_checkpoint_atomic(model: Any, tok: Any, out_dir: Path) -> Path:
+    """Save ``model`` and ``tok`` as the plain checkpoint folder ``out_dir/hf``, written under a temporary
+    name and renamed, so a killed job never leaves a half-written checkpoint; return the folder."""
+    dest = out_dir / "hf"
+    tmp = out_dir / ".hf.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest
+
+
 def merge_adapter(start: Mapping[str, Any], adapter_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Merge ``adapter_dir`` into the checkpoint of manifest ``start``; write ``out_dir/hf`` and
     ``out_dir/manifest.json`` (both atomically); return the manifest."""
@@ -31,15 +46,7 @@ def merge_adapter(start: Mapping[str, Any], adapter_dir: str | Path, out_dir: st
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged = merged.to(_torch_dtype(start["dtype"]))
     tok = AutoTokenizer.from_pretrained(start["path"], trust_remote_code=trust)
-    dest = out_dir / "hf"
-    tmp = out_dir / ".hf.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    merged.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    dest = save_checkpoint_atomic(merged, tok, out_dir)
     manifest = {
         "path": str(dest.resolve()),
         "dtype": start["dtype"],
